@@ -1,0 +1,30 @@
+# Every target sets up its own virtual environment in .venv, so a fresh clone needs only python3 (3.11+).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m namewire demo
+
+bench: setup
+	$(PY) -m namewire bench
+
+bench-quick: setup
+	$(PY) -m namewire bench --quick
+
+clean:
+	rm -rf $(VENV) bench/build *.egg-info

@@ -1,0 +1,131 @@
+"""The envelopes a frame body carries, one small immutable class per kind.
+
+On the wire an envelope is an array whose first item is its kind code and whose other items are the
+fields below, in order: ``[2, 17, "plus", [1, 2]]`` is ``Call(id=17, func="plus", args=[1, 2])``.
+Arrays keep frames small and decoding cheap; the field order is part of the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..errors import ProtocolError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Call",
+    "Cancel",
+    "Envelope",
+    "Error",
+    "Hello",
+    "Msg",
+    "Ping",
+    "Pong",
+    "Reply",
+    "from_wire",
+    "to_wire",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class Hello(NamedTuple):
+    """First envelope each side sends: protocol version, node name, extra info (auth, codec)."""
+
+    version: int
+    name: str
+    info: dict[str, Any]
+
+
+class Msg(NamedTuple):
+    """A one-way message; the sender is the name given in the connection's hello."""
+
+    payload: Any
+
+
+class Call(NamedTuple):
+    """Run ``func(*args)`` and answer with a `Reply` or an `Error` carrying the same ``id``."""
+
+    id: int
+    func: str
+    args: list[Any]
+
+
+class Reply(NamedTuple):
+    id: int
+    result: Any
+
+
+class Error(NamedTuple):
+    """A call failed. ``code`` is one of the ``ERROR_*`` codes of `namewire.wire`."""
+
+    id: int
+    code: str
+    type: str
+    message: str
+    traceback: str
+
+
+class Cancel(NamedTuple):
+    """The caller gave up on call ``id``; an async function still running is cancelled."""
+
+    id: int
+
+
+class Ping(NamedTuple):
+    token: int
+
+
+class Pong(NamedTuple):
+    token: int
+
+
+Envelope = Hello | Msg | Call | Reply | Error | Cancel | Ping | Pong
+
+# Kind codes: the first item of every envelope array. Never renumber.
+_KINDS: tuple[type[Any], ...] = (Hello, Msg, Call, Reply, Error, Cancel, Ping, Pong)
+_CODE = {cls: code for code, cls in enumerate(_KINDS)}
+# Expected type of each field, checked on the way in so layers above can trust what they get.
+_FIELD_TYPES: dict[type[Any], tuple[type | tuple[type, ...] | None, ...]] = {
+    Hello: (int, str, dict),
+    Msg: (None,),
+    Call: (int, str, list),
+    Reply: (int, None),
+    Error: (int, str, str, str, str),
+    Cancel: (int,),
+    Ping: (int,),
+    Pong: (int,),
+}
+
+
+def to_wire(envelope: Envelope) -> tuple[Any, ...]:
+    """The array form of ``envelope``, ready for a codec."""
+    return (_CODE[type(envelope)], *envelope)
+
+
+def from_wire(item: Any) -> Envelope:
+    """Build the envelope from its decoded array form; raise `ProtocolError` naming what is wrong."""
+    if not isinstance(item, list | tuple) or not item:
+        raise ProtocolError(f"envelope must be a non-empty array, got {type(item).__name__}")
+    code = item[0]
+    if type(code) is not int or not 0 <= code < len(_KINDS):
+        raise ProtocolError(f"unknown envelope kind {code!r}")
+    cls = _KINDS[code]
+    types = _FIELD_TYPES[cls]
+    if len(item) != len(types) + 1:
+        raise ProtocolError(
+            f"{cls.__name__.lower()} envelope needs {len(types)} fields, got {len(item) - 1}"
+        )
+    for name, expected, value in zip(cls._fields, types, item[1:], strict=True):
+        if expected is not None and not isinstance(value, expected):
+            raise ProtocolError(
+                f"{cls.__name__.lower()} envelope field {name!r} must be "
+                f"{_type_name(expected)}, got {type(value).__name__}"
+            )
+    return cls._make(item[1:])  # type: ignore[no-any-return]
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if isinstance(expected, tuple):
+        return " or ".join(t.__name__ for t in expected)
+    return expected.__name__

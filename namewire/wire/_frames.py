@@ -1,0 +1,82 @@
+"""Length-prefixed frames: 4-byte big-endian body length, then the body.
+
+`FrameDecoder` is fed bytes in any chunking and returns whole frame bodies. The size limit is checked
+from the length prefix, before a single byte of the body is buffered.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from ..errors import ProtocolError
+
+__all__ = ["DEFAULT_MAX_FRAME", "FrameDecoder", "encode_frame", "HEADER_SIZE"]
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+HEADER_SIZE = 4
+_HEADER = Struct(">I")
+_unpack_header = _HEADER.unpack_from
+_pack_header = _HEADER.pack
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Return ``body`` with its length prefix."""
+    return _pack_header(len(body)) + body
+
+
+class FrameDecoder:
+    """Streaming frame decoder (sans-I/O).
+
+    ``feed(data)`` returns the bodies of the frames completed by ``data``, possibly none. A prefix that
+    announces more than ``max_size`` bytes raises `ProtocolError` at once; after that the decoder is
+    unusable, as the stream has lost its framing. ``origin`` is added to error messages (an address).
+    """
+
+    __slots__ = ("_buf", "max_size", "origin")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME, origin: str = "") -> None:
+        if max_size <= 0:
+            raise ValueError(f"max_size must be positive, not {max_size}")
+        self._buf = bytearray()
+        self.max_size = max_size
+        self.origin = origin
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        if buf:
+            buf += data
+            # A view, so that taking a body out of the buffer copies it once, not twice.
+            source: bytes | memoryview = memoryview(buf)
+        else:
+            # Fast path: parse straight from the read, buffering only an incomplete tail.
+            source = data
+        end = len(source)
+        pos = 0
+        frames: list[bytes] = []
+        max_size = self.max_size
+        while end - pos >= HEADER_SIZE:
+            (size,) = _unpack_header(source, pos)
+            if size > max_size:
+                raise self._oversize(size)
+            stop = pos + HEADER_SIZE + size
+            if stop > end:
+                break
+            frames.append(bytes(source[pos + HEADER_SIZE : stop]))
+            pos = stop
+        if isinstance(source, memoryview):
+            source.release()
+            del buf[:pos]
+        elif pos < end:
+            buf += memoryview(data)[pos:]
+        return frames
+
+    def _oversize(self, size: int) -> ProtocolError:
+        where = f" (from {self.origin})" if self.origin else ""
+        return ProtocolError(
+            f"frame of {size} bytes exceeds limit of {self.max_size} bytes{where}"
+        )
