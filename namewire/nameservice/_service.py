@@ -1,0 +1,203 @@
+"""`NameService`: the built-in name service, itself a namewire node (as in the seed).
+
+It keeps name -> registration and function -> providers. A registration lives under a lease: the
+registering node renews it every ttl/3; a lease not renewed within its ttl expires. A lease is also
+released at once when the session that took it closes (process exit, kill -9), so a restarted
+service gets its name back without waiting for the ttl. Nodes that looked a name up (or asked for
+providers of one of its functions) are told when it changes, so their caches drop it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import NameTaken
+from ..node import Caller, Node
+from ..registry import DEFAULT_NAMESERVICE, Registration
+from ..registry._protocol import (
+    EVENT_CHANGED,
+    FN_DEREGISTER,
+    FN_LOOKUP,
+    FN_PROVIDERS,
+    FN_REGISTER,
+    FN_RENEW,
+    FN_SERVICES,
+    NAMESERVICE_NAME,
+)
+from ..transport import Session
+
+__all__ = ["NameService", "Lease"]
+
+log = logging.getLogger("namewire.nameservice")
+
+MIN_TTL = 0.2
+MAX_TTL = 3600.0
+
+
+@dataclass(slots=True)
+class Lease:
+    id: str
+    registration: Registration
+    session: Session
+    ttl: float
+    granted: float
+    expires: float
+
+
+class NameService:
+    """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it."""
+
+    def __init__(self, *, sweep_interval: float = 0.1) -> None:
+        self.node = Node(NAMESERVICE_NAME, call_timeout=None)
+        self._leases: dict[str, Lease] = {}  # by service name
+        self._lease_ids: dict[str, Lease] = {}
+        self._name_watchers: dict[str, set[Session]] = {}
+        self._func_watchers: dict[str, set[Session]] = {}
+        self._tracked: set[Session] = set()
+        self._sweep_interval = sweep_interval
+        for fn, name in (
+            (self._register, FN_REGISTER),
+            (self._renew, FN_RENEW),
+            (self._deregister, FN_DEREGISTER),
+            (self._lookup, FN_LOOKUP),
+            (self._providers, FN_PROVIDERS),
+            (self._services, FN_SERVICES),
+        ):
+            self.node.function(fn, name=name, with_caller=True)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, listen: str = DEFAULT_NAMESERVICE) -> AsyncIterator[NameService]:
+        async with self.node.serve(listen=listen, unix=False, nameservice=None, grace=1.0):
+            sweeper = asyncio.get_running_loop().create_task(self._sweep())
+            try:
+                yield self
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    @property
+    def address(self) -> str:
+        return self.node.addresses[0]
+
+    # -- remote functions ------------------------------------------------------------------------
+
+    def _register(self, caller: Caller, data: dict[str, Any], ttl: float) -> dict[str, Any]:
+        registration = Registration.from_dict(data)
+        ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
+        now = time.monotonic()
+        held = self._leases.get(registration.name)
+        if held is not None and held.session is not caller.session and held.expires > now:
+            raise NameTaken(
+                f"name {registration.name!r} is held by a live service "
+                f"(its lease ends in {held.expires - now:.1f}s unless renewed)"
+            )
+        if held is not None:
+            self._drop(held, notify=False)
+        lease = Lease(secrets.token_hex(8), registration, caller.session, ttl, now, now + ttl)
+        self._leases[registration.name] = lease
+        self._lease_ids[lease.id] = lease
+        self._track(caller.session)
+        old_functions = held.registration.functions if held is not None else ()
+        self._notify(registration.name, set(old_functions) | set(registration.functions))
+        log.info("registered %r at %s", registration.name, ", ".join(registration.addresses))
+        return {"lease": lease.id, "ttl": ttl}
+
+    def _renew(self, caller: Caller, lease_id: str) -> bool:
+        lease = self._lease_ids.get(lease_id)
+        now = time.monotonic()
+        if lease is None or lease.expires <= now:
+            return False
+        lease.expires = now + lease.ttl
+        return True
+
+    def _deregister(self, caller: Caller, lease_id: str) -> None:
+        lease = self._lease_ids.get(lease_id)
+        if lease is not None:
+            log.info("deregistered %r", lease.registration.name)
+            self._drop(lease)
+
+    def _lookup(self, caller: Caller, name: str) -> dict[str, Any] | None:
+        self._watch(self._name_watchers, name, caller.session)
+        lease = self._leases.get(name)
+        return lease.registration.to_dict() if lease is not None else None
+
+    def _providers(self, caller: Caller, func: str) -> list[str]:
+        self._watch(self._func_watchers, func, caller.session)
+        return sorted(n for n, lease in self._leases.items()
+                      if func in lease.registration.functions)
+
+    def _services(self, caller: Caller) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {"registration": lease.registration.to_dict(), "lease_age": now - lease.granted,
+             "ttl": lease.ttl}
+            for _, lease in sorted(self._leases.items())
+        ]
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _drop(self, lease: Lease, *, notify: bool = True) -> None:
+        self._lease_ids.pop(lease.id, None)
+        name = lease.registration.name
+        if self._leases.get(name) is lease:
+            del self._leases[name]
+            if notify:
+                self._notify(name, set(lease.registration.functions))
+
+    def _notify(self, name: str, functions: set[str]) -> None:
+        sessions = set(self._name_watchers.get(name, ()))
+        for func in functions:
+            sessions |= self._func_watchers.get(func, set())
+        notice = {"event": EVENT_CHANGED, "name": name, "functions": sorted(functions)}
+        for session in sessions:
+            session.push(notice)
+
+    def _watch(self, table: dict[str, set[Session]], key: str, session: Session) -> None:
+        table.setdefault(key, set()).add(session)
+        self._track(session)
+
+    def _track(self, session: Session) -> None:
+        """Release the session's leases and watches when it closes."""
+        if session in self._tracked:
+            return
+        self._tracked.add(session)
+        closed = asyncio.ensure_future(session.wait_closed())
+        closed.add_done_callback(lambda _: self._session_gone(session))
+
+    def _session_gone(self, session: Session) -> None:
+        self._tracked.discard(session)
+        for table in (self._name_watchers, self._func_watchers):
+            for key in [k for k, s in table.items() if session in s]:
+                table[key].discard(session)
+                if not table[key]:
+                    del table[key]
+        for lease in [le for le in self._leases.values() if le.session is session]:
+            log.info("%r left (connection closed)", lease.registration.name)
+            self._drop(lease)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            now = time.monotonic()
+            for lease in [le for le in self._leases.values() if le.expires <= now]:
+                log.info("lease of %r expired after %.1fs", lease.registration.name, lease.ttl)
+                self._drop(lease)
+
+
+async def serve_forever(listen: str = DEFAULT_NAMESERVICE, *, ready: asyncio.Event | None = None) -> None:
+    """Run a name service until cancelled (what ``namewire nameservice`` does)."""
+    async with NameService().serve(listen) as service:
+        log.info("name service listening on %s", service.address)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+
+

@@ -1,0 +1,7 @@
+"""`Node`: a named service; connections, calls and the mailbox behind the four functions."""
+
+from ._functions import Caller, RemoteFunction
+from ._mailbox import Mailbox
+from ._node import DEFAULT_CALL_TIMEOUT, Node
+
+__all__ = ["DEFAULT_CALL_TIMEOUT", "Caller", "Mailbox", "Node", "RemoteFunction"]

@@ -1,0 +1,490 @@
+"""`Node`: one named service. Registers itself, resolves others, and hides every connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import traceback
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+from ..errors import (
+    NameNotFound,
+    NamewireError,
+    NoSuchFunction,
+    PeerLost,
+    TransportError,
+)
+from ..registry import (
+    DEFAULT_LEASE_TTL,
+    NameServiceClient,
+    Registration,
+    Registry,
+    default_nameservice,
+    host_id,
+)
+from ..transport import Session, open_stream
+from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call
+from ._functions import Caller, FunctionTable
+from ._listeners import Listeners
+from ._mailbox import Mailbox
+
+__all__ = ["Node", "DEFAULT_CALL_TIMEOUT"]
+
+log = logging.getLogger("namewire.node")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CALL_TIMEOUT = 30.0
+DEFAULT_LISTEN = "tcp://127.0.0.1:0"
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT: Any = _Default()
+
+
+class Node:
+    """A named service: provides remote functions and reaches other services by name.
+
+    Register functions with `function` (sync ``def`` runs inline on the loop, ``async def`` gets a
+    task per call), then ``async with node.serve(...)``. Inside, the seed's four functions work by
+    name alone: `send_msg`, `rpc_call`, `get_remote_func_provider`, `get_msg`; plus `rpc_call_any`.
+
+    ``call_timeout`` is the default timeout of `rpc_call` (None: wait forever); ``mailbox_size`` bounds
+    `get_msg`'s queue (senders wait beyond it); ``codec`` is what this node speaks on connections it
+    opens ("msgpack" or "json"; accepted connections answer in the caller's codec).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        connect_timeout: float = 5.0,
+        mailbox_size: int = 10_000,
+        codec: str = "msgpack",
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError(f"a node needs a non-empty name, not {name!r}")
+        self.name = name
+        self.call_timeout = call_timeout
+        self.connect_timeout = connect_timeout
+        self.codec = codec
+        self.max_frame = max_frame
+        self.functions = FunctionTable()
+        self._mailbox_size = mailbox_size
+        self._mailbox: Mailbox | None = None
+        self._routes: dict[str, Session] = {}
+        self._sessions: set[Session] = set()
+        self._connecting: dict[str, asyncio.Task[Session]] = {}
+        self._registry: Registry | None = None
+        self._listeners: Listeners | None = None
+        self._round_robin: dict[str, int] = {}
+        self._running = False
+        self._stopping = False
+
+    # -- remote functions ------------------------------------------------------------------------
+
+    @overload
+    def function(self, fn: F, /) -> F: ...
+
+    @overload
+    def function(
+        self, *, name: str | None = None, idempotent: bool = False, with_caller: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def function(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        idempotent: bool = False,
+        with_caller: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Register a remote function: ``@node.function`` or ``@node.function(name=..., ...)``.
+
+        ``idempotent=True`` lets `rpc_call_any` retry the call on another provider when the chosen
+        one is lost before answering. ``with_caller=True`` passes a `Caller` (the calling node's name
+        and session) as the first argument. Register before `serve`: the registration sent to the
+        name service lists the functions known then.
+        """
+
+        def add(f: F) -> F:
+            self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            return f
+
+        return add(fn) if fn is not None else add
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def serve(
+        self,
+        *,
+        listen: str | Sequence[str] | None = DEFAULT_LISTEN,
+        unix: bool = True,
+        nameservice: str | None = _DEFAULT,
+        registry: Registry | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        metadata: dict[str, Any] | None = None,
+        grace: float = 5.0,
+    ) -> AsyncIterator[Node]:
+        """Start the node for the duration of the block; see `start` and `stop`."""
+        await self.start(
+            listen=listen,
+            unix=unix,
+            nameservice=nameservice,
+            registry=registry,
+            lease_ttl=lease_ttl,
+            metadata=metadata,
+        )
+        try:
+            yield self
+        finally:
+            await self.stop(grace=grace)
+
+    async def start(
+        self,
+        *,
+        listen: str | Sequence[str] | None = DEFAULT_LISTEN,
+        unix: bool = True,
+        nameservice: str | None = _DEFAULT,
+        registry: Registry | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Listen, connect to the registry and register.
+
+        ``listen``: address URL(s) to accept connections on (port 0 picks one); None for a node that
+        only calls out. ``unix`` adds a unix socket, which same-host peers prefer. ``nameservice``:
+        the name service URL (default ``$NAMEWIRE_NAMESERVICE`` or tcp://127.0.0.1:8010); None for no
+        registry, in which case only peers that connected to us can be reached. ``registry`` plugs in
+        another `Registry` backend instead. Raises `RegistryUnavailable`, `NameTaken`,
+        `TransportError` (cannot listen); on failure nothing is left running.
+        """
+        if self._running:
+            raise RuntimeError(f"node {self.name!r} is already running")
+        self._running = True
+        self._stopping = False
+        self._mailbox = Mailbox(self._mailbox_size)
+        try:
+            if listen is not None:
+                urls = [listen] if isinstance(listen, str) else list(listen)
+                self._listeners = await Listeners.open(self, urls, unix=unix)
+            if registry is None and nameservice is not None:
+                url = default_nameservice() if nameservice is _DEFAULT else nameservice
+                registry = NameServiceClient(url, node_name=self.name, ttl=lease_ttl)
+            if registry is not None:
+                await registry.start()
+                self._registry = registry
+                if self._listeners is not None:
+                    await registry.register(self._registration(metadata or {}))
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Leave cleanly: deregister, stop accepting, let running calls finish within ``grace``
+        seconds, then close every connection (calls still waiting on them get `PeerLost`)."""
+        if not self._running or self._stopping:
+            return
+        self._stopping = True
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            await registry.deregister()
+        if self._listeners is not None:
+            await self._listeners.close()
+        running = [t for s in self._sessions for t in s.running.values()]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for task in self._connecting.values():
+            task.cancel()
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions],
+                               timeout=1.0)
+        if registry is not None:
+            await registry.close()
+        if self._listeners is not None:
+            self._listeners.remove_files()
+            self._listeners = None
+        self._routes.clear()
+        self._running = False
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The URLs this node accepts connections on (empty when it does not listen)."""
+        return self._listeners.addresses if self._listeners is not None else ()
+
+    @property
+    def registry(self) -> Registry | None:
+        return self._registry
+
+    # -- the four functions, and friends ---------------------------------------------------------
+
+    async def send_msg(self, name: str, msg: Any) -> None:
+        """Send ``msg`` to service ``name``; ordered per sender -> receiver.
+
+        Returns once the message is handed to the connection (waiting only while the connection's
+        write buffer is full). Raises `NameNotFound`, `TransportError` (cannot reach), `PeerLost`,
+        `EncodeError`; a message is never dropped silently.
+        """
+        session = self._routes.get(name)
+        if session is None:
+            session = await self._route(name)
+        await session.send_msg(msg)
+
+    async def rpc_call(
+        self, name: str, func: str, *args: Any, timeout: float | None = _DEFAULT
+    ) -> Any:
+        """Call ``func(*args)`` on service ``name`` and return the result.
+
+        Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
+        before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's ``call_timeout``.
+        Cancelling the awaiting task cancels the remote call too.
+        """
+        session = self._routes.get(name)
+        if session is None:
+            session = await self._route(name)
+        return await session.call(func, args, self.call_timeout if timeout is _DEFAULT else timeout)
+
+    async def rpc_call_any(
+        self,
+        func: str,
+        *args: Any,
+        timeout: float | None = _DEFAULT,
+        strategy: Literal["round_robin", "least_pending"] = "round_robin",
+    ) -> Any:
+        """Call ``func`` on any live provider other than this node.
+
+        ``round_robin`` rotates through the providers; ``least_pending`` picks the one with fewest
+        calls of ours waiting. When the chosen provider is lost before answering, the call moves on to
+        another provider only if the function was registered as idempotent; otherwise `PeerLost`.
+        Raises `NoSuchFunction` when nobody provides ``func``.
+        """
+        tried: set[str] = set()
+        while True:
+            providers = [p for p in await self.get_remote_func_provider(func) if p not in tried]
+            if not providers:
+                if tried:
+                    raise PeerLost(f"rpc_call_any({func!r}): every provider was lost ({sorted(tried)})")
+                raise NoSuchFunction(f"rpc_call_any({func!r}): no live service provides it")
+            target = self._choose(func, providers, strategy)
+            registry = self._registry
+            idempotent = registry is not None and func in (await registry.lookup(target)).idempotent
+            try:
+                return await self.rpc_call(target, func, *args, timeout=timeout)
+            except (PeerLost, TransportError):
+                if not idempotent:
+                    raise
+                tried.add(target)
+                log.info("rpc_call_any(%r): %r lost, retrying elsewhere", func, target)
+
+    async def get_remote_func_provider(self, func: str) -> list[str]:
+        """Names of all live services providing ``func``, except this node (sorted)."""
+        registry = self._require_registry(f"get_remote_func_provider({func!r})")
+        return [p for p in await registry.providers(func) if p != self.name]
+
+    async def get_msg(self) -> tuple[str, Any]:
+        """The next ordinary message, as ``(sender_name, msg)``; waits for one."""
+        if self._mailbox is None:
+            raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
+        return await self._mailbox.get()
+
+    # -- SessionHandler --------------------------------------------------------------------------
+
+    def session_opened(self, session: Session) -> None:
+        self._sessions.add(session)
+        assert session.peer_name is not None
+        self._routes.setdefault(session.peer_name, session)
+
+    def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        self._sessions.discard(session)
+        peer = session.peer_name
+        if peer is None or self._routes.get(peer) is not session:
+            return
+        del self._routes[peer]
+        for other in self._sessions:
+            if other.peer_name == peer and other.is_open:
+                self._routes[peer] = other
+                break
+        if self._registry is not None:
+            self._registry.forget(peer)
+
+    def message_received(self, session: Session, payload: Any) -> None:
+        assert self._mailbox is not None and session.peer_name is not None
+        self._mailbox.put(session.peer_name, payload, session)
+
+    def call_received(self, session: Session, call: Call) -> None:
+        entry = self.functions.by_name.get(call.func)
+        if entry is None:
+            provided = ", ".join(self.functions.names()) or "none"
+            session.reply_error(
+                call.id,
+                ERROR_NO_SUCH_FUNCTION,
+                "NoSuchFunction",
+                f"{self.name!r} has no function {call.func!r} (it provides: {provided})",
+            )
+            return
+        args = call.args
+        if entry.with_caller:
+            assert session.peer_name is not None
+            args = [Caller(session.peer_name, session), *args]
+        if entry.is_async:
+            self._start_task(session, call, entry.fn(*args))
+            return
+        try:
+            result = entry.fn(*args)
+        except Exception as exc:
+            _reply_exception(session, call.id, exc)
+            return
+        if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
+            self._start_task(session, call, result)
+            return
+        session.reply(call.id, result)
+
+    def cancel_received(self, session: Session, call_id: int) -> None:
+        task = session.running.get(call_id)
+        if task is not None:
+            task.cancel()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _start_task(self, session: Session, call: Call, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(_answer(session, call.id, coro))
+        session.running[call.id] = task
+        task.add_done_callback(lambda _: session.running.pop(call.id, None))
+
+    def _registration(self, metadata: dict[str, Any]) -> Registration:
+        return Registration(
+            name=self.name,
+            addresses=self.addresses,
+            functions=self.functions.names(),
+            idempotent=self.functions.idempotent_names(),
+            host=host_id(),
+            metadata=metadata,
+        )
+
+    def _require_registry(self, what: str) -> Registry:
+        if self._registry is None:
+            if not self._running:
+                raise RuntimeError(f"{what}: node {self.name!r} is not running")
+            raise NameNotFound(f"{what}: node {self.name!r} has no name service to ask")
+        return self._registry
+
+    def _choose(self, func: str, providers: list[str], strategy: str) -> str:
+        if strategy == "least_pending":
+            def load(p: str) -> int:
+                route = self._routes.get(p)
+                return route.pending_count if route is not None else 0
+
+            return min(providers, key=load)
+        if strategy != "round_robin":
+            raise ValueError(f"unknown strategy {strategy!r}: 'round_robin' or 'least_pending'")
+        turn = self._round_robin.get(func, 0)
+        self._round_robin[func] = turn + 1
+        return providers[turn % len(providers)]
+
+    async def _route(self, name: str) -> Session:
+        """The session to ``name``: look it up and connect once, however many callers ask at once."""
+        if not self._running or self._stopping:
+            raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
+        task = self._connecting.get(name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open_route(name))
+            self._connecting[name] = task
+            task.add_done_callback(lambda t: self._route_settled(name, t))
+        return await asyncio.shield(task)
+
+    def _route_settled(self, name: str, task: asyncio.Task[Session]) -> None:
+        self._connecting.pop(name, None)
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have been cancelled
+
+    async def _open_route(self, name: str) -> Session:
+        registry = self._require_registry(f"no connection to {name!r} and")
+        registration = await registry.lookup(name)
+        if not registration.addresses:
+            raise NameNotFound(f"service {name!r} is registered but accepts no connections")
+        failures = []
+        for url in self._preferred(registration):
+            try:
+                return await self._connect(url, name)
+            except NameNotFound:
+                registry.forget(name)
+                raise
+            except (TransportError, PeerLost, TimeoutError) as exc:
+                failures.append(f"{url}: {exc}")
+        registry.forget(name)
+        raise PeerLost(f"cannot reach {name!r}: " + "; ".join(failures))
+
+    @staticmethod
+    def _preferred(registration: Registration) -> list[str]:
+        """Addresses in the order to try: a unix socket first when the peer is on this host."""
+        same_host = registration.host == host_id()
+        unix = [a for a in registration.addresses if a.startswith("unix://")]
+        others = [a for a in registration.addresses if not a.startswith("unix://")]
+        return unix + others if same_host else others
+
+    async def _connect(self, url: str, name: str) -> Session:
+        def factory() -> Session:
+            return Session(
+                self.name, self, codec=self.codec, max_frame=self.max_frame, origin=url
+            )
+
+        _, protocol = await open_stream(url, factory, timeout=self.connect_timeout)
+        assert isinstance(protocol, Session)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await protocol.wait_open()
+        except TimeoutError:
+            protocol.abort()
+            raise
+        if protocol.peer_name != name:
+            protocol.close()
+            raise NameNotFound(
+                f"{url} is now served by {protocol.peer_name!r}, not {name!r}"
+            )
+        route = self._routes.get(name)
+        if route is None or route.is_closed:
+            self._routes[name] = route = protocol
+        elif route is not protocol:
+            protocol.close()  # a connection from that peer arrived first; keep one per pair
+        return route
+
+
+async def _answer(session: Session, call_id: int, coro: Any) -> None:
+    try:
+        result = await coro
+    except asyncio.CancelledError:
+        raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
+    except Exception as exc:
+        _reply_exception(session, call_id, exc)
+    else:
+        session.reply(call_id, result)
+
+
+def _reply_exception(session: Session, call_id: int, exc: Exception) -> None:
+    kind = type(exc)
+    type_name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}"
+    )
+    if isinstance(exc, NamewireError):
+        type_name = kind.__name__  # namewire's own errors travel by their short public name
+    session.reply_error(
+        call_id,
+        ERROR_REMOTE,
+        type_name,
+        str(exc),
+        "".join(traceback.format_exception(exc)),
+    )

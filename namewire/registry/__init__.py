@@ -1,0 +1,26 @@
+"""Registries: where nodes register themselves and look each other up.
+
+`Registry` is the interface; `NameServiceClient` talks to the built-in name service.
+"""
+
+from ._nameservice_client import NameServiceClient
+from ._records import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_NAMESERVICE,
+    Registration,
+    ServiceInfo,
+    default_nameservice,
+    host_id,
+)
+from ._registry import Registry
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_NAMESERVICE",
+    "NameServiceClient",
+    "Registration",
+    "Registry",
+    "ServiceInfo",
+    "default_nameservice",
+    "host_id",
+]

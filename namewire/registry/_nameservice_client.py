@@ -1,0 +1,256 @@
+"""`NameServiceClient`: the `Registry` backed by namewire's built-in name service.
+
+One session to the name service carries calls (register, renew, lookup, ...) and, the other way,
+change notices for names this client looked up. A background task renews the lease and, when the
+session breaks (name service restart), reconnects with backoff and registers again. Peer-to-peer
+connections of the node do not go through here and keep working meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+from ..errors import (
+    NameNotFound,
+    NameTaken,
+    NamewireError,
+    PeerLost,
+    RegistryUnavailable,
+    RemoteError,
+    TransportError,
+)
+from ..transport import Session, open_stream
+from ..wire import Call
+from ._protocol import (
+    EVENT_CHANGED,
+    FN_DEREGISTER,
+    FN_LOOKUP,
+    FN_PROVIDERS,
+    FN_REGISTER,
+    FN_RENEW,
+    FN_SERVICES,
+)
+from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo
+from ._registry import Registry
+
+__all__ = ["NameServiceClient"]
+
+log = logging.getLogger("namewire.registry")
+
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+
+class NameServiceClient(Registry):
+    """Registry client for the built-in name service at ``url``.
+
+    ``node_name`` is the name this client says hello with. ``ttl`` is the lease asked for; the lease is
+    renewed every ``ttl / 3`` seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_name: str,
+        ttl: float = DEFAULT_LEASE_TTL,
+        connect_timeout: float = 3.0,
+        call_timeout: float = 5.0,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError(f"lease ttl must be positive, not {ttl}")
+        self.url = url
+        self.node_name = node_name
+        self.ttl = ttl
+        self._connect_timeout = connect_timeout
+        self._call_timeout = call_timeout
+        self._session: Session | None = None
+        self._registration: Registration | None = None
+        self._lease: str | None = None
+        self._cache: dict[str, Registration] = {}
+        self._providers: dict[str, list[str]] = {}
+        self._lookups: dict[str, asyncio.Future[Registration]] = {}
+        self._keeper: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    # -- Registry ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = await self._connect()
+        self._keeper = asyncio.get_running_loop().create_task(
+            self._keep_alive(), name=f"namewire.registry({self.url})"
+        )
+
+    async def register(self, registration: Registration) -> None:
+        result = await self._call(FN_REGISTER, registration.to_dict(), self.ttl)
+        self._registration = registration
+        self._lease = str(result["lease"])
+
+    async def deregister(self) -> None:
+        lease, self._lease, self._registration = self._lease, None, None
+        if lease is not None and self._session is not None and self._session.is_open:
+            with contextlib.suppress(NamewireError):
+                await self._call(FN_DEREGISTER, lease)
+
+    async def lookup(self, name: str) -> Registration:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        # Concurrent look-ups of one name share one request.
+        shared = self._lookups.get(name)
+        if shared is None:
+            shared = asyncio.ensure_future(self._lookup(name))
+            self._lookups[name] = shared
+            shared.add_done_callback(lambda _: self._lookups.pop(name, None))
+        return await asyncio.shield(shared)
+
+    async def providers(self, func: str) -> list[str]:
+        cached = self._providers.get(func)
+        if cached is None:
+            names = await self._call(FN_PROVIDERS, func)
+            cached = self._providers[func] = sorted(str(n) for n in names)
+        return list(cached)
+
+    async def services(self) -> list[ServiceInfo]:
+        rows = await self._call(FN_SERVICES)
+        return [
+            ServiceInfo(Registration.from_dict(r["registration"]), float(r["lease_age"]),
+                        float(r["ttl"]))
+            for r in rows
+        ]
+
+    def forget(self, name: str) -> None:
+        self._cache.pop(name, None)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self.deregister()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._session is not None:
+            self._session.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._session.wait_closed(), 1.0)
+
+    # -- SessionHandler (the name service's side of our session) ------------------------------------
+
+    def session_opened(self, session: Session) -> None:
+        pass
+
+    def message_received(self, session: Session, payload: Any) -> None:
+        if isinstance(payload, dict) and payload.get("event") == EVENT_CHANGED:
+            self._cache.pop(str(payload.get("name")), None)
+            for func in payload.get("functions") or ():
+                self._providers.pop(str(func), None)
+
+    def call_received(self, session: Session, call: Call) -> None:
+        session.reply_error(call.id, "no_such_function", "NoSuchFunction",
+                            f"registry client {self.node_name!r} serves no functions")
+
+    def cancel_received(self, session: Session, call_id: int) -> None:
+        pass
+
+    def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        if not self._closing:
+            log.warning("lost the name service at %s (%s); reconnecting", self.url,
+                        reason or "closed")
+        self._cache.clear()
+        self._providers.clear()
+        self._wake.set()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _connect(self) -> Session:
+        try:
+            _, protocol = await open_stream(
+                self.url,
+                lambda: Session(self.node_name, self, origin=self.url),
+                timeout=self._connect_timeout,
+            )
+            assert isinstance(protocol, Session)
+            async with asyncio.timeout(self._connect_timeout):
+                await protocol.wait_open()
+        except (TransportError, PeerLost, TimeoutError) as exc:
+            why = str(exc) or f"no answer within {self._connect_timeout}s"
+            raise RegistryUnavailable(
+                f"cannot reach the name service at {self.url}: {why} "
+                "(start one with `namewire nameservice`)"
+            ) from None
+        return protocol
+
+    async def _call(self, func: str, *args: Any) -> Any:
+        session = self._session
+        if session is None or session.is_closed:
+            raise RegistryUnavailable(f"name service at {self.url} unreachable (reconnecting)")
+        try:
+            return await session.call(func, args, self._call_timeout)
+        except RemoteError as exc:
+            if exc.remote_type == "NameTaken":
+                raise NameTaken(exc.remote_message) from None
+            raise
+        except (PeerLost, TimeoutError) as exc:
+            raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None
+
+    async def _lookup(self, name: str) -> Registration:
+        data = await self._call(FN_LOOKUP, name)
+        if data is None:
+            raise NameNotFound(f"no service named {name!r} (name service {self.url})")
+        registration = Registration.from_dict(data)
+        self._cache[name] = registration
+        return registration
+
+    async def _keep_alive(self) -> None:
+        """Renew the lease every ttl/3; after losing the name service, reconnect and re-register."""
+        backoff = _BACKOFF_FIRST
+        while True:
+            session = self._session
+            if session is None or session.is_closed:
+                try:
+                    self._session = await self._connect()
+                except RegistryUnavailable:
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    continue
+                backoff = _BACKOFF_FIRST
+                log.info("reconnected to the name service at %s", self.url)
+                await self._register_again()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ttl / 3):
+                    await self._wake.wait()
+            if self._registration is not None and session.is_open:
+                if self._lease is None:
+                    await self._register_again()
+                else:
+                    await self._renew()
+
+    async def _renew(self) -> None:
+        try:
+            alive = await self._call(FN_RENEW, self._lease)
+        except RegistryUnavailable:
+            return  # the keeper reconnects
+        if not alive:
+            log.warning("lease of %r expired at the name service; registering again",
+                        self.node_name)
+            await self._register_again()
+
+    async def _register_again(self) -> None:
+        registration = self._registration
+        if registration is None:
+            return
+        try:
+            await self.register(registration)
+        except NameTaken as exc:
+            # Someone took the name while we were away; the keeper tries again each period.
+            self._lease = None
+            log.error("cannot register again: %s", exc)
+        except RegistryUnavailable:
+            pass

@@ -1,0 +1,332 @@
+"""`Session`: one namewire connection carrying messages and calls both ways.
+
+A session wraps the sans-I/O `WireConnection` in an asyncio protocol: hello handshake, then envelopes.
+It owns the calls it made (pending futures by id) and hands what the peer sends (messages, calls,
+cancels) to a `SessionHandler`. It knows the peer's node name from the hello, but nothing of how names
+are resolved; that is the node's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+from ..errors import (
+    CallTimeout,
+    EncodeError,
+    NamewireError,
+    NoSuchFunction,
+    PeerLost,
+    ProtocolError,
+    RemoteError,
+)
+from ..wire import (
+    DEFAULT_MAX_FRAME,
+    ERROR_NO_SUCH_FUNCTION,
+    ERROR_REMOTE,
+    Call,
+    Cancel,
+    Error,
+    Hello,
+    Msg,
+    Ping,
+    Pong,
+    Reply,
+    WireConnection,
+)
+from ._flow import WriteFlow
+
+__all__ = ["Session", "SessionHandler"]
+
+log = logging.getLogger("namewire.transport")
+
+# Write buffer above which `send_msg`/`call` wait for drain.
+WRITE_HIGH_WATER = 256 * 1024
+# Write buffer above which we also stop reading from the peer: a peer that floods us with calls but
+# does not read the replies must not grow our memory without bound. Far above the high-water mark so
+# two peers that both write hard do not stop reading each other at the same time.
+READ_STOP_WRITE_BUFFER = 8 * 1024 * 1024
+
+
+class SessionHandler(Protocol):
+    """What a session reports to its owner. Called from protocol callbacks: never block."""
+
+    def session_opened(self, session: Session) -> None: ...
+
+    def message_received(self, session: Session, payload: Any) -> None: ...
+
+    def call_received(self, session: Session, call: Call) -> None: ...
+
+    def cancel_received(self, session: Session, call_id: int) -> None: ...
+
+    def session_closed(self, session: Session, reason: BaseException | None) -> None: ...
+
+
+class Session(asyncio.Protocol):
+    """A namewire connection. ``codec`` None means this side accepted and adopts the peer's codec.
+
+    Until the peer's hello arrives, ``peer_name`` is None; `wait_open` waits for it. Calls and messages
+    may be written before that: they are pipelined behind our hello.
+    """
+
+    def __init__(
+        self,
+        local_name: str,
+        handler: SessionHandler,
+        *,
+        codec: str | None = "msgpack",
+        info: dict[str, Any] | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        origin: str = "",
+    ) -> None:
+        self._wire = WireConnection(
+            local_name, codec=codec, info=info, max_frame=max_frame, origin=origin
+        )
+        self._accepting = codec is None
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._flow = WriteFlow(self._loop)
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
+        self._next_id = 1
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[BaseException | None] = self._loop.create_future()
+        self._reading_held: set[str] = set()
+        self.origin = origin
+        self.peer_name: str | None = None
+        self.peer_info: dict[str, Any] = {}
+        # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
+        self.running: dict[int, asyncio.Task[Any]] = {}
+
+    # -- asyncio protocol callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, though they implement it.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if not self._accepting:
+            transport.write(self._wire.hello())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            envelopes = self._wire.receive_data(data)
+        except ProtocolError as exc:
+            log.warning("closing connection %s: %s", self._describe(), exc)
+            self.abort(exc)
+            return
+        pending = self._pending
+        handler = self._handler
+        for env in envelopes:
+            kind = type(env)
+            if kind is Call:
+                handler.call_received(self, env)  # type: ignore[arg-type]
+            elif kind is Reply:
+                entry = pending.pop(env.id, None)  # type: ignore[union-attr]
+                if entry is not None and not entry[0].done():
+                    entry[0].set_result(env.result)  # type: ignore[union-attr]
+            elif kind is Msg:
+                handler.message_received(self, env.payload)  # type: ignore[union-attr]
+            elif kind is Error:
+                self._call_failed(env)  # type: ignore[arg-type]
+            elif kind is Cancel:
+                handler.cancel_received(self, env.id)  # type: ignore[union-attr]
+            elif kind is Hello:
+                self._hello_received(env)  # type: ignore[arg-type]
+            elif kind is Ping:
+                self._write(Pong(env.token))  # type: ignore[union-attr]
+            if self._closed.done():
+                return
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason: BaseException | None = self._closed.result() if self._closed.done() else exc
+        if not self._closed.done():
+            self._closed.set_result(reason)
+        why = f"{reason}" if reason is not None else "connection closed"
+        lost = PeerLost(f"peer {self.peer_name or self.origin!r} lost ({why})")
+        self._flow.close(lost)
+        pending, self._pending = self._pending, {}
+        for fut, func in pending.values():
+            if not fut.done():
+                fut.set_exception(
+                    PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost ({why})")
+                )
+        if not self._opened.done():
+            self._opened.set_exception(lost)
+            self._opened.exception()  # retrieved: nobody may be waiting for it
+        for task in self.running.values():
+            task.cancel()
+        self._handler.session_closed(self, reason)
+
+    def pause_writing(self) -> None:
+        self._flow.pause()
+
+    def resume_writing(self) -> None:
+        self._flow.resume()
+        self.release_reading("write")
+
+    # -- what the owner uses ----------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.peer_name is not None and not self._closed.done()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    @property
+    def pending_count(self) -> int:
+        """Calls this side made on the session that are still waiting for an answer."""
+        return len(self._pending)
+
+    async def wait_open(self) -> None:
+        """Wait for the peer's hello; raise `PeerLost` if the connection ends first."""
+        await asyncio.shield(self._opened)
+
+    async def wait_closed(self) -> BaseException | None:
+        return await asyncio.shield(self._closed)
+
+    async def call(self, func: str, args: Sequence[Any], timeout: float | None) -> Any:
+        """Call ``func(*args)`` on the peer and return its result.
+
+        Raises `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`. Cancelling the
+        awaiting task sends a cancel to the peer.
+        """
+        if self._closed.done():
+            raise PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost (connection closed)")
+        call_id = self._next_id
+        self._next_id = call_id + 1
+        frame = self._wire.encode(Call(call_id, func, args))  # type: ignore[arg-type]
+        fut = self._loop.create_future()
+        self._pending[call_id] = (fut, func)
+        assert self._transport is not None
+        self._transport.write(frame)
+        timer = (
+            self._loop.call_later(timeout, self._expire, call_id, timeout)
+            if timeout is not None
+            else None
+        )
+        try:
+            if self._flow.paused:
+                await self._flow.drain()
+            return await fut
+        except asyncio.CancelledError:
+            if self._pending.pop(call_id, None) is not None and not self._closed.done():
+                self._write(Cancel(call_id))
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def send_msg(self, payload: Any) -> None:
+        """Write a message; wait only while the write buffer is above its high-water mark."""
+        if self._closed.done():
+            raise PeerLost(f"send_msg({self.peer_name!r}): peer lost (connection closed)")
+        assert self._transport is not None
+        self._transport.write(self._wire.encode(Msg(payload)))
+        if self._flow.paused:
+            await self._flow.drain()
+
+    def push(self, payload: Any) -> None:
+        """Write a message without waiting (small notices); dropped if the session is closed."""
+        if not self._closed.done():
+            self._write(Msg(payload))
+
+    def reply(self, call_id: int, result: Any) -> None:
+        try:
+            frame = self._wire.encode(Reply(call_id, result))
+        except EncodeError as exc:
+            self.reply_error(call_id, ERROR_REMOTE, "EncodeError", f"cannot send the result: {exc}")
+            return
+        self._write_frame(frame)
+
+    def reply_error(
+        self, call_id: int, code: str, type_name: str, message: str, traceback: str = ""
+    ) -> None:
+        self._write(Error(call_id, code, type_name, message, traceback))
+
+    def hold_reading(self, reason: str) -> None:
+        """Stop reading from the peer until `release_reading` with the same reason."""
+        if not self._reading_held and self._transport is not None and not self._closed.done():
+            self._transport.pause_reading()
+        self._reading_held.add(reason)
+
+    def release_reading(self, reason: str) -> None:
+        if reason in self._reading_held:
+            self._reading_held.discard(reason)
+            if not self._reading_held and self._transport is not None and not self._closed.done():
+                self._transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after flushing what is written."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Close at once, dropping unwritten data; ``reason`` is what pending calls are told."""
+        if not self._closed.done():
+            self._closed.set_result(reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _hello_received(self, hello: Hello) -> None:
+        if self.peer_name is not None:
+            self.abort(ProtocolError(f"second hello from {self._describe()}"))
+            return
+        if self._accepting:
+            self._write_frame(self._wire.hello())
+        self.peer_name = hello.name
+        self.peer_info = hello.info
+        self._opened.set_result(None)
+        self._handler.session_opened(self)
+
+    def _call_failed(self, err: Error) -> None:
+        entry = self._pending.pop(err.id, None)
+        if entry is None or entry[0].done():
+            return
+        fut, func = entry
+        where = f"rpc_call({self.peer_name!r}, {func!r})"
+        exc: NamewireError
+        if err.code == ERROR_NO_SUCH_FUNCTION:
+            exc = NoSuchFunction(f"{where}: {err.message}")
+        else:
+            exc = RemoteError(
+                f"{where}: {err.type}: {err.message}", err.type, err.message, err.traceback
+            )
+        fut.set_exception(exc)
+
+    def _expire(self, call_id: int, timeout: float) -> None:
+        entry = self._pending.pop(call_id, None)
+        if entry is None:
+            return
+        fut, func = entry
+        if not fut.done():
+            fut.set_exception(
+                CallTimeout(f"rpc_call({self.peer_name!r}, {func!r}): no answer within {timeout}s")
+            )
+        if not self._closed.done():
+            self._write(Cancel(call_id))
+
+    def _write(self, envelope: Any) -> None:
+        self._write_frame(self._wire.encode(envelope))
+
+    def _write_frame(self, frame: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closed.done():
+            return
+        transport.write(frame)
+        if self._flow.paused and transport.get_write_buffer_size() > READ_STOP_WRITE_BUFFER:
+            self.hold_reading("write")
+
+    def _describe(self) -> str:
+        if self.peer_name:
+            return f"{self.peer_name!r} ({self.origin})" if self.origin else repr(self.peer_name)
+        return self.origin or "(unknown peer)"
