@@ -43,7 +43,7 @@ class MsgpackCodec:
     def decode(self, body: bytes) -> Any:
         try:
             return msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:  # msgpack raises several unrelated types for bad input
+        except Exception as exc:  # noqa: BLE001 (msgpack raises many unrelated types)
             raise ProtocolError(
                 f"undecodable msgpack body of {len(body)} bytes: {type(exc).__name__}: {exc}"
             ) from None
@@ -57,13 +57,14 @@ class JsonCodec:
     def encode(self, item: Any) -> bytes:
         try:
             return json.dumps(item, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise EncodeError(f"cannot encode with json: {exc}") from None
 
     def decode(self, body: bytes) -> Any:
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        # Deep nesting ("[[[[...") exhausts the parser's recursion limit: bad input, not a crash.
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError(f"undecodable json body of {len(body)} bytes: {exc}") from None
 
 

@@ -25,7 +25,7 @@ class WireConnection:
     `receive_data` like any other envelope, after its version has been checked.
     """
 
-    __slots__ = ("_codec", "_decoder", "name", "info", "peer", "origin")
+    __slots__ = ("_codec", "_decoder", "_error", "info", "name", "origin", "peer")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class WireConnection:
         self.peer: Hello | None = None
         self._codec: Codec | None = codec_named(codec) if codec is not None else None
         self._decoder = FrameDecoder(max_frame, origin)
+        self._error: str | None = None  # the message of the error that killed the connection
 
     @property
     def codec(self) -> str | None:
@@ -59,7 +60,20 @@ class WireConnection:
         return encode_frame(self._codec.encode(to_wire(envelope)))
 
     def receive_data(self, data: bytes) -> list[Envelope]:
-        """Envelopes completed by ``data``. Raises `ProtocolError`; the connection is then dead."""
+        """Envelopes completed by ``data``. Raises `ProtocolError`; the connection is then dead.
+
+        Once it has raised, every later call raises the same error instead of reading on from a
+        stream whose state is unknown.
+        """
+        if self._error is not None:
+            raise ProtocolError(self._error)
+        try:
+            return self._receive(data)
+        except ProtocolError as exc:
+            self._error = str(exc)
+            raise
+
+    def _receive(self, data: bytes) -> list[Envelope]:
         bodies = self._decoder.feed(data)
         if not bodies:
             return []

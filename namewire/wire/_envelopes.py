@@ -117,7 +117,10 @@ def from_wire(item: Any) -> Envelope:
             f"{cls.__name__.lower()} envelope needs {len(types)} fields, got {len(item) - 1}"
         )
     for name, expected, value in zip(cls._fields, types, item[1:], strict=True):
-        if expected is not None and not isinstance(value, expected):
+        if expected is None:
+            continue
+        # bool is a subclass of int, but True is neither a call id nor a protocol version.
+        if not isinstance(value, expected) or (expected is int and type(value) is bool):
             raise ProtocolError(
                 f"{cls.__name__.lower()} envelope field {name!r} must be "
                 f"{_type_name(expected)}, got {type(value).__name__}"

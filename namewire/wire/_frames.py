@@ -10,7 +10,7 @@ from struct import Struct
 
 from ..errors import ProtocolError
 
-__all__ = ["DEFAULT_MAX_FRAME", "FrameDecoder", "encode_frame", "HEADER_SIZE"]
+__all__ = ["DEFAULT_MAX_FRAME", "HEADER_SIZE", "FrameDecoder", "encode_frame"]
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 HEADER_SIZE = 4
@@ -32,12 +32,13 @@ class FrameDecoder:
     unusable, as the stream has lost its framing. ``origin`` is added to error messages (an address).
     """
 
-    __slots__ = ("_buf", "max_size", "origin")
+    __slots__ = ("_buf", "_error", "max_size", "origin")
 
     def __init__(self, max_size: int = DEFAULT_MAX_FRAME, origin: str = "") -> None:
         if max_size <= 0:
             raise ValueError(f"max_size must be positive, not {max_size}")
         self._buf = bytearray()
+        self._error: str | None = None  # the message of the error that killed the stream
         self.max_size = max_size
         self.origin = origin
 
@@ -46,12 +47,19 @@ class FrameDecoder:
         """Bytes held for an incomplete frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Bodies of the frames completed by ``data``; `ProtocolError` for an oversize prefix.
+
+        Once it has raised, every later call raises the same error: the framing is lost.
+        """
+        if self._error is not None:
+            raise ProtocolError(self._error)
         buf = self._buf
-        if buf:
+        buffered = bool(buf)
+        if buffered:
             buf += data
             # A view, so that taking a body out of the buffer copies it once, not twice.
-            source: bytes | memoryview = memoryview(buf)
+            source: bytes | bytearray | memoryview = memoryview(buf)
         else:
             # Fast path: parse straight from the read, buffering only an incomplete tail.
             source = data
@@ -59,24 +67,30 @@ class FrameDecoder:
         pos = 0
         frames: list[bytes] = []
         max_size = self.max_size
-        while end - pos >= HEADER_SIZE:
-            (size,) = _unpack_header(source, pos)
-            if size > max_size:
-                raise self._oversize(size)
-            stop = pos + HEADER_SIZE + size
-            if stop > end:
-                break
-            frames.append(bytes(source[pos + HEADER_SIZE : stop]))
-            pos = stop
-        if isinstance(source, memoryview):
-            source.release()
+        try:
+            while end - pos >= HEADER_SIZE:
+                (size,) = _unpack_header(source, pos)
+                if size > max_size:
+                    self._error = self._oversize(size)
+                    raise ProtocolError(self._error)
+                stop = pos + HEADER_SIZE + size
+                if stop > end:
+                    break
+                frames.append(bytes(source[pos + HEADER_SIZE : stop]))
+                pos = stop
+        finally:
+            if buffered:
+                # Release the view even when raising, or the buffer could never be resized again.
+                assert isinstance(source, memoryview)
+                source.release()
+            if self._error is not None:
+                buf.clear()
+        if buffered:
             del buf[:pos]
         elif pos < end:
             buf += memoryview(data)[pos:]
         return frames
 
-    def _oversize(self, size: int) -> ProtocolError:
+    def _oversize(self, size: int) -> str:
         where = f" (from {self.origin})" if self.origin else ""
-        return ProtocolError(
-            f"frame of {size} bytes exceeds limit of {self.max_size} bytes{where}"
-        )
+        return f"frame of {size} bytes exceeds limit of {self.max_size} bytes{where}"
