@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["Address", "parse_address", "STREAM_SCHEMES", "DATAGRAM_SCHEMES"]
+__all__ = ["DATAGRAM_SCHEMES", "STREAM_SCHEMES", "Address", "parse_address", "sockaddr_url"]
 
 STREAM_SCHEMES = ("tcp", "unix")
 DATAGRAM_SCHEMES = ("udp",)
@@ -51,3 +52,19 @@ def parse_address(url: str | Address) -> Address:
     except ValueError as exc:
         raise ValueError(f"bad address {url!r}: {exc}; expected {_FORMS}") from None
     raise ValueError(f"bad address {url!r}: unknown scheme {scheme!r}; expected {_FORMS}")
+
+
+def sockaddr_url(scheme: str, sockaddr: object) -> str:
+    """The URL of a socket address as the socket module reports it (``getsockname``/``getpeername``).
+
+    ``scheme`` is ``"tcp"``, ``"udp"`` or ``"unix"``. IP addresses are ``(host, port, ...)`` tuples;
+    Unix addresses are a path (``str`` or ``bytes``), empty for an unnamed socket, which gives
+    ``"unix://"``: the caller decides what to show for a peer that has no name.
+    """
+    if scheme == "unix":
+        path = os.fsdecode(sockaddr) if isinstance(sockaddr, str | bytes) else ""
+        # Abstract-namespace names start with a NUL byte; show it as "@" as ss(8) does.
+        return f"unix://{'@' + path[1:] if path.startswith(chr(0)) else path}"
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return str(Address(scheme, host=str(sockaddr[0]), port=int(sockaddr[1])))
+    return f"{scheme}://?"
