@@ -26,6 +26,7 @@ from .errors import (
     RemoteError,
     TransportError,
 )
+from .node import Caller, Node
 from .runtime import new_event_loop, run
 
 __version__ = "0.1.0"
@@ -33,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "CallTimeout",
+    "Caller",
+    "Node",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",

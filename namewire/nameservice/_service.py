@@ -74,7 +74,7 @@ class NameService:
 
     @contextlib.asynccontextmanager
     async def serve(self, listen: str = DEFAULT_NAMESERVICE) -> AsyncIterator[NameService]:
-        async with self.node.serve(listen=listen, unix=False, nameservice=None, grace=1.0):
+        async with self.node.serve(listen=listen, unix=False, standalone=True, grace=1.0):
             sweeper = asyncio.get_running_loop().create_task(self._sweep())
             try:
                 yield self

@@ -131,8 +131,9 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
-        nameservice: str | None = _DEFAULT,
+        nameservice: str | None = None,
         registry: Registry | None = None,
+        standalone: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
         grace: float = 5.0,
@@ -143,6 +144,7 @@ class Node:
             unix=unix,
             nameservice=nameservice,
             registry=registry,
+            standalone=standalone,
             lease_ttl=lease_ttl,
             metadata=metadata,
         )
@@ -156,8 +158,9 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
-        nameservice: str | None = _DEFAULT,
+        nameservice: str | None = None,
         registry: Registry | None = None,
+        standalone: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
     ) -> None:
@@ -165,9 +168,9 @@ class Node:
 
         ``listen``: address URL(s) to accept connections on (port 0 picks one); None for a node that
         only calls out. ``unix`` adds a unix socket, which same-host peers prefer. ``nameservice``:
-        the name service URL (default ``$NAMEWIRE_NAMESERVICE`` or tcp://127.0.0.1:8010); None for no
-        registry, in which case only peers that connected to us can be reached. ``registry`` plugs in
-        another `Registry` backend instead. Raises `RegistryUnavailable`, `NameTaken`,
+        the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
+        ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
+        registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
         `TransportError` (cannot listen); on failure nothing is left running.
         """
         if self._running:
@@ -179,9 +182,10 @@ class Node:
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
-            if registry is None and nameservice is not None:
-                url = default_nameservice() if nameservice is _DEFAULT else nameservice
-                registry = NameServiceClient(url, node_name=self.name, ttl=lease_ttl)
+            if registry is None and not standalone:
+                registry = NameServiceClient(
+                    nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
+                )
             if registry is not None:
                 await registry.start()
                 self._registry = registry

@@ -1,0 +1,56 @@
+"""The ``namewire`` command: run services and a name service, inspect and poke a running cluster.
+
+Each subcommand lives in its own module; this one only builds the parser and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..registry import DEFAULT_NAMESERVICE
+from . import _cluster, _demo, _run
+
+__all__ = ["main"]
+
+_EPILOG = f"""\
+The name service address defaults to $NAMEWIRE_NAMESERVICE, else {DEFAULT_NAMESERVICE}.
+
+examples:
+  namewire nameservice                         start the name service on {DEFAULT_NAMESERVICE}
+  namewire run examples/plus_server.py         run a service (the seed's `luanet app.lua`)
+  namewire ls                                  list live services
+  namewire call PlusServer plus 1 2            call a remote function, print the JSON result
+  namewire send Logger '{{"event": "hi"}}'       send a message
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="namewire",
+        description="Distributed Python services that talk to each other by name.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"namewire {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    _run.add_parsers(commands)
+    _cluster.add_parsers(commands)
+    _demo.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``namewire`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

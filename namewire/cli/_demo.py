@@ -1,0 +1,108 @@
+"""``namewire demo`` (the README's main job) and ``namewire bench`` (the benchmark suite)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._common import fail
+
+# A checkout: the examples and the benchmark suite sit beside the package.
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def add_parsers(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="start a name service, the seed's PlusServer and the Plus benchmark client",
+        description="Starts a name service, examples/plus_server.py and examples/plus_client.py "
+                    "as three processes, prints calls/s each second, then stops everything.",
+    )
+    demo.add_argument("--callers", type=int, default=1000, help="concurrent callers (default 1000)")
+    demo.add_argument("--seconds", type=int, default=5, help="how long the client runs (default 5)")
+    demo.set_defaults(handler=cmd_demo)
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmark suite (bench/run.py) against the peers",
+        add_help=False,
+    )
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(handler=cmd_bench)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fail(f"the name service exited with status {proc.returncode}", 1)
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    fail(f"the name service did not listen on port {port} within {timeout}s", 1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    examples = _ROOT / "examples"
+    if not (examples / "plus_server.py").is_file():
+        fail(f"the demo runs from a namewire checkout; no examples in {examples}")
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "NAMEWIRE_NAMESERVICE": url}
+    python = sys.executable
+    procs: list[subprocess.Popen[bytes]] = []
+    print(f"demo: name service on {url}", flush=True)
+    try:
+        ns = subprocess.Popen([python, "-m", "namewire", "nameservice", "--listen", url,
+                               "--log-level", "WARNING"], env=env)
+        procs.append(ns)
+        _wait_listening(int(url.rsplit(":", 1)[1]), ns)
+        print("demo: starting PlusServer (examples/plus_server.py)", flush=True)
+        server = subprocess.Popen([python, "-m", "namewire", "run",
+                                   str(examples / "plus_server.py"), "--log-level", "WARNING"],
+                                  env=env)
+        procs.append(server)
+        print(f"demo: Plus benchmark, {args.callers} callers for {args.seconds}s "
+              "(examples/plus_client.py)", flush=True)
+        client = subprocess.Popen([python, str(examples / "plus_client.py"),
+                                   "--callers", str(args.callers), "--seconds", str(args.seconds),
+                                   "--wait", "10"],
+                                  env=env)
+        procs.append(client)
+        status = client.wait(args.seconds + 60)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+    print(f"demo: stopped ({'ok' if status == 0 else f'client exit status {status}'})")
+    return status
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    script = _ROOT / "bench" / "run.py"
+    if not script.is_file():
+        fail(f"the benchmark suite runs from a namewire checkout; no {script}")
+    rest = [a for a in args.rest if a != "--"]
+    return subprocess.call([sys.executable, str(script), *rest])
