@@ -231,6 +231,11 @@ class Node:
         return self._listeners.addresses if self._listeners is not None else ()
 
     @property
+    def peers(self) -> list[tuple[str, str]]:
+        """Open connections as ``(peer name, address)``, one row per connection."""
+        return sorted((s.peer_name or "", s.origin) for s in self._sessions if s.is_open)
+
+    @property
     def registry(self) -> Registry | None:
         return self._registry
 

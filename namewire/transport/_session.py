@@ -107,6 +107,9 @@ class Session(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if not self.origin:
+            self.origin = _peer_url(transport.get_extra_info("peername"))
+            self._wire.set_origin(self.origin)
         if not self._accepting:
             transport.write(self._wire.hello())
 
@@ -330,3 +333,10 @@ class Session(asyncio.Protocol):
         if self.peer_name:
             return f"{self.peer_name!r} ({self.origin})" if self.origin else repr(self.peer_name)
         return self.origin or "(unknown peer)"
+
+
+def _peer_url(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host = f"[{peername[0]}]" if ":" in str(peername[0]) else peername[0]
+        return f"tcp://{host}:{peername[1]}"
+    return f"unix://{peername}" if peername else "unix://(unnamed)"

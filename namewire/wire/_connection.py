@@ -44,6 +44,11 @@ class WireConnection:
         self._decoder = FrameDecoder(max_frame, origin)
         self._error: str | None = None  # the message of the error that killed the connection
 
+    def set_origin(self, origin: str) -> None:
+        """Name the peer's address in error messages (an accepting side learns it late)."""
+        self.origin = origin
+        self._decoder.origin = origin
+
     @property
     def codec(self) -> str | None:
         return self._codec.name if self._codec is not None else None
