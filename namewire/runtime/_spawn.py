@@ -13,7 +13,7 @@ import contextvars
 import itertools
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar, overload
 
 from ._context import _set_process_name
@@ -73,7 +73,7 @@ class Process(Generic[T]):
 def spawn(coro_or_fn: Coroutine[Any, Any, T], /, *, name: str | None = None) -> Process[T]: ...
 @overload
 def spawn(
-    coro_or_fn: Callable[..., Awaitable[T]], /, *args: Any, name: str | None = None
+    coro_or_fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, name: str | None = None
 ) -> Process[T]: ...
 def spawn(coro_or_fn: Any, /, *args: Any, name: str | None = None) -> Process[Any]:
     """Start a light process on the running loop and return its `Process` handle.

@@ -111,7 +111,8 @@ class Ticker:
     The k-th call is due at ``start + k * interval`` (``start`` is the loop time when `every` was
     called), so lateness never accumulates. A call that runs long makes the ticker skip the deadlines it
     missed rather than fire them back to back: the next call is the first deadline within one interval
-    of the end of the slow call. ``ticks`` counts calls made, ``skipped`` deadlines dropped.
+    of the end of the slow call. ``ticks`` counts calls made, ``skipped`` deadlines dropped, and
+    ``deadline`` is the loop time the current (or last) call was due at.
 
     `cancel` requests the stop; ``await stop()`` also waits for it. As an async context manager the
     ticker is stopped on leaving the block.
@@ -124,6 +125,7 @@ class Ticker:
         self.start = asyncio.get_running_loop().time()
         self.ticks = 0
         self.skipped = 0
+        self.deadline = self.start
         self._fn = fn
         self._args = args
         self.process: Process[None] = spawn(self._run, name=name)
@@ -158,7 +160,8 @@ class Ticker:
         interval = self.interval
         k = 1
         while True:
-            await sleep_until(self.start + k * interval)
+            self.deadline = self.start + k * interval
+            await sleep_until(self.deadline)
             self.ticks += 1
             try:
                 result = self._fn(*self._args)

@@ -87,7 +87,7 @@ async def test_process_name_is_visible_inside_and_inherited() -> None:
 
 async def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match="not a coroutine"):
-        spawn(lambda: 42)
+        spawn(lambda: 42)  # type: ignore[arg-type, return-value]
     with pytest.raises(TypeError, match="coroutine or an async function"):
         spawn(42)  # type: ignore[call-overload]
 
