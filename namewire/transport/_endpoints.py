@@ -87,8 +87,9 @@ def _remove_stale_socket(address: Address) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise TransportError(f"cannot listen on {address}: path exists and is not a socket",
-                             str(address))
+        raise TransportError(
+            f"cannot listen on {address}: path exists and is not a socket", str(address)
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(address.path)

@@ -34,6 +34,9 @@ __all__ = ["Listener", "connect", "listen"]
 
 log = logging.getLogger("namewire.transport")
 
+# Seconds a closing listener lets each connection flush its buffered writes.
+_SHUTDOWN_LINGER = 1.0
+
 SocketT = TypeVar("SocketT", StreamSocket, DatagramSocket)
 
 
@@ -118,9 +121,9 @@ class Listener:
         try:
             await self._handler(sock)
         except asyncio.CancelledError:
-            # Only close() cancels handlers; the socket is closed below.
+            # Only close() cancels handlers. Shutting down: flush what is written, but briefly.
             if isinstance(sock, StreamSocket):
-                sock.abort()
+                await sock.close(linger=_SHUTDOWN_LINGER)
             return
         except NamewireError as exc:
             # Peer trouble (reset, oversize frame...): expected in a server, no traceback needed.

@@ -40,7 +40,7 @@ _MAX_BODY = 2**32 - 1
 _JOIN_LIMIT = 64 * 1024
 # A cork holding this much is written at once rather than at the end of the turn.
 _CORK_LIMIT = 256 * 1024
-# How long `close()` lets buffered writes drain before it drops them.
+# How long `close()` lets buffered writes drain by default before it drops them.
 _CLOSE_LINGER = 10.0
 
 
@@ -191,15 +191,16 @@ class StreamSocket(asyncio.Protocol):
         if self._flow.paused:
             await self._flow.drain()
 
-    async def close(self) -> None:
-        """Close the connection: buffered writes are flushed first (for up to 10 s), then it ends.
+    async def close(self, *, linger: float = _CLOSE_LINGER) -> None:
+        """Close the connection: buffered writes are flushed first, for up to ``linger`` seconds
+        (a peer that does not read could hold them forever), then dropped.
 
         A task waiting in ``recv()`` gets None. Safe to call more than once and from any task.
         """
         self._start_close()
         if not self._lost.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self._lost), _CLOSE_LINGER)
+                await asyncio.wait_for(asyncio.shield(self._lost), linger)
             except TimeoutError:
                 self.abort()
                 await self._lost
