@@ -1,0 +1,659 @@
+"""namewire's benchmark suite: echo, RPC, memory per idle connection, logging; peers side by side.
+
+    .venv/bin/python bench/run.py            # full run, under 10 minutes
+    .venv/bin/python bench/run.py --quick    # about a minute: shorter points, fewer of them
+    .venv/bin/python bench/run.py --only echo,rpc --seconds 2
+
+Writes bench/results/latest.{md,json,png} and prints the Markdown table; a full run also copies
+it into bench/README.md.  Progress goes to stderr, one line per measurement.
+
+Every process started here is killed when its section ends, whatever happens (`ProcessSet`);
+every measurement has a timeout; a peer that is missing or fails becomes a row that says so and
+the run carries on.  Servers run on CPU 0 and clients on CPU 1 (taskset) so that a server never
+shares its core with its load.  bench/README.md says what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from _procs import (
+    CLIENT_CPU,
+    SERVER_CPU,
+    PeerFailed,
+    ProcessSet,
+    can_pin,
+    free_port,
+    log_of,
+    open_fds,
+    pid_listening_on,
+    pinned,
+    raise_nofile,
+    run_captured,
+    tail,
+    vm_rss_kb,
+    wait_port,
+)
+from _report import compute_ratios, to_markdown, update_readme, write_chart
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BUILD = BENCH / "build"
+LOGS = BUILD / "logs"
+RESULTS = BENCH / "results"
+PEERS = BENCH / "peers"
+PY = sys.executable
+LOADGEN = BUILD / "loadgen"
+IDLE_CONNS = 10_000
+SECTIONS = ("echo", "rpc", "memory", "logging")
+
+
+class Progress:
+    """One line per step on stderr: ``[ 7/31  0:42] echo node.js @100: 90,604 rt/s``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        elapsed = int(time.monotonic() - self.t0)
+        print(
+            f"[{self.done:>2}/{self.total}  {elapsed // 60}:{elapsed % 60:02d}] {text}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def say(self, text: str) -> None:
+        elapsed = int(time.monotonic() - self.t0)
+        print(f"[      {elapsed // 60}:{elapsed % 60:02d}] {text}", file=sys.stderr, flush=True)
+
+
+def parse_result_line(stdout: str) -> dict[str, Any]:
+    """The JSON object on the last ``RESULT`` line a client printed."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[len("RESULT ") :]))
+    raise PeerFailed("client printed no RESULT line")
+
+
+def namewire_cli() -> list[str]:
+    """How to invoke the namewire command with this interpreter."""
+    return [PY, "-m", "namewire"]
+
+
+def namewire_node_missing() -> str | None:
+    """Why the namewire RPC rows cannot run, or None when they can."""
+    probe = subprocess.run(
+        [PY, "-c", "import namewire; namewire.Node; import namewire.cli"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        return "namewire.Node or the namewire CLI is not importable yet: " + tail_text(probe.stderr)
+    if not (ROOT / "examples" / "plus_server.py").exists():
+        return "examples/plus_server.py does not exist yet"
+    return None
+
+
+def tail_text(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-2:])[:300]
+
+
+# --- echo ----------------------------------------------------------------------------------------
+
+
+def echo_servers() -> list[dict[str, Any]]:
+    """The echo peers: key, label, how to start one on a port, and why it cannot run (if so)."""
+    lua_ok = shutil.which("lua5.4") is not None and (
+        subprocess.run(["lua5.4", "-e", 'require("luv")'], capture_output=True).returncode == 0
+    )
+    try:
+        import uvloop  # noqa: F401
+
+        uvloop_missing = None
+    except ImportError:
+        uvloop_missing = "uvloop not installed"
+    nw_example = ROOT / "examples" / "echo_server.py"
+    servers: list[dict[str, Any]] = [
+        {
+            "key": "namewire",
+            "label": "namewire (framed msgpack echo)",
+            "argv": lambda p: [PY, str(nw_example), "--listen", f"tcp://127.0.0.1:{p}"],
+            "missing": None if nw_example.exists() else "examples/echo_server.py not written yet",
+        },
+        {
+            "key": "node",
+            "label": "node.js net (raw)",
+            "argv": lambda p: ["node", str(PEERS / "echo.js"), str(p)],
+            "missing": None if shutil.which("node") else "node not installed",
+        },
+        {
+            "key": "luv",
+            "label": "luv on Lua 5.4 (raw)",
+            "argv": lambda p: ["lua5.4", str(PEERS / "echo.lua"), str(p)],
+            "missing": None if lua_ok else "lua5.4 with luv not installed",
+        },
+        {
+            "key": "asyncio",
+            "label": "asyncio Protocol (raw)",
+            "argv": lambda p: [PY, str(PEERS / "asyncio_echo.py"), str(p)],
+            "missing": None,
+        },
+        {
+            "key": "uvloop",
+            "label": "asyncio Protocol on uvloop (raw)",
+            "argv": lambda p: [PY, str(PEERS / "asyncio_echo.py"), str(p), "--uvloop"],
+            "missing": uvloop_missing,
+        },
+        {
+            "key": "c_epoll",
+            "label": "C epoll (raw)",
+            "argv": lambda p: [str(BUILD / "echo_epoll"), str(p)],
+            "missing": None if (BUILD / "echo_epoll").exists() else "bench/build/echo_epoll not built",
+        },
+    ]
+    return servers
+
+
+def run_echo(
+    conns_list: Sequence[int], seconds: float, warmup: float, progress: Progress, notes: list[str]
+) -> dict[str, Any]:
+    """Each echo server in turn, measured at each connection count by the C load generator."""
+    rows: list[dict[str, Any]] = []
+    loadgen_missing = None if LOADGEN.exists() else "bench/build/loadgen not built"
+    for server in echo_servers():
+        row: dict[str, Any] = {"key": server["key"], "label": server["label"], "points": {}}
+        rows.append(row)
+        why = server["missing"] or loadgen_missing
+        if why:
+            row["skipped"] = why
+            notes.append(f"echo {server['label']}: skipped, {why}")
+            for conns in conns_list:
+                progress.step(f"echo {server['label']} @{conns}: skipped ({why})")
+            continue
+        with ProcessSet(LOGS) as procs:
+            proc = None
+            for conns in conns_list:
+                label = f"echo {server['label']} @{conns}"
+                try:
+                    if proc is None or proc.poll() is not None:
+                        # (Re)start: a server that died on one point still gets the next one.
+                        if proc is not None:
+                            procs.stop(proc)
+                        port = free_port()
+                        proc = procs.start(
+                            f"echo-{server['key']}", pinned(SERVER_CPU, server["argv"](port))
+                        )
+                        wait_port(port, proc)
+                    result = run_loadgen_echo(port, conns, seconds, warmup)
+                    if proc.poll() is not None:
+                        raise PeerFailed(f"server exited during the run: {tail(log_of(proc))}")
+                    row["points"][str(conns)] = result
+                    progress.step(f"{label}: {result['rps']:,.0f} rt/s")
+                except PeerFailed as exc:
+                    row["points"][str(conns)] = {"error": str(exc)}
+                    notes.append(f"{label}: failed, {exc}")
+                    progress.step(f"{label}: FAILED ({exc})")
+    return {"connections": list(conns_list), "payload": "msgpack [\"hahaha\"], 8 bytes + 4-byte length",
+            "rows": rows}
+
+
+def run_loadgen_echo(port: int, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """One ping-pong measurement; raises `PeerFailed` on any error the client saw."""
+    argv = pinned(
+        CLIENT_CPU,
+        [str(LOADGEN), "-c", str(conns), "-d", str(seconds), "-w", str(warmup), "127.0.0.1", str(port)],
+    )
+    done = run_captured(argv, timeout=seconds + warmup + 45)
+    result = parse_result_line(done.stdout)
+    if result.get("errors"):
+        raise PeerFailed(f"{result['errors']} connection error(s), first: {result['error']}")
+    return {"rps": result["rps"], "round_trips": result["round_trips"], "seconds": result["seconds"]}
+
+
+# --- RPC -----------------------------------------------------------------------------------------
+
+
+def rpc_systems() -> list[dict[str, Any]]:
+    """The RPC systems: key, label, and how to start the server and the client."""
+    systems: list[dict[str, Any]] = [{"key": "namewire", "label": "namewire (by name)"}]
+    for key, label, script, env in (
+        ("pyro5", "Pyro5 (thread pool)", "pyro5_plus.py", {}),
+        ("pyro5_mux", "Pyro5 (multiplex)", "pyro5_plus.py", {"PYRO_SERVERTYPE": "multiplex"}),
+        ("rpyc", "rpyc (threaded)", "rpyc_plus.py", {}),
+        ("grpc", "grpcio (asyncio, generic handler)", "grpc_plus.py", {}),
+    ):
+        systems.append({"key": key, "label": label, "script": PEERS / script, "env": env})
+    return systems
+
+
+def run_rpc(
+    callers_list: Sequence[int], seconds: float, warmup: float, progress: Progress, notes: list[str]
+) -> dict[str, Any]:
+    """Each RPC system: one server (pinned to CPU 0), one client process per caller count."""
+    rows: list[dict[str, Any]] = []
+    for system in rpc_systems():
+        row: dict[str, Any] = {"key": system["key"], "label": system["label"], "points": {}}
+        rows.append(row)
+        missing = rpc_missing(system)
+        if missing:
+            row["skipped"] = missing
+            notes.append(f"RPC {system['label']}: skipped, {missing}")
+            for callers in callers_list:
+                progress.step(f"rpc {system['label']} @{callers}: skipped ({missing})")
+            continue
+        with ProcessSet(LOGS) as procs:
+            try:
+                client_for = start_rpc_server(system, procs)
+            except PeerFailed as exc:
+                for callers in callers_list:
+                    row["points"][str(callers)] = {"error": f"server: {exc}"}
+                    progress.step(f"rpc {system['label']} @{callers}: FAILED (server: {exc})")
+                notes.append(f"RPC {system['label']}: server failed, {exc}")
+                continue
+            for callers in callers_list:
+                label = f"rpc {system['label']} @{callers}"
+                try:
+                    argv = client_for(callers, seconds, warmup)
+                    env_prefix = [f"{k}={v}" for k, v in system.get("env", {}).items()]
+                    if env_prefix:
+                        argv = ["env", *env_prefix, *argv]
+                    done = run_captured(pinned(CLIENT_CPU, argv), timeout=seconds + warmup + 90)
+                    if done.returncode != 0 and "RESULT " not in done.stdout:
+                        raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr)}")
+                    result = parse_result_line(done.stdout)
+                    if result.get("errors"):
+                        raise PeerFailed(f"{result['errors']} failed call(s), first: {result['error']}")
+                    row["points"][str(callers)] = result
+                    progress.step(
+                        f"{label}: {result['calls_per_s']:,.0f} calls/s, "
+                        f"p50 {result['p50_us']} µs, p99 {result['p99_us']} µs"
+                    )
+                except PeerFailed as exc:
+                    row["points"][str(callers)] = {"error": str(exc)}
+                    notes.append(f"{label}: failed, {exc}")
+                    progress.step(f"{label}: FAILED ({exc})")
+    return {"callers": list(callers_list), "call": "plus(1, 2)", "rows": rows}
+
+
+def rpc_missing(system: dict[str, Any]) -> str | None:
+    """Why an RPC system cannot run here, or None."""
+    if system["key"] == "namewire":
+        return namewire_node_missing()
+    module = {"pyro5": "Pyro5", "pyro5_mux": "Pyro5", "rpyc": "rpyc", "grpc": "grpc"}[system["key"]]
+    try:
+        __import__(module)
+    except ImportError:
+        return f"{module} not installed (pip install -e '.[bench]')"
+    return None
+
+
+def start_rpc_server(
+    system: dict[str, Any], procs: ProcessSet
+) -> Callable[[int, float, float], list[str]]:
+    """Starts the system's server(s); returns a function building the client's argv."""
+    if system["key"] == "namewire":
+        ns_port, port = free_port(), free_port()
+        ns_url = f"tcp://127.0.0.1:{ns_port}"
+        ns = procs.start(
+            "rpc-namewire-nameservice",
+            pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
+        )
+        wait_port(ns_port, ns)
+        server = procs.start(
+            "rpc-namewire-plus",
+            pinned(SERVER_CPU, plus_server_argv(ns_url, port)),
+        )
+        wait_port(port, server)
+        client = str(BENCH / "clients" / "namewire_plus.py")
+        return lambda n, s, w: [PY, client, "--nameservice", ns_url, "--callers", str(n),
+                                "--seconds", str(s), "--warmup", str(w)]
+    port = free_port()
+    env_prefix = [f"{k}={v}" for k, v in system["env"].items()]
+    argv = [PY, str(system["script"]), "server", str(port)]
+    server = procs.start(f"rpc-{system['key']}", pinned(SERVER_CPU, ["env", *env_prefix, *argv]))
+    wait_port(port, server)
+    script = str(system["script"])
+    return lambda n, s, w: [PY, script, "client", str(port), "--callers", str(n),
+                            "--seconds", str(s), "--warmup", str(w)]
+
+
+def plus_server_argv(ns_url: str, port: int) -> list[str]:
+    """The seed's PlusServer under ``namewire run``, on a fixed TCP port and TCP only.
+
+    ``--no-unix`` keeps namewire on the same transport as the peers it is compared with.
+    """
+    return [*namewire_cli(), "run", str(ROOT / "examples" / "plus_server.py"),
+            "--nameservice", ns_url, "--listen", f"tcp://127.0.0.1:{port}", "--no-unix",
+            "--log-level", "WARNING"]
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def run_memory(conns: int, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """RSS per idle connection: ``conns`` connections, each sending a namewire hello, then idle."""
+    rows: list[dict[str, Any]] = []
+    missing_nw = namewire_node_missing()
+    targets: list[tuple[str, str, str | None]] = [
+        ("namewire", "namewire node (PlusServer)", missing_nw),
+        ("node", "node.js net echo (reference)", None if shutil.which("node") else "node not installed"),
+    ]
+    for key, label, missing in targets:
+        if missing or not LOADGEN.exists():
+            why = missing or "bench/build/loadgen not built"
+            rows.append({"key": key, "label": label, "skipped": why})
+            notes.append(f"memory {label}: skipped, {why}")
+            progress.step(f"memory {label}: skipped ({why})")
+            continue
+        try:
+            with ProcessSet(LOGS) as procs:
+                row = measure_idle(key, conns, procs)
+            row.update(key=key, label=label)
+            rows.append(row)
+            progress.step(
+                f"memory {label}: {row['per_conn_bytes']:,.0f} B per idle connection "
+                f"({row['open']:,} held)"
+            )
+        except PeerFailed as exc:
+            rows.append({"key": key, "label": label, "error": str(exc)})
+            notes.append(f"memory {label}: failed, {exc}")
+            progress.step(f"memory {label}: FAILED ({exc})")
+    return {"conns": conns, "rows": rows,
+            "method": "(VmRSS after - VmRSS before) / connections held, from /proc/PID/status"}
+
+
+def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
+    """Starts the server, takes RSS, opens the idle connections, takes RSS again."""
+    port = free_port()
+    if key == "namewire":
+        ns_port = free_port()
+        ns_url = f"tcp://127.0.0.1:{ns_port}"
+        ns = procs.start("mem-namewire-nameservice",
+                         pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]))
+        wait_port(ns_port, ns)
+        server = procs.start("mem-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port)))
+    else:
+        server = procs.start("mem-node", pinned(SERVER_CPU, ["node", str(PEERS / "echo.js"), str(port)]))
+    wait_port(port, server)
+    pid = pid_listening_on(server.pid, port)
+    time.sleep(1.0)  # let start-up allocation (imports, registration) settle
+    before = vm_rss_kb(pid)
+    fds_before = open_fds(pid)
+
+    idle = procs.start(
+        f"mem-{key}-idle",
+        pinned(CLIENT_CPU, [str(LOADGEN), "-i", "-n", "-c", str(conns), "-d", "120",
+                            "127.0.0.1", str(port)]),
+        stdin=True,
+    )
+    deadline = time.monotonic() + 60
+    while "READY" not in log_of(idle).read_text(errors="replace"):
+        if idle.poll() is not None:
+            raise PeerFailed(f"idle client exited: {tail(log_of(idle))}")
+        if time.monotonic() > deadline:
+            raise PeerFailed("idle client not ready after 60 s")
+        time.sleep(0.1)
+    after = wait_rss_settled(pid)
+    fds_after = open_fds(pid)
+    assert idle.stdin is not None
+    idle.stdin.close()  # tells the idle client to let go and print its tally
+    try:
+        idle.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise PeerFailed("idle client did not exit after stdin closed") from None
+    tally = parse_result_line(log_of(idle).read_text(errors="replace"))
+    held = int(tally["open"])
+    if held <= 0:
+        raise PeerFailed(f"the server held no connection: {tally.get('error')}")
+    per_conn = (after - before) * 1024 / held
+    return {
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "per_conn_bytes": round(per_conn),
+        "open": held,
+        "closed": int(tally["closed"]),
+        "fds_added": fds_after - fds_before,
+        "client_error": tally.get("error", ""),
+    }
+
+
+def wait_rss_settled(pid: int, timeout: float = 10.0) -> int:
+    """RSS once it stops growing: the server may still be accepting and reading hellos."""
+    time.sleep(1.0)
+    last = vm_rss_kb(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = vm_rss_kb(pid)
+        if abs(now - last) <= max(64, last // 200):
+            return now
+        last = now
+    return last
+
+
+# --- logging -------------------------------------------------------------------------------------
+
+
+def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """Runs bench/logging_bench.py (a colleague's) if it exists and returns its JSON."""
+    script = BENCH / "logging_bench.py"
+    if not script.exists():
+        progress.step("logging: skipped (bench/logging_bench.py does not exist)")
+        notes.append("logging: skipped, bench/logging_bench.py does not exist")
+        return {"skipped": "bench/logging_bench.py does not exist"}
+    out = BUILD / "logging.json"
+    out.unlink(missing_ok=True)
+    argv = [PY, str(script), "--json", str(out)]
+    try:
+        helptext = subprocess.run([PY, str(script), "--help"], capture_output=True, text=True,
+                                  timeout=30).stdout
+        if quick and "--quick" in helptext:
+            argv.append("--quick")
+        done = run_captured(argv, timeout=240)
+        if done.returncode != 0:
+            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+        data = json.loads(out.read_text())
+    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"logging: failed, {exc}")
+        progress.step(f"logging: FAILED ({exc})")
+        return {"error": str(exc)}
+    progress.step("logging: done")
+    return data if isinstance(data, dict) else {"rows": data}
+
+
+# --- versions and machine ------------------------------------------------------------------------
+
+
+def command_version(argv: Sequence[str]) -> str:
+    """First line of a ``--version`` style command, or "not installed"."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0].strip() if text and done.returncode == 0 else "not installed"
+
+
+def versions() -> dict[str, str]:
+    """The version of every peer and tool the numbers depend on."""
+    found: dict[str, str] = {
+        "Python": platform.python_version(),
+        "node": command_version(["node", "--version"]),
+        # "Lua 5.4.4  Copyright (C) ...": keep the version number only.
+        "Lua": " ".join(command_version(["lua5.4", "-v"]).split()[1:2]) or "not installed",
+        "luv": command_version(["lua5.4", "-e", 'print(require("luv").version_string())']),
+        "gcc": command_version(["gcc", "-dumpfullversion"]),
+    }
+    for dist in ("namewire", "uvloop", "msgpack", "Pyro5", "rpyc", "grpcio", "matplotlib"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def machine() -> str:
+    """CPU model, CPU count, memory and kernel, in one line."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem_kb = 0
+    distro = ""
+    try:
+        distro = "Debian " + Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        distro = platform.system()
+    return (f"{model}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.0f} GiB, {distro}, "
+            f"Linux {platform.release()}")
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "namewire",
+                            "examples"], capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty else "")
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    """The 1-minute load average from /proc/loadavg."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
+
+
+def write_outputs(results: dict[str, Any], out: Path, readme: bool) -> None:
+    """latest.json, latest.md and latest.png in ``out``; the Markdown also to stdout."""
+    markdown = to_markdown(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "latest.md").write_text(markdown)
+    chart_error = write_chart(results, out / "latest.png")
+    if chart_error:
+        print(chart_error, file=sys.stderr)
+    if readme and not update_readme(BENCH / "README.md", markdown):
+        print("bench/README.md has no result markers; not updated", file=sys.stderr)
+    print(markdown)
+
+
+def run_setup() -> None:
+    """bench/setup.sh: installs and builds what is missing (idempotent); failures are not fatal."""
+    env = dict(os.environ, PYTHON=PY)
+    try:
+        done = subprocess.run(["bash", str(BENCH / "setup.sh")], env=env, timeout=900)
+    except subprocess.TimeoutExpired:
+        print("bench/setup.sh timed out; carrying on with what is there", file=sys.stderr)
+        return
+    if done.returncode != 0:
+        print("bench/setup.sh reported problems (above); missing peers will be skipped",
+              file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about a minute: short points, fewer")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--seconds", type=float, help="seconds per point (default 5, quick 1)")
+    parser.add_argument("--no-setup", action="store_true", help="skip bench/setup.sh")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: redraw latest.md/.png in --out from a results JSON")
+    args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        results["ratios"] = compute_ratios(results)
+        write_outputs(results, args.out, readme=False)
+        return 0
+
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    seconds = args.seconds or (1.0 if args.quick else 5.0)
+    warmup = 0.3 if args.quick else 0.5
+    echo_conns = [1, 100, 1000] if args.quick else [1, 10, 100, 1000]
+    rpc_callers = [1, 1000] if args.quick else [1, 100, 1000]
+
+    if not args.no_setup:
+        run_setup()
+    nofile = raise_nofile()
+    idle_conns = min(IDLE_CONNS, nofile - 100)
+
+    n_echo = len(echo_servers()) * len(echo_conns) if "echo" in sections else 0
+    n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
+    total = n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+    progress = Progress(total)
+    notes: list[str] = []
+    mode = "quick" if args.quick else "full"
+    progress.say(f"namewire bench, {mode} run: {', '.join(sections)}; {seconds:g} s per point; "
+                 f"{'server on CPU 0, client on CPU 1' if can_pin() else 'not pinned'}")
+
+    results: dict[str, Any] = {
+        "meta": {
+            "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": machine(),
+            "mode": mode,
+            "seconds_per_point": seconds,
+            "warmup_seconds": warmup,
+            "pinning": "servers on CPU 0, clients on CPU 1 (taskset)" if can_pin() else "not pinned",
+            "namewire_commit": git_commit(),
+            # Other work on this 2-CPU machine skews every number: the load shows how quiet it was.
+            "loadavg_start": load_average(),
+        },
+        "versions": versions(),
+    }
+    if idle_conns < IDLE_CONNS and "memory" in sections:
+        notes.append(f"memory: only {idle_conns} idle connections (descriptor limit {nofile})")
+    try:
+        if "echo" in sections:
+            results["echo"] = run_echo(echo_conns, seconds, warmup, progress, notes)
+        if "rpc" in sections:
+            results["rpc"] = run_rpc(rpc_callers, seconds, warmup, progress, notes)
+        if "memory" in sections:
+            results["memory"] = run_memory(idle_conns, progress, notes)
+        if "logging" in sections:
+            results["logging"] = run_logging(args.quick, progress, notes)
+    except KeyboardInterrupt:
+        notes.append("interrupted: the tables hold what was measured before the interrupt")
+        progress.say("interrupted; writing what was measured")
+    results["ratios"] = compute_ratios(results)
+    results["notes"] = notes
+    results["meta"]["elapsed_seconds"] = round(time.monotonic() - progress.t0, 1)
+    results["meta"]["loadavg_end"] = load_average()
+
+    full = not args.quick and set(sections) == set(SECTIONS) and args.out == RESULTS
+    write_outputs(results, args.out, readme=full)
+    progress.say(f"done in {results['meta']['elapsed_seconds']:.0f} s; results in {args.out}/latest.*")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
