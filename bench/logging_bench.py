@@ -12,7 +12,8 @@ What it measures, for each mode, on a fresh event loop (uvloop where installed):
 
 The producer logs ``--records`` records (default 100,000) in batches of ``--batch`` (default 100),
 yielding to the loop between batches, to a file in a temporary directory (``--dir`` to choose one).
-Every mode uses the same text format, including the node and process names.
+Every mode writes the same text lines, including the node and process names (the baseline with the
+stdlib `logging.Formatter`, namewire with its own, which renders the date once per second).
 
 Modes: ``sync`` (``logging.FileHandler`` on the root logger, the baseline), ``namewire-block``
 (`configure_logging` with ``overflow="block"``) and ``namewire-drop`` (``overflow="drop_oldest"``;
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from namewire.runtime import ContextFilter, configure_logging, new_event_loop
 from namewire.runtime._logging import TEXT_FORMAT
@@ -96,7 +97,9 @@ def _run_mode(mode: str, records: int, batch: int, queue_size: int, folder: Path
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     else:
-        overflow = "block" if mode == "namewire-block" else "drop_oldest"
+        overflow: Literal["block", "drop_oldest"] = (
+            "block" if mode == "namewire-block" else "drop_oldest"
+        )
         pipeline = configure_logging("INFO", path, "text", queue_size=queue_size, overflow=overflow)
     loop = new_event_loop()
     try:

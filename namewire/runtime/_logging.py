@@ -138,6 +138,7 @@ class _RecordQueue:
         self.maxsize = maxsize
         self.drop = overflow == "drop_oldest"
         self.dropped = 0  # only grows; read without the lock by the writer
+        self.closed = False
         self._items: deque[logging.LogRecord | _Flush] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -146,11 +147,13 @@ class _RecordQueue:
     def put(self, record: logging.LogRecord) -> None:
         with self._lock:
             items = self._items
-            while len(items) >= self.maxsize:
+            while len(items) >= self.maxsize and not self.closed:
                 if self.drop:
                     self._drop_oldest()
                 else:
                     self._not_full.wait()
+            if self.closed:
+                return  # logged by another thread while the pipeline closed: nobody will write it
             items.append(record)
             self._not_empty.notify()
 
@@ -162,6 +165,12 @@ class _RecordQueue:
                 self.dropped += 1
                 return
         items.popleft()  # only markers: cannot happen while markers bypass the bound; stay safe
+
+    def close(self) -> None:
+        """Refuse further records and release every thread waiting for room."""
+        with self._lock:
+            self.closed = True
+            self._not_full.notify_all()
 
     def empty(self) -> bool:
         return not self._items
@@ -286,6 +295,7 @@ class LogPipeline:
         stop = _Stop()
         self._queue.put_marker(stop)
         self._thread.join()
+        self._queue.close()
         for handler in self.handlers:
             handler.close()
         self._handler.close()
