@@ -36,6 +36,7 @@ from ..wire import (
     Reply,
     WireConnection,
 )
+from ._deadlines import DeadlineWheel
 from ._flow import WriteFlow
 
 __all__ = ["Session", "SessionHandler"]
@@ -48,6 +49,8 @@ WRITE_HIGH_WATER = 256 * 1024
 # does not read the replies must not grow our memory without bound. Far above the high-water mark so
 # two peers that both write hard do not stop reading each other at the same time.
 READ_STOP_WRITE_BUFFER = 8 * 1024 * 1024
+# Queued frames past this size are written at once instead of at the end of the loop turn.
+FLUSH_BYTES = 8192
 
 
 class SessionHandler(Protocol):
@@ -91,9 +94,15 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._next_id = 1
+        self._deadlines = DeadlineWheel(self._loop, self._expire)
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[BaseException | None] = self._loop.create_future()
         self._reading_held: set[str] = set()
+        # Frames written in one loop turn leave in one transport.write (see `_send_frame`).
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._flush_scheduled = False
+        self._receiving = False
         self.origin = origin
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
@@ -122,6 +131,20 @@ class Session(asyncio.Protocol):
             return
         pending = self._pending
         handler = self._handler
+        # Replies written while handling this read go out together when it is done.
+        self._receiving = True
+        try:
+            self._dispatch(envelopes, pending, handler)
+        finally:
+            self._receiving = False
+            self._flush()
+
+    def _dispatch(
+        self,
+        envelopes: list[Any],
+        pending: dict[int, tuple[asyncio.Future[Any], str]],
+        handler: SessionHandler,
+    ) -> None:
         for env in envelopes:
             kind = type(env)
             if kind is Call:
@@ -153,6 +176,8 @@ class Session(asyncio.Protocol):
         why = f"{reason}" if reason is not None else "connection closed"
         lost = PeerLost(f"peer {self.peer_name or self.origin!r} lost ({why})")
         self._flow.close(lost)
+        self._deadlines.close()
+        self._outbox.clear()
         pending, self._pending = self._pending, {}
         for fut, func in pending.values():
             if not fut.done():
@@ -208,13 +233,8 @@ class Session(asyncio.Protocol):
         frame = self._wire.encode(Call(call_id, func, args))  # type: ignore[arg-type]
         fut = self._loop.create_future()
         self._pending[call_id] = (fut, func)
-        assert self._transport is not None
-        self._transport.write(frame)
-        timer = (
-            self._loop.call_later(timeout, self._expire, call_id, timeout)
-            if timeout is not None
-            else None
-        )
+        self._send_frame(frame)
+        timer = self._deadlines.add(call_id, timeout) if timeout is not None else None
         try:
             if self._flow.paused:
                 await self._flow.drain()
@@ -226,13 +246,14 @@ class Session(asyncio.Protocol):
         finally:
             if timer is not None:
                 timer.cancel()
+            elif timeout is not None:
+                self._deadlines.discard(call_id)
 
     async def send_msg(self, payload: Any) -> None:
         """Write a message; wait only while the write buffer is above its high-water mark."""
         if self._closed.done():
             raise PeerLost(f"send_msg({self.peer_name!r}): peer lost (connection closed)")
-        assert self._transport is not None
-        self._transport.write(self._wire.encode(Msg(payload)))
+        self._send_frame(self._wire.encode(Msg(payload)))
         if self._flow.paused:
             await self._flow.drain()
 
@@ -247,7 +268,7 @@ class Session(asyncio.Protocol):
         except EncodeError as exc:
             self.reply_error(call_id, ERROR_REMOTE, "EncodeError", f"cannot send the result: {exc}")
             return
-        self._write_frame(frame)
+        self._send_frame(frame)
 
     def reply_error(
         self, call_id: int, code: str, type_name: str, message: str, traceback: str = ""
@@ -268,6 +289,7 @@ class Session(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after flushing what is written."""
+        self._flush()
         if self._transport is not None:
             self._transport.close()
 
@@ -285,7 +307,7 @@ class Session(asyncio.Protocol):
             self.abort(ProtocolError(f"second hello from {self._describe()}"))
             return
         if self._accepting:
-            self._write_frame(self._wire.hello())
+            self._send_frame(self._wire.hello())
         self.peer_name = hello.name
         self.peer_info = hello.info
         self._opened.set_result(None)
@@ -319,13 +341,37 @@ class Session(asyncio.Protocol):
             self._write(Cancel(call_id))
 
     def _write(self, envelope: Any) -> None:
-        self._write_frame(self._wire.encode(envelope))
+        self._send_frame(self._wire.encode(envelope))
 
-    def _write_frame(self, frame: bytes) -> None:
-        transport = self._transport
-        if transport is None or self._closed.done():
+    def _send_frame(self, frame: bytes) -> None:
+        """Queue ``frame``; the queue is written at the end of this loop turn in one call.
+
+        A transport.write costs about as much as building a small frame, so writing each frame on
+        its own would double the cost of a call. The queue is flushed early past FLUSH_BYTES, so a
+        task that sends in a loop without yielding still has bounded memory and feels back-pressure.
+        """
+        if self._closed.done():
             return
-        transport.write(frame)
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if self._outbox_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled and not self._receiving:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox = self._outbox
+        transport = self._transport
+        if not outbox or transport is None:
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        self._outbox_bytes = 0
+        if self._closed.done():
+            return
+        transport.write(data)
         if self._flow.paused and transport.get_write_buffer_size() > READ_STOP_WRITE_BUFFER:
             self.hold_reading("write")
 

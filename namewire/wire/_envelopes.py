@@ -7,6 +7,7 @@ Arrays keep frames small and decoding cheap; the field order is part of the prot
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, NamedTuple
 
 from ..errors import ProtocolError
@@ -105,16 +106,40 @@ def to_wire(envelope: Envelope) -> tuple[Any, ...]:
 
 def from_wire(item: Any) -> Envelope:
     """Build the envelope from its decoded array form; raise `ProtocolError` naming what is wrong."""
+    # Fast path for the kinds that carry traffic: exact type checks, one tuple built.
+    if type(item) is list and item and type(item[0]) is int:
+        code = item[0]
+        size = len(item)
+        if code == _CALL_CODE and size == 4:
+            if type(item[1]) is int and type(item[2]) is str and type(item[3]) is list:
+                return _new(Call, (item[1], item[2], item[3]))  # type: ignore[no-any-return]
+        elif code == _REPLY_CODE and size == 3:
+            if type(item[1]) is int:
+                return _new(Reply, (item[1], item[2]))  # type: ignore[no-any-return]
+        elif code == _MSG_CODE and size == 2:
+            return _new(Msg, (item[1],))  # type: ignore[no-any-return]
+    return _checked(item)
+
+
+_new = tuple.__new__
+_CALL_CODE = _CODE[Call]
+_REPLY_CODE = _CODE[Reply]
+_MSG_CODE = _CODE[Msg]
+
+
+def _checked(item: Any) -> Envelope:
+    """The general path, which also explains what is wrong with a bad envelope."""
     if not isinstance(item, list | tuple) or not item:
         raise ProtocolError(f"envelope must be a non-empty array, got {type(item).__name__}")
     code = item[0]
     if type(code) is not int or not 0 <= code < len(_KINDS):
-        raise ProtocolError(f"unknown envelope kind {code!r}")
+        raise ProtocolError(f"unknown envelope kind {reprlib.repr(code)}")
     cls = _KINDS[code]
     types = _FIELD_TYPES[cls]
     if len(item) != len(types) + 1:
         raise ProtocolError(
-            f"{cls.__name__.lower()} envelope needs {len(types)} fields, got {len(item) - 1}"
+            f"{cls.__name__.lower()} envelope needs {len(types)} "
+            f"field{'s' if len(types) != 1 else ''}, got {len(item) - 1}"
         )
     for name, expected, value in zip(cls._fields, types, item[1:], strict=True):
         if expected is None:

@@ -188,7 +188,15 @@ async def test_name_service_restart_nodes_reregister_and_peers_keep_working(
                 await fresh.close()
 
         await wait_until(a_is_back, timeout=15)
-        assert await me.get_remote_func_provider("plus") == ["A"]
+
+        async def we_are_back() -> bool:
+            # Our own registry client reconnects on its backoff (at most 2 s apart).
+            try:
+                return await me.get_remote_func_provider("plus") == ["A"]
+            except namewire.RegistryUnavailable:
+                return False
+
+        await wait_until(we_are_back, timeout=10)
         assert await me.rpc_call("A", "plus", 2, 2) == 4
 
 

@@ -151,8 +151,8 @@ def test_unknown_kind(item: list[Any], message: str) -> None:
         ([0, 1, "A"], "hello envelope needs 3 fields, got 2"),
         ([4, 1, "remote_error", "E", "boom"], "error envelope needs 5 fields, got 4"),
         ([3, 1], "reply envelope needs 2 fields, got 1"),
-        ([6], "ping envelope needs 1 fields, got 0"),
-        ([1, "a", "b"], "msg envelope needs 1 fields, got 2"),
+        ([6], "ping envelope needs 1 field, got 0"),
+        ([1, "a", "b"], "msg envelope needs 1 field, got 2"),
     ],
 )
 def test_wrong_field_count(item: list[Any], message: str) -> None:
