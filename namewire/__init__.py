@@ -27,7 +27,30 @@ from .errors import (
     TransportError,
 )
 from .node import Caller, Node
-from .runtime import new_event_loop, run
+from .runtime import (
+    Channel,
+    Policy,
+    Process,
+    Supervisor,
+    SupervisorFailed,
+    call_later,
+    configure_logging,
+    every,
+    fs,
+    new_event_loop,
+    run,
+    select,
+    sleep,
+    spawn,
+)
+from .transport import (
+    DatagramSocket,
+    Listener,
+    StreamSocket,
+    bind,
+    connect,
+    listen,
+)
 
 __version__ = "0.1.0"
 
@@ -35,7 +58,25 @@ __all__ = [
     "AuthError",
     "CallTimeout",
     "Caller",
+    "Channel",
+    "DatagramSocket",
+    "Listener",
     "Node",
+    "Policy",
+    "Process",
+    "StreamSocket",
+    "Supervisor",
+    "SupervisorFailed",
+    "bind",
+    "call_later",
+    "configure_logging",
+    "connect",
+    "every",
+    "fs",
+    "listen",
+    "select",
+    "sleep",
+    "spawn",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",
