@@ -25,7 +25,6 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
-from ..runtime import current_node_name, set_default_node_name
 from ..transport import Session, open_stream
 from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call
 from ._functions import Caller, FunctionTable
@@ -179,8 +178,6 @@ class Node:
         self._running = True
         self._stopping = False
         self._mailbox = Mailbox(self._mailbox_size)
-        if current_node_name() == "-":
-            set_default_node_name(self.name)  # log records name the node (first node of a process)
         try:
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
