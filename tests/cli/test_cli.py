@@ -94,3 +94,20 @@ def test_nameservice_rejects_a_bad_address() -> None:
     out = namewire("nameservice", "--listen", "http://nope")
     assert out.returncode == 2
     assert "unknown scheme 'http'" in out.stderr
+
+
+def test_run_writes_a_json_log_file_naming_the_node(procs: Processes, tmp_path) -> None:
+    ns, _ = procs.nameservice()
+    log_file = tmp_path / "worker.log"
+    worker = procs.start(
+        "-m", "namewire", "run", "tests/apps/worker.py", "--name", "Logged",
+        "--nameservice", ns, "--log-file", str(log_file), "--log-format", "json",
+        "--log-level", "INFO",
+    )
+    wait_listed(ns, "Logged")
+    assert namewire("send", "Logged", '"stop"', "--nameservice", ns).returncode == 0
+    assert worker.wait(10) == 0
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    serving = [r for r in records if "serving on" in r["message"]]
+    assert serving and serving[0]["node"] == "Logged"
+    assert serving[0]["level"] == "INFO"
