@@ -12,6 +12,8 @@ from typing import Any
 
 README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
+# Share of a CPU that other work may take during a point before the point is flagged as noisy.
+NOISY_CPU = 0.25
 
 # The seed's 2014 echo table (echoes/s), kept beside ours as the heritage ratios.
 SEED_ECHO = {
@@ -31,6 +33,18 @@ def _ratio(a: float | None, b: float | None) -> str:
     if not a or not b:
         return "—"
     return f"{a / b:.2f}×"
+
+
+def _noisy(row: dict[str, Any], conns: int) -> str:
+    point = row.get("points", {}).get(str(conns)) or {}
+    return " †" if (point.get("other_cpu") or 0) > NOISY_CPU else ""
+
+
+def _noise_footnote(rows: list[dict[str, Any]], counts: list[int]) -> list[str]:
+    if not any(_noisy(row, c) for row in rows for c in counts):
+        return []
+    return ["", f"† other processes kept more than {NOISY_CPU:.0%} of a CPU busy during that point: "
+                "read it with care (`other_cpu` in the JSON)."]
 
 
 def _echo_value(row: dict[str, Any], conns: int) -> float | None:
@@ -110,12 +124,21 @@ def to_markdown(results: dict[str, Any]) -> str:
         conns = echo["connections"]
         out.append("### Echo: round trips/s (one 12-byte frame in flight per connection)")
         out.append("")
-        out.append("| server | " + " | ".join(f"{c} conn" for c in conns) + " |")
-        out.append("|---|" + "---:|" * len(conns))
+        top = str(max(conns))
+        out.append("| server | " + " | ".join(f"{c} conn" for c in conns)
+                   + f" | CPU server / client @{top} |")
+        out.append("|---|" + "---:|" * (len(conns) + 1))
         for row in echo["rows"]:
-            cells = [_cell_or_failed(row, str(c), _num(_echo_value(row, c))) for c in conns]
+            cells = [_cell_or_failed(row, str(c), _num(_echo_value(row, c)) + _noisy(row, c))
+                     for c in conns]
+            point = row.get("points", {}).get(top) or {}
+            if "server_cpu" in point:
+                cells.append(f"{point['server_cpu']:.0%} / {point.get('client_cpu') or 0:.0%}")
+            else:
+                cells.append("—")
             label = row["label"] + (f" (skipped: {row['skipped']})" if "skipped" in row else "")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.extend(_noise_footnote(echo["rows"], conns))
         out.append("")
 
     rpc = results.get("rpc")
@@ -131,12 +154,14 @@ def to_markdown(results: dict[str, Any]) -> str:
             cells = []
             for c in callers:
                 p = _rpc_point(row, c)
-                cells.append(_cell_or_failed(row, str(c), _num(p["calls_per_s"]) if p else "—"))
+                cells.append(_cell_or_failed(row, str(c),
+                                             _num(p["calls_per_s"]) + _noisy(row, c) if p else "—"))
             for c in (lo, hi):
                 p = _rpc_point(row, c)
                 cells.append(_latency(p) if p else _cell_or_failed(row, str(c), "—"))
             label = row["label"] + (f" (skipped: {row['skipped']})" if "skipped" in row else "")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.extend(_noise_footnote(rpc["rows"], callers))
         out.append("")
 
     memory = results.get("memory")
@@ -300,7 +325,8 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     meta = results["meta"]
-    fig.suptitle(f"namewire bench — {meta['date']} — {meta['machine']}", fontsize=10)
+    fig.suptitle(f"namewire bench, {meta['mode']} run, {meta['date']}\n{meta['machine']}",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

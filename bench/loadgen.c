@@ -9,7 +9,12 @@
  *                   next one.  Prints round trips per second once a second on stderr and a
  *                   final machine-readable line on stdout:
  *                     RESULT {"mode":"echo","conns":100,"seconds":5.000,"round_trips":...,
- *                             "rps":...,"errors":0,"error":""}
+ *                             "rps":...,"rps_median":...,"slices":50,"client_cpu":0.98,
+ *                             "errors":0,"error":""}
+ *                   rps is the mean over the window; rps_median the median of its 100 ms slices,
+ *                   which a burst of unrelated work on a shared machine moves much less.
+ *                   client_cpu is the share of one CPU the generator itself used while
+ *                   counting: near 1.0 means the client, not the server, set the pace.
  *                   A raw echo server passes because it returns the frame's bytes unchanged;
  *                   a framed echo must answer with the identical frame.
  *
@@ -38,6 +43,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +51,8 @@
 #define MAX_CONNECTING 128
 #define MAX_FRAME 65536
 #define STDIN_TAG UINT32_MAX
+#define SLICE 0.1          /* seconds per rate sample: the median of these resists short stalls */
+#define MAX_SLICES 100000
 
 enum state { ST_IDLE, ST_CONNECTING, ST_OPEN, ST_CLOSED };
 
@@ -69,6 +77,21 @@ static char first_error[256];
 static int measuring;
 static int n_open, n_closed, n_connecting, next_to_connect;
 static struct sockaddr_in addr;
+
+/* CPU seconds (user + system) this process has used: the client's own load is part of the result. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 static double now(void)
 {
@@ -342,8 +365,11 @@ int main(int argc, char **argv)
 
     struct epoll_event evs[1024];
     double t_start = now(), deadline_connect = t_start + 30.0;
-    double t_measure = 0, t_end = 0, next_report = 0;
-    long long last_report_count = 0;
+    double t_measure = 0, t_end = 0, next_report = 0, cpu_measure = 0;
+    long long last_report_count = 0, last_slice_count = 0;
+    double next_slice = 0, slice_start = 0;
+    static double slices[MAX_SLICES];
+    int nslices = 0;
     int ready = 0, stop = 0;
     pace_connects();
     while (!stop) {
@@ -376,10 +402,19 @@ int main(int argc, char **argv)
             measuring = 1;
             t_measure = t;   /* the window starts when counting does, so rps = count / window */
             t_end = t + seconds;
+            cpu_measure = cpu_seconds();
+            slice_start = t;
+            next_slice = t + SLICE;
             next_report = t + 1.0;
         }
         if (ready && t >= t_end)
             break;
+        if (measuring && t >= next_slice && nslices < MAX_SLICES) {
+            slices[nslices++] = (double)(round_trips - last_slice_count) / (t - slice_start);
+            last_slice_count = round_trips;
+            slice_start = t;
+            next_slice = t + SLICE;
+        }
         if (measuring && t >= next_report) {
             fprintf(stderr, "loadgen: %lld round trips/s\n", round_trips - last_report_count);
             last_report_count = round_trips;
@@ -419,14 +454,21 @@ int main(int argc, char **argv)
         pace_connects();
     }
     double elapsed = measuring ? now() - t_measure : 0.0;
+    double cpu = measuring && elapsed > 0 ? (cpu_seconds() - cpu_measure) / elapsed : 0.0;
     if (idle) {
         printf("RESULT {\"mode\":\"idle\",\"conns\":%d,\"open\":%d,\"closed\":%d,\"errors\":%lld,"
                "\"error\":\"%s\"}\n", nconns, n_open, n_closed, errors, first_error);
     } else {
         double rps = elapsed > 0 ? (double)round_trips / elapsed : 0.0;
+        double median = rps;
+        if (nslices > 0) {
+            qsort(slices, (size_t)nslices, sizeof slices[0], cmp_double);
+            median = slices[nslices / 2];
+        }
         printf("RESULT {\"mode\":\"echo\",\"conns\":%d,\"seconds\":%.3f,\"round_trips\":%lld,"
-               "\"rps\":%.1f,\"errors\":%lld,\"error\":\"%s\"}\n",
-               nconns, elapsed, round_trips, rps, errors, first_error);
+               "\"rps\":%.1f,\"rps_median\":%.1f,\"slices\":%d,\"client_cpu\":%.3f,"
+               "\"errors\":%lld,\"error\":\"%s\"}\n",
+               nconns, elapsed, round_trips, rps, median, nslices, cpu, errors, first_error);
     }
     fflush(stdout);
     return errors && !idle ? 1 : 0;

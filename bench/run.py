@@ -35,6 +35,9 @@ from _procs import (
     PeerFailed,
     ProcessSet,
     can_pin,
+    children_cpu,
+    cpu_seconds,
+    machine_busy_seconds,
     free_port,
     log_of,
     open_fds,
@@ -172,59 +175,123 @@ def echo_servers() -> list[dict[str, Any]]:
 
 
 def run_echo(
-    conns_list: Sequence[int], seconds: float, warmup: float, progress: Progress, notes: list[str]
+    conns_list: Sequence[int],
+    seconds: float,
+    warmup: float,
+    quiet_wait: float,
+    progress: Progress,
+    notes: list[str],
 ) -> dict[str, Any]:
-    """Each echo server in turn, measured at each connection count by the C load generator."""
+    """Every echo server, measured at each connection count by the C load generator.
+
+    All servers are started up front (idle ones cost nothing) and the points are interleaved:
+    each connection count visits every server in turn, so a burst of unrelated work on the
+    machine spreads over the servers instead of sinking one of them.
+    """
     rows: list[dict[str, Any]] = []
     loadgen_missing = None if LOADGEN.exists() else "bench/build/loadgen not built"
-    for server in echo_servers():
-        row: dict[str, Any] = {"key": server["key"], "label": server["label"], "points": {}}
-        rows.append(row)
-        why = server["missing"] or loadgen_missing
-        if why:
-            row["skipped"] = why
-            notes.append(f"echo {server['label']}: skipped, {why}")
-            for conns in conns_list:
-                progress.step(f"echo {server['label']} @{conns}: skipped ({why})")
-            continue
-        with ProcessSet(LOGS) as procs:
-            proc = None
-            for conns in conns_list:
-                label = f"echo {server['label']} @{conns}"
+    servers = echo_servers()
+    with ProcessSet(LOGS) as procs:
+        running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        for server in servers:
+            row: dict[str, Any] = {"key": server["key"], "label": server["label"], "points": {}}
+            rows.append(row)
+            why = server["missing"] or loadgen_missing
+            if why:
+                row["skipped"] = why
+                notes.append(f"echo {server['label']}: skipped, {why}")
+
+        def ensure_running(server: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]:
+            # (Re)start: a server that died on one point still gets the next one.
+            proc, port = running.get(server["key"], (None, 0))
+            if proc is None or proc.poll() is not None:
+                if proc is not None:
+                    procs.stop(proc)
+                port = free_port()
+                proc = procs.start(f"echo-{server['key']}", pinned(SERVER_CPU, server["argv"](port)))
+                running[server["key"]] = (proc, port)
+                wait_port(port, proc)
+            return proc, port
+
+        # Start everything first, so that no server's start-up (imports, JIT) lands in a point.
+        for server, row in zip(servers, rows, strict=True):
+            if "skipped" not in row:
                 try:
-                    if proc is None or proc.poll() is not None:
-                        # (Re)start: a server that died on one point still gets the next one.
-                        if proc is not None:
-                            procs.stop(proc)
-                        port = free_port()
-                        proc = procs.start(
-                            f"echo-{server['key']}", pinned(SERVER_CPU, server["argv"](port))
-                        )
-                        wait_port(port, proc)
-                    result = run_loadgen_echo(port, conns, seconds, warmup)
+                    ensure_running(server)
+                except PeerFailed:
+                    pass  # reported on each of its points, where the start is tried again
+        for conns in conns_list:
+            for server, row in zip(servers, rows, strict=True):
+                label = f"echo {server['label']} @{conns}"
+                if "skipped" in row:
+                    progress.step(f"{label}: skipped ({row['skipped']})")
+                    continue
+                try:
+                    proc, port = ensure_running(server)
+                    argv = [str(LOADGEN), "-c", str(conns), "-d", str(seconds), "-w", str(warmup),
+                            "127.0.0.1", str(port)]
+                    done, usage = measure_point(proc.pid, argv, seconds + warmup + 45, quiet_wait)
+                    result = parse_result_line(done.stdout)
+                    if result.get("errors"):
+                        raise PeerFailed(f"{result['errors']} connection error(s), first: "
+                                         f"{result['error']}")
                     if proc.poll() is not None:
                         raise PeerFailed(f"server exited during the run: {tail(log_of(proc))}")
-                    row["points"][str(conns)] = result
-                    progress.step(f"{label}: {result['rps']:,.0f} rt/s")
+                    point = {k: result[k] for k in ("rps", "rps_median", "round_trips", "seconds")
+                             if k in result}
+                    point.update(usage)
+                    row["points"][str(conns)] = point
+                    progress.step(f"{label}: {point['rps']:,.0f} rt/s ({describe_usage(usage)})")
                 except PeerFailed as exc:
                     row["points"][str(conns)] = {"error": str(exc)}
                     notes.append(f"{label}: failed, {exc}")
                     progress.step(f"{label}: FAILED ({exc})")
-    return {"connections": list(conns_list), "payload": "msgpack [\"hahaha\"], 8 bytes + 4-byte length",
-            "rows": rows}
+    return {"connections": list(conns_list),
+            "payload": "msgpack [\"hahaha\"], 8 bytes + 4-byte length", "rows": rows}
 
 
-def run_loadgen_echo(port: int, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
-    """One ping-pong measurement; raises `PeerFailed` on any error the client saw."""
-    argv = pinned(
-        CLIENT_CPU,
-        [str(LOADGEN), "-c", str(conns), "-d", str(seconds), "-w", str(warmup), "127.0.0.1", str(port)],
-    )
-    done = run_captured(argv, timeout=seconds + warmup + 45)
-    result = parse_result_line(done.stdout)
-    if result.get("errors"):
-        raise PeerFailed(f"{result['errors']} connection error(s), first: {result['error']}")
-    return {"rps": result["rps"], "round_trips": result["round_trips"], "seconds": result["seconds"]}
+def measure_point(
+    server_pid: int, client_argv: Sequence[str], timeout: float, quiet_wait: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Runs one client to completion (pinned to the client CPU) and accounts for the CPU.
+
+    Waits up to ``quiet_wait`` seconds for the machine to calm down first.  Returns the client's
+    output and the CPU shares over the point: the server's, the client's (from the reaped
+    child's rusage) and everyone else's (the noise), as fractions of one CPU.
+    """
+    idle_before = wait_for_quiet(quiet_wait)
+    cpu0, busy0, kids0, t0 = (cpu_seconds(server_pid), machine_busy_seconds(), children_cpu(),
+                              time.monotonic())
+    done = run_captured(pinned(CLIENT_CPU, client_argv), timeout=timeout)
+    wall = time.monotonic() - t0
+    server = (cpu_seconds(server_pid) - cpu0) / wall
+    client = (children_cpu() - kids0) / wall
+    other = max(0.0, (machine_busy_seconds() - busy0) / wall - server - client)
+    usage = {"server_cpu": round(server, 3), "client_cpu": round(client, 3),
+             "other_cpu": round(other, 3), "other_cpu_before": round(idle_before, 3)}
+    if done.returncode != 0 and "RESULT " not in done.stdout:
+        raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+    return done, usage
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.25, sample: float = 0.25) -> float:
+    """Waits (at most ``max_wait`` s) until other work uses under ``threshold`` of a CPU.
+
+    Nothing of ours is loaded between points, so what the machine does meanwhile is someone
+    else's.  Returns the last load seen, recorded beside the point.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(sample)
+        load = (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
+def describe_usage(usage: dict[str, Any]) -> str:
+    return (f"CPU server {usage['server_cpu']:.0%}, client {usage['client_cpu']:.0%}, "
+            f"other {usage['other_cpu']:.0%}")
 
 
 # --- RPC -----------------------------------------------------------------------------------------
@@ -244,7 +311,12 @@ def rpc_systems() -> list[dict[str, Any]]:
 
 
 def run_rpc(
-    callers_list: Sequence[int], seconds: float, warmup: float, progress: Progress, notes: list[str]
+    callers_list: Sequence[int],
+    seconds: float,
+    warmup: float,
+    quiet_wait: float,
+    progress: Progress,
+    notes: list[str],
 ) -> dict[str, Any]:
     """Each RPC system: one server (pinned to CPU 0), one client process per caller count."""
     rows: list[dict[str, Any]] = []
@@ -260,7 +332,7 @@ def run_rpc(
             continue
         with ProcessSet(LOGS) as procs:
             try:
-                client_for = start_rpc_server(system, procs)
+                client_for, server_pid = start_rpc_server(system, procs)
             except PeerFailed as exc:
                 for callers in callers_list:
                     row["points"][str(callers)] = {"error": f"server: {exc}"}
@@ -271,19 +343,16 @@ def run_rpc(
                 label = f"rpc {system['label']} @{callers}"
                 try:
                     argv = client_for(callers, seconds, warmup)
-                    env_prefix = [f"{k}={v}" for k, v in system.get("env", {}).items()]
-                    if env_prefix:
-                        argv = ["env", *env_prefix, *argv]
-                    done = run_captured(pinned(CLIENT_CPU, argv), timeout=seconds + warmup + 90)
-                    if done.returncode != 0 and "RESULT " not in done.stdout:
-                        raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr)}")
+                    done, usage = measure_point(server_pid, argv, seconds + warmup + 90, quiet_wait)
                     result = parse_result_line(done.stdout)
                     if result.get("errors"):
                         raise PeerFailed(f"{result['errors']} failed call(s), first: {result['error']}")
+                    result.pop("error", None)
+                    result.update(usage)
                     row["points"][str(callers)] = result
                     progress.step(
-                        f"{label}: {result['calls_per_s']:,.0f} calls/s, "
-                        f"p50 {result['p50_us']} µs, p99 {result['p99_us']} µs"
+                        f"{label}: {result['calls_per_s']:,.0f} calls/s, p50 {result['p50_us']:,.0f} µs,"
+                        f" p99 {result['p99_us']:,.0f} µs ({describe_usage(usage)})"
                     )
                 except PeerFailed as exc:
                     row["points"][str(callers)] = {"error": str(exc)}
@@ -306,8 +375,8 @@ def rpc_missing(system: dict[str, Any]) -> str | None:
 
 def start_rpc_server(
     system: dict[str, Any], procs: ProcessSet
-) -> Callable[[int, float, float], list[str]]:
-    """Starts the system's server(s); returns a function building the client's argv."""
+) -> tuple[Callable[[int, float, float], list[str]], int]:
+    """Starts the system's server(s); returns the client's argv builder and the server's pid."""
     if system["key"] == "namewire":
         ns_port, port = free_port(), free_port()
         ns_url = f"tcp://127.0.0.1:{ns_port}"
@@ -316,22 +385,28 @@ def start_rpc_server(
             pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
         )
         wait_port(ns_port, ns)
-        server = procs.start(
-            "rpc-namewire-plus",
-            pinned(SERVER_CPU, plus_server_argv(ns_url, port)),
-        )
+        server = procs.start("rpc-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port)))
         wait_port(port, server)
         client = str(BENCH / "clients" / "namewire_plus.py")
-        return lambda n, s, w: [PY, client, "--nameservice", ns_url, "--callers", str(n),
-                                "--seconds", str(s), "--warmup", str(w)]
+        return (
+            lambda n, s, w: [PY, client, "--nameservice", ns_url, "--callers", str(n),
+                             "--seconds", str(s), "--warmup", str(w)],
+            pid_listening_on(server.pid, port),
+        )
     port = free_port()
-    env_prefix = [f"{k}={v}" for k, v in system["env"].items()]
-    argv = [PY, str(system["script"]), "server", str(port)]
-    server = procs.start(f"rpc-{system['key']}", pinned(SERVER_CPU, ["env", *env_prefix, *argv]))
+    # Environment switches (PYRO_SERVERTYPE) reach both sides through `env`, like a user's shell.
+    env = ["env", *(f"{k}={v}" for k, v in system["env"].items())]
+    server = procs.start(
+        f"rpc-{system['key']}",
+        pinned(SERVER_CPU, [*env, PY, str(system["script"]), "server", str(port)]),
+    )
     wait_port(port, server)
     script = str(system["script"])
-    return lambda n, s, w: [PY, script, "client", str(port), "--callers", str(n),
-                            "--seconds", str(s), "--warmup", str(w)]
+    return (
+        lambda n, s, w: [*env, PY, script, "client", str(port), "--callers", str(n),
+                         "--seconds", str(s), "--warmup", str(w)],
+        pid_listening_on(server.pid, port),
+    )
 
 
 def plus_server_argv(ns_url: str, port: int) -> list[str]:
@@ -466,6 +541,8 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
                                   timeout=30).stdout
         if quick and "--quick" in helptext:
             argv.append("--quick")
+        elif quick and "--records" in helptext:
+            argv += ["--records", "30000"]
         done = run_captured(argv, timeout=240)
         if done.returncode != 0:
             raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
@@ -599,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     warmup = 0.3 if args.quick else 0.5
+    # Before each point, wait this long at most for other work on the machine to quieten down.
+    quiet_wait = 0.5 if args.quick else 2.0
     echo_conns = [1, 100, 1000] if args.quick else [1, 10, 100, 1000]
     rpc_callers = [1, 1000] if args.quick else [1, 100, 1000]
 
@@ -623,6 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mode": mode,
             "seconds_per_point": seconds,
             "warmup_seconds": warmup,
+            "quiet_wait_seconds": quiet_wait,
             "pinning": "servers on CPU 0, clients on CPU 1 (taskset)" if can_pin() else "not pinned",
             "namewire_commit": git_commit(),
             # Other work on this 2-CPU machine skews every number: the load shows how quiet it was.
@@ -634,9 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append(f"memory: only {idle_conns} idle connections (descriptor limit {nofile})")
     try:
         if "echo" in sections:
-            results["echo"] = run_echo(echo_conns, seconds, warmup, progress, notes)
+            results["echo"] = run_echo(echo_conns, seconds, warmup, quiet_wait, progress, notes)
         if "rpc" in sections:
-            results["rpc"] = run_rpc(rpc_callers, seconds, warmup, progress, notes)
+            results["rpc"] = run_rpc(rpc_callers, seconds, warmup, quiet_wait, progress, notes)
         if "memory" in sections:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:

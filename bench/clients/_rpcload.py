@@ -64,9 +64,12 @@ def summarize(tallies: list[CallerTally], callers: int, seconds: float, **extra:
 
 
 async def run_async_callers(
-    call: Callable[[], Awaitable[Any]], callers: int, seconds: float, warmup: float
+    call: Callable[[], Awaitable[Any]], callers: int, seconds: float, warmup: float, expect: Any = 3
 ) -> dict[str, Any]:
-    """Runs ``callers`` coroutines on the running loop, each awaiting ``call()`` in a loop."""
+    """Runs ``callers`` coroutines on the running loop, each awaiting ``call()`` in a loop.
+
+    Every answer is compared with ``expect`` (``plus(1, 2)`` is 3): a wrong one is an error.
+    """
     now = time.perf_counter_ns()
     start_ns = now + int(warmup * 1e9)
     end_ns = start_ns + int(seconds * 1e9)
@@ -77,11 +80,14 @@ async def run_async_callers(
         while True:
             t0 = clock()
             try:
-                await call()
+                answer = await call()
             except Exception as exc:  # noqa: BLE001 - any failure ends this caller and is reported
                 _record_error(tally, exc)
                 return
             t1 = clock()
+            if answer != expect:
+                _record_error(tally, ValueError(f"got {answer!r}, expected {expect!r}"))
+                return
             if t1 >= end_ns:
                 return
             if t0 >= start_ns:
@@ -93,9 +99,15 @@ async def run_async_callers(
 
 
 def run_thread_callers(
-    connect: Callable[[], Callable[[], Any]], callers: int, seconds: float, warmup: float
+    connect: Callable[[], Callable[[], Any]],
+    callers: int,
+    seconds: float,
+    warmup: float,
+    expect: Any = 3,
 ) -> dict[str, Any]:
     """Runs ``callers`` threads; each calls ``connect()`` once for its own stub, then loops on it.
+
+    Every answer is compared with ``expect``, as in `run_async_callers`.
 
     Thread-per-caller is how Pyro5 and rpyc are meant to be driven concurrently: a proxy or a
     connection is not shared between threads.
@@ -124,11 +136,14 @@ def run_thread_callers(
         while True:
             t0 = clock()
             try:
-                stub()
+                answer = stub()
             except Exception as exc:  # noqa: BLE001
                 _record_error(tally, exc)
                 return
             t1 = clock()
+            if answer != expect:
+                _record_error(tally, ValueError(f"got {answer!r}, expected {expect!r}"))
+                return
             if t1 >= end_ns:
                 return
             if t0 >= start_ns:

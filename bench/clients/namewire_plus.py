@@ -11,8 +11,10 @@ connect are not part of the measured window.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rpcload import emit, run_async_callers  # noqa: E402
 
 
+async def first_call(node: namewire.Node, timeout: float = 15.0) -> Any:
+    """The first call, retried while PlusServer is not registered yet (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await node.rpc_call("PlusServer", "plus", 1, 2)
+        except namewire.NameNotFound:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def measure(nameservice: str, callers: int, seconds: float, warmup: float) -> dict[str, Any]:
     """Joins the name service as a caller, checks one call, then runs the load."""
     node = namewire.Node(f"bench-client-{os.getpid()}")
     async with node.serve(nameservice=nameservice, listen=None):
-        first = await node.rpc_call("PlusServer", "plus", 1, 2)
+        first = await first_call(node)
         if first != 3:
             raise SystemExit(f"PlusServer.plus(1, 2) returned {first!r}, expected 3")
 
