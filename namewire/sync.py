@@ -22,7 +22,7 @@ import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from .node import DEFAULT_CALL_TIMEOUT, Node
 from .runtime import new_event_loop
@@ -106,7 +106,7 @@ class Client:
         finally:
             self._stop_loop()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -17,7 +17,13 @@ from ..errors import NamewireError
 from ..nameservice import serve_forever
 from ..node import Node
 from ..registry import DEFAULT_LEASE_TTL, DEFAULT_NAMESERVICE
-from ._common import add_logging_options, add_nameservice_option, fail, nameservice_url, setup_logging
+from ._common import (
+    add_logging_options,
+    add_nameservice_option,
+    fail,
+    nameservice_url,
+    setup_logging,
+)
 
 log = logging.getLogger("namewire.cli")
 
@@ -63,17 +69,17 @@ def load_app(path: str) -> tuple[Node, Any]:
     spec = importlib.util.spec_from_file_location(f"namewire_app_{file.stem}", file)
     if spec is None or spec.loader is None:
         fail(f"cannot load {path} as Python")
-    module: ModuleType = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(file.resolve().parent))
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     node = getattr(module, "node", None)
     if not isinstance(node, Node):
         fail(f"{path} defines no module-level `node = namewire.Node(...)`")
     main = getattr(module, "main", None)
     if main is not None and not inspect.iscoroutinefunction(main):
         fail(f"{path}: `main` must be `async def main(node)`")
-    return node, main  # type: ignore[return-value]
+    return node, main
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from ..registry._protocol import (
 )
 from ..transport import Session
 
-__all__ = ["NameService", "Lease"]
+__all__ = ["Lease", "NameService"]
 
 log = logging.getLogger("namewire.nameservice")
 
@@ -70,7 +70,7 @@ class NameService:
             (self._providers, FN_PROVIDERS),
             (self._services, FN_SERVICES),
         ):
-            self.node.function(fn, name=name, with_caller=True)
+            self.node.functions.add(fn, name=name, with_caller=True)
 
     @contextlib.asynccontextmanager
     async def serve(self, listen: str = DEFAULT_NAMESERVICE) -> AsyncIterator[NameService]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..transport import Session
 
-__all__ = ["Caller", "RemoteFunction", "FunctionTable"]
+__all__ = ["Caller", "FunctionTable", "RemoteFunction"]
 
 
 @dataclass(frozen=True, slots=True)

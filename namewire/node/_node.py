@@ -31,7 +31,7 @@ from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 
-__all__ = ["Node", "DEFAULT_CALL_TIMEOUT"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "Node"]
 
 log = logging.getLogger("namewire.node")
 
@@ -97,7 +97,13 @@ class Node:
 
     @overload
     def function(
-        self, *, name: str | None = None, idempotent: bool = False, with_caller: bool = False
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        idempotent: bool = False,
+        with_caller: bool = False,
     ) -> Callable[[F], F]: ...
 
     def function(

@@ -29,7 +29,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         except ImportError:
             pass
         else:
-            return uvloop.new_event_loop
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
     return asyncio.new_event_loop
 
 

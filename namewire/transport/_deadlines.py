@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable
 
-__all__ = ["DeadlineWheel", "TICK"]
+__all__ = ["TICK", "DeadlineWheel"]
 
 TICK = 0.05  # seconds; timeouts under PRECISE_BELOW get their own timer
 PRECISE_BELOW = 1.0
@@ -21,7 +21,7 @@ PRECISE_BELOW = 1.0
 class DeadlineWheel:
     """Calls ``expire(key, timeout)`` for each key whose deadline passed, unless `discard`-ed."""
 
-    __slots__ = ("_loop", "_expire", "_buckets", "_timer", "_live")
+    __slots__ = ("_buckets", "_expire", "_live", "_loop", "_timer")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, expire: Callable[[int, float], None]

@@ -16,7 +16,7 @@ class WriteFlow:
     high-water mark.
     """
 
-    __slots__ = ("paused", "_waiters", "_closed_exc", "_loop")
+    __slots__ = ("_closed_exc", "_loop", "_waiters", "paused")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

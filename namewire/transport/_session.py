@@ -148,21 +148,21 @@ class Session(asyncio.Protocol):
         for env in envelopes:
             kind = type(env)
             if kind is Call:
-                handler.call_received(self, env)  # type: ignore[arg-type]
+                handler.call_received(self, env)
             elif kind is Reply:
-                entry = pending.pop(env.id, None)  # type: ignore[union-attr]
+                entry = pending.pop(env.id, None)
                 if entry is not None and not entry[0].done():
-                    entry[0].set_result(env.result)  # type: ignore[union-attr]
+                    entry[0].set_result(env.result)
             elif kind is Msg:
-                handler.message_received(self, env.payload)  # type: ignore[union-attr]
+                handler.message_received(self, env.payload)
             elif kind is Error:
-                self._call_failed(env)  # type: ignore[arg-type]
+                self._call_failed(env)
             elif kind is Cancel:
-                handler.cancel_received(self, env.id)  # type: ignore[union-attr]
+                handler.cancel_received(self, env.id)
             elif kind is Hello:
-                self._hello_received(env)  # type: ignore[arg-type]
+                self._hello_received(env)
             elif kind is Ping:
-                self._write(Pong(env.token))  # type: ignore[union-attr]
+                self._write(Pong(env.token))
             if self._closed.done():
                 return
 

@@ -34,7 +34,8 @@ class MsgpackCodec:
 
     def encode(self, item: Any) -> bytes:
         try:
-            return self._packer.pack(item)
+            packed: bytes = self._packer.pack(item)
+            return packed
         except (TypeError, ValueError, OverflowError) as exc:
             # The packer keeps a half-written buffer after a failure; start clean.
             self._packer = msgpack.Packer(use_bin_type=True)

@@ -112,12 +112,12 @@ def from_wire(item: Any) -> Envelope:
         size = len(item)
         if code == _CALL_CODE and size == 4:
             if type(item[1]) is int and type(item[2]) is str and type(item[3]) is list:
-                return _new(Call, (item[1], item[2], item[3]))  # type: ignore[no-any-return]
+                return _new(Call, (item[1], item[2], item[3]))
         elif code == _REPLY_CODE and size == 3:
             if type(item[1]) is int:
-                return _new(Reply, (item[1], item[2]))  # type: ignore[no-any-return]
+                return _new(Reply, (item[1], item[2]))
         elif code == _MSG_CODE and size == 2:
-            return _new(Msg, (item[1],))  # type: ignore[no-any-return]
+            return _new(Msg, (item[1],))
     return _checked(item)
 
 
