@@ -360,7 +360,7 @@ class Node:
             return
         try:
             result = entry.fn(*args)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
             _reply_exception(session, call.id, exc)
             return
         if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
@@ -483,7 +483,7 @@ async def _answer(session: Session, call_id: int, coro: Any) -> None:
         result = await coro
     except asyncio.CancelledError:
         raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
         _reply_exception(session, call_id, exc)
     else:
         session.reply(call_id, result)
