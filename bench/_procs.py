@@ -143,7 +143,7 @@ class ProcessSet:
         for proc in reversed(list(self.procs)):
             try:
                 self.stop(proc)
-            except Exception:  # noqa: BLE001 - cleanup must reach every child
+            except Exception:  # cleanup must reach every child
                 pass
 
 

@@ -43,8 +43,11 @@ def _noisy(row: dict[str, Any], conns: int) -> str:
 def _noise_footnote(rows: list[dict[str, Any]], counts: list[int]) -> list[str]:
     if not any(_noisy(row, c) for row in rows for c in counts):
         return []
-    return ["", f"† other processes kept more than {NOISY_CPU:.0%} of a CPU busy during that point: "
-                "read it with care (`other_cpu` in the JSON)."]
+    return [
+        "",
+        f"† other processes kept more than {NOISY_CPU:.0%} of a CPU busy during that point: "
+        "read it with care (`other_cpu` in the JSON).",
+    ]
 
 
 def _echo_value(row: dict[str, Any], conns: int) -> float | None:
@@ -55,7 +58,7 @@ def _echo_value(row: dict[str, Any], conns: int) -> float | None:
 
 
 def _rpc_point(row: dict[str, Any], callers: int) -> dict[str, Any] | None:
-    point = row.get("points", {}).get(str(callers))
+    point: dict[str, Any] | None = row.get("points", {}).get(str(callers))
     if not point or point.get("error"):
         return None
     return point
@@ -82,7 +85,19 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             values[str(conns)] = round(a / b, 3) if a and b else None
         ratios.append({"name": f"echo namewire / {ref_label}", "values": values})
 
-    rpc = results.get("rpc", {})
+    rpc = results.get("rpc")
+    if rpc:
+        ratios.append(_rpc_ratio(rpc))
+    for row in results.get("memory", {}).get("rows", []):
+        if row.get("key") == "namewire" and "per_conn_bytes" in row:
+            ratios.append(
+                {"name": "RSS per idle namewire connection", "bytes": row["per_conn_bytes"]}
+            )
+    return ratios
+
+
+def _rpc_ratio(rpc: dict[str, Any]) -> dict[str, Any]:
+    """namewire's calls/s at the most callers against the best other system's."""
     rows = {row["key"]: row for row in rpc.get("rows", [])}
     top = max(rpc.get("callers", [1000]) or [1000])
     nw_point = _rpc_point(rows["namewire"], top) if "namewire" in rows else None
@@ -93,30 +108,26 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
         point = _rpc_point(row, top)
         if point and (best_value is None or point["calls_per_s"] > best_value):
             best_label, best_value = row["label"], point["calls_per_s"]
-    ratios.append(
-        {
-            "name": f"RPC calls/s namewire / best peer at {top} callers",
-            "best_peer": best_label,
-            "value": round(nw_point["calls_per_s"] / best_value, 3)
-            if nw_point and best_value
-            else None,
-        }
-    )
-    for row in results.get("memory", {}).get("rows", []):
-        if row.get("key") == "namewire" and "per_conn_bytes" in row:
-            ratios.append({"name": "RSS per idle namewire connection", "bytes": row["per_conn_bytes"]})
-    return ratios
+    return {
+        "name": f"RPC calls/s namewire / best peer at {top} callers",
+        "best_peer": best_label,
+        "value": round(nw_point["calls_per_s"] / best_value, 3)
+        if nw_point and best_value
+        else None,
+    }
 
 
 def to_markdown(results: dict[str, Any]) -> str:
     """The whole report as Markdown: echo, RPC, memory, ratios, logging, versions, notes."""
     meta = results["meta"]
     out: list[str] = []
-    out.append(f"Run {meta['date']} on {meta['machine']} ({meta['mode']} run, "
-               f"{meta['seconds_per_point']} s per point, {meta['pinning']}, "
-               f"load average {meta.get('loadavg_start', '?')} at start and "
-               f"{meta.get('loadavg_end', '?')} at end), namewire {meta['namewire_commit']}, "
-               f"{meta.get('elapsed_seconds', 0):.0f} s in all.")
+    out.append(
+        f"Run {meta['date']} on {meta['machine']} ({meta['mode']} run, "
+        f"{meta['seconds_per_point']} s per point, {meta['pinning']}, "
+        f"load average {meta.get('loadavg_start', '?')} at start and "
+        f"{meta.get('loadavg_end', '?')} at end), namewire {meta['namewire_commit']}, "
+        f"{meta.get('elapsed_seconds', 0):.0f} s in all."
+    )
     out.append("")
 
     echo = results.get("echo")
@@ -125,12 +136,17 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("### Echo: round trips/s (one 12-byte frame in flight per connection)")
         out.append("")
         top = str(max(conns))
-        out.append("| server | " + " | ".join(f"{c} conn" for c in conns)
-                   + f" | CPU server / client @{top} |")
+        out.append(
+            "| server | "
+            + " | ".join(f"{c} conn" for c in conns)
+            + f" | CPU server / client @{top} |"
+        )
         out.append("|---|" + "---:|" * (len(conns) + 1))
         for row in echo["rows"]:
-            cells = [_cell_or_failed(row, str(c), _num(_echo_value(row, c)) + _noisy(row, c))
-                     for c in conns]
+            cells = [
+                _cell_or_failed(row, str(c), _num(_echo_value(row, c)) + _noisy(row, c))
+                for c in conns
+            ]
             point = row.get("points", {}).get(top) or {}
             if "server_cpu" in point:
                 cells.append(f"{point['server_cpu']:.0%} / {point.get('client_cpu') or 0:.0%}")
@@ -154,8 +170,11 @@ def to_markdown(results: dict[str, Any]) -> str:
             cells = []
             for c in callers:
                 p = _rpc_point(row, c)
-                cells.append(_cell_or_failed(row, str(c),
-                                             _num(p["calls_per_s"]) + _noisy(row, c) if p else "—"))
+                cells.append(
+                    _cell_or_failed(
+                        row, str(c), _num(p["calls_per_s"]) + _noisy(row, c) if p else "—"
+                    )
+                )
             for c in (lo, hi):
                 p = _rpc_point(row, c)
                 cells.append(_latency(p) if p else _cell_or_failed(row, str(c), "—"))
@@ -168,7 +187,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     if memory:
         out.append(f"### Memory: RSS per idle connection ({memory['conns']:,} idle connections)")
         out.append("")
-        out.append("| server | RSS before | RSS after | per connection | connections held |")
+        out.append("| server | RSS before | RSS after | per connection | held / answered hello |")
         out.append("|---|---:|---:|---:|---:|")
         for row in memory["rows"]:
             if row.get("error") or "skipped" in row:
@@ -178,7 +197,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             out.append(
                 f"| {row['label']} | {row['rss_before_kb'] / 1024:,.1f} MiB | "
                 f"{row['rss_after_kb'] / 1024:,.1f} MiB | {row['per_conn_bytes']:,.0f} B | "
-                f"{row['open']:,} |"
+                f"{row['open']:,} / {row.get('answered', 0):,} |"
             )
         out.append("")
 
@@ -186,6 +205,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     if ratios:
         out.append("### Targets: ratios")
         out.append("")
+    if ratios and results.get("echo"):
         out.append("| ratio | 10 conn | 100 conn | 1000 conn |")
         out.append("|---|---:|---:|---:|")
         for r in ratios:
@@ -201,6 +221,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         )
         out.append(f"| *seed 2014: luanet / luvit* | {seed} |")
         out.append("")
+    if ratios:
         for r in ratios:
             if "value" in r:
                 value = f"{r['value']:.2f}×" if r["value"] else "—"
@@ -325,8 +346,9 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     meta = results["meta"]
-    fig.suptitle(f"namewire bench, {meta['mode']} run, {meta['date']}\n{meta['machine']}",
-                 fontsize=9)
+    fig.suptitle(
+        f"namewire bench, {meta['mode']} run, {meta['date']}\n{meta['machine']}", fontsize=9
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

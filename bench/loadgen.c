@@ -23,7 +23,10 @@
  *                   draining whatever the server sends.  Prints "READY <open>" on stdout once
  *                   every connection is up and its hello written, and exits when stdin closes
  *                   (or a line arrives on it) or after the -d timeout, printing
- *                     RESULT {"mode":"idle","conns":N,"open":...,"closed":...,"errors":...}
+ *                     RESULT {"mode":"idle","conns":N,"open":...,"closed":...,"answered":...,
+ *                             "bytes_in":...,"errors":...}
+ *                   "answered" counts connections on which the server sent anything back (a
+ *                   namewire node answers a hello with its own): proof that sessions exist.
  *
  * Connects are paced (at most MAX_CONNECTING in progress) so that a listener with a short
  * accept backlog is not flooded into SYN retransmits, which would stall the test for seconds.
@@ -64,6 +67,7 @@ struct conn {
     uint8_t *hello;    /* idle mode: this connection's hello frame (NULL: none) */
     uint32_t hello_len;
     int want_out;      /* EPOLLOUT currently requested */
+    int answered;      /* idle mode: the server sent something (its own hello) */
 };
 
 static struct conn *conns;
@@ -75,7 +79,8 @@ static long long round_trips;   /* counted inside the measuring window only */
 static long long errors;
 static char first_error[256];
 static int measuring;
-static int n_open, n_closed, n_connecting, next_to_connect;
+static int n_open, n_closed, n_connecting, next_to_connect, n_answered;
+static long long idle_bytes_in;
 static struct sockaddr_in addr;
 
 /* CPU seconds (user + system) this process has used: the client's own load is part of the result. */
@@ -241,8 +246,14 @@ static void on_readable_idle(struct conn *c)
     uint8_t buf[4096];
     for (;;) {
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n > 0)
+        if (n > 0) {
+            idle_bytes_in += n;
+            if (!c->answered) {
+                c->answered = 1;
+                n_answered++;
+            }
             continue;
+        }
         if (n == 0) {
             fail_conn(c, "server closed the connection", 0);
             return;
@@ -456,8 +467,9 @@ int main(int argc, char **argv)
     double elapsed = measuring ? now() - t_measure : 0.0;
     double cpu = measuring && elapsed > 0 ? (cpu_seconds() - cpu_measure) / elapsed : 0.0;
     if (idle) {
-        printf("RESULT {\"mode\":\"idle\",\"conns\":%d,\"open\":%d,\"closed\":%d,\"errors\":%lld,"
-               "\"error\":\"%s\"}\n", nconns, n_open, n_closed, errors, first_error);
+        printf("RESULT {\"mode\":\"idle\",\"conns\":%d,\"open\":%d,\"closed\":%d,\"answered\":%d,"
+               "\"bytes_in\":%lld,\"errors\":%lld,\"error\":\"%s\"}\n",
+               nconns, n_open, n_closed, n_answered, idle_bytes_in, errors, first_error);
     } else {
         double rps = elapsed > 0 ? (double)round_trips / elapsed : 0.0;
         double median = rps;

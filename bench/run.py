@@ -37,9 +37,9 @@ from _procs import (
     can_pin,
     children_cpu,
     cpu_seconds,
-    machine_busy_seconds,
     free_port,
     log_of,
+    machine_busy_seconds,
     open_fds,
     pid_listening_on,
     pinned,
@@ -168,7 +168,9 @@ def echo_servers() -> list[dict[str, Any]]:
             "key": "c_epoll",
             "label": "C epoll (raw)",
             "argv": lambda p: [str(BUILD / "echo_epoll"), str(p)],
-            "missing": None if (BUILD / "echo_epoll").exists() else "bench/build/echo_epoll not built",
+            "missing": None
+            if (BUILD / "echo_epoll").exists()
+            else "bench/build/echo_epoll not built",
         },
     ]
     return servers
@@ -208,7 +210,9 @@ def run_echo(
                 if proc is not None:
                     procs.stop(proc)
                 port = free_port()
-                proc = procs.start(f"echo-{server['key']}", pinned(SERVER_CPU, server["argv"](port)))
+                proc = procs.start(
+                    f"echo-{server['key']}", pinned(SERVER_CPU, server["argv"](port))
+                )
                 running[server["key"]] = (proc, port)
                 wait_port(port, proc)
             return proc, port
@@ -228,17 +232,30 @@ def run_echo(
                     continue
                 try:
                     proc, port = ensure_running(server)
-                    argv = [str(LOADGEN), "-c", str(conns), "-d", str(seconds), "-w", str(warmup),
-                            "127.0.0.1", str(port)]
+                    argv = [
+                        str(LOADGEN),
+                        "-c",
+                        str(conns),
+                        "-d",
+                        str(seconds),
+                        "-w",
+                        str(warmup),
+                        "127.0.0.1",
+                        str(port),
+                    ]
                     done, usage = measure_point(proc.pid, argv, seconds + warmup + 45, quiet_wait)
                     result = parse_result_line(done.stdout)
                     if result.get("errors"):
-                        raise PeerFailed(f"{result['errors']} connection error(s), first: "
-                                         f"{result['error']}")
+                        raise PeerFailed(
+                            f"{result['errors']} connection error(s), first: {result['error']}"
+                        )
                     if proc.poll() is not None:
                         raise PeerFailed(f"server exited during the run: {tail(log_of(proc))}")
-                    point = {k: result[k] for k in ("rps", "rps_median", "round_trips", "seconds")
-                             if k in result}
+                    point: dict[str, Any] = {
+                        k: result[k]
+                        for k in ("rps", "rps_median", "round_trips", "seconds")
+                        if k in result
+                    }
                     point.update(usage)
                     row["points"][str(conns)] = point
                     progress.step(f"{label}: {point['rps']:,.0f} rt/s ({describe_usage(usage)})")
@@ -246,8 +263,11 @@ def run_echo(
                     row["points"][str(conns)] = {"error": str(exc)}
                     notes.append(f"{label}: failed, {exc}")
                     progress.step(f"{label}: FAILED ({exc})")
-    return {"connections": list(conns_list),
-            "payload": "msgpack [\"hahaha\"], 8 bytes + 4-byte length", "rows": rows}
+    return {
+        "connections": list(conns_list),
+        "payload": 'msgpack ["hahaha"], 8 bytes + 4-byte length',
+        "rows": rows,
+    }
 
 
 def measure_point(
@@ -260,15 +280,23 @@ def measure_point(
     child's rusage) and everyone else's (the noise), as fractions of one CPU.
     """
     idle_before = wait_for_quiet(quiet_wait)
-    cpu0, busy0, kids0, t0 = (cpu_seconds(server_pid), machine_busy_seconds(), children_cpu(),
-                              time.monotonic())
+    cpu0, busy0, kids0, t0 = (
+        cpu_seconds(server_pid),
+        machine_busy_seconds(),
+        children_cpu(),
+        time.monotonic(),
+    )
     done = run_captured(pinned(CLIENT_CPU, client_argv), timeout=timeout)
     wall = time.monotonic() - t0
     server = (cpu_seconds(server_pid) - cpu0) / wall
     client = (children_cpu() - kids0) / wall
     other = max(0.0, (machine_busy_seconds() - busy0) / wall - server - client)
-    usage = {"server_cpu": round(server, 3), "client_cpu": round(client, 3),
-             "other_cpu": round(other, 3), "other_cpu_before": round(idle_before, 3)}
+    usage = {
+        "server_cpu": round(server, 3),
+        "client_cpu": round(client, 3),
+        "other_cpu": round(other, 3),
+        "other_cpu_before": round(idle_before, 3),
+    }
     if done.returncode != 0 and "RESULT " not in done.stdout:
         raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
     return done, usage
@@ -290,8 +318,10 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.25, sample: float = 0.2
 
 
 def describe_usage(usage: dict[str, Any]) -> str:
-    return (f"CPU server {usage['server_cpu']:.0%}, client {usage['client_cpu']:.0%}, "
-            f"other {usage['other_cpu']:.0%}")
+    return (
+        f"CPU server {usage['server_cpu']:.0%}, client {usage['client_cpu']:.0%}, "
+        f"other {usage['other_cpu']:.0%}"
+    )
 
 
 # --- RPC -----------------------------------------------------------------------------------------
@@ -346,13 +376,16 @@ def run_rpc(
                     done, usage = measure_point(server_pid, argv, seconds + warmup + 90, quiet_wait)
                     result = parse_result_line(done.stdout)
                     if result.get("errors"):
-                        raise PeerFailed(f"{result['errors']} failed call(s), first: {result['error']}")
+                        raise PeerFailed(
+                            f"{result['errors']} failed call(s), first: {result['error']}"
+                        )
                     result.pop("error", None)
                     result.update(usage)
                     row["points"][str(callers)] = result
                     progress.step(
-                        f"{label}: {result['calls_per_s']:,.0f} calls/s, p50 {result['p50_us']:,.0f} µs,"
-                        f" p99 {result['p99_us']:,.0f} µs ({describe_usage(usage)})"
+                        f"{label}: {result['calls_per_s']:,.0f} calls/s, "
+                        f"p50 {result['p50_us']:,.0f} µs, p99 {result['p99_us']:,.0f} µs "
+                        f"({describe_usage(usage)})"
                     )
                 except PeerFailed as exc:
                     row["points"][str(callers)] = {"error": str(exc)}
@@ -385,12 +418,24 @@ def start_rpc_server(
             pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
         )
         wait_port(ns_port, ns)
-        server = procs.start("rpc-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port)))
+        server = procs.start(
+            "rpc-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port))
+        )
         wait_port(port, server)
         client = str(BENCH / "clients" / "namewire_plus.py")
         return (
-            lambda n, s, w: [PY, client, "--nameservice", ns_url, "--callers", str(n),
-                             "--seconds", str(s), "--warmup", str(w)],
+            lambda n, s, w: [
+                PY,
+                client,
+                "--nameservice",
+                ns_url,
+                "--callers",
+                str(n),
+                "--seconds",
+                str(s),
+                "--warmup",
+                str(w),
+            ],
             pid_listening_on(server.pid, port),
         )
     port = free_port()
@@ -403,8 +448,19 @@ def start_rpc_server(
     wait_port(port, server)
     script = str(system["script"])
     return (
-        lambda n, s, w: [*env, PY, script, "client", str(port), "--callers", str(n),
-                         "--seconds", str(s), "--warmup", str(w)],
+        lambda n, s, w: [
+            *env,
+            PY,
+            script,
+            "client",
+            str(port),
+            "--callers",
+            str(n),
+            "--seconds",
+            str(s),
+            "--warmup",
+            str(w),
+        ],
         pid_listening_on(server.pid, port),
     )
 
@@ -414,9 +470,18 @@ def plus_server_argv(ns_url: str, port: int) -> list[str]:
 
     ``--no-unix`` keeps namewire on the same transport as the peers it is compared with.
     """
-    return [*namewire_cli(), "run", str(ROOT / "examples" / "plus_server.py"),
-            "--nameservice", ns_url, "--listen", f"tcp://127.0.0.1:{port}", "--no-unix",
-            "--log-level", "WARNING"]
+    return [
+        *namewire_cli(),
+        "run",
+        str(ROOT / "examples" / "plus_server.py"),
+        "--nameservice",
+        ns_url,
+        "--listen",
+        f"tcp://127.0.0.1:{port}",
+        "--no-unix",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 # --- memory --------------------------------------------------------------------------------------
@@ -428,7 +493,11 @@ def run_memory(conns: int, progress: Progress, notes: list[str]) -> dict[str, An
     missing_nw = namewire_node_missing()
     targets: list[tuple[str, str, str | None]] = [
         ("namewire", "namewire node (PlusServer)", missing_nw),
-        ("node", "node.js net echo (reference)", None if shutil.which("node") else "node not installed"),
+        (
+            "node",
+            "node.js net echo (reference)",
+            None if shutil.which("node") else "node not installed",
+        ),
     ]
     for key, label, missing in targets:
         if missing or not LOADGEN.exists():
@@ -450,8 +519,11 @@ def run_memory(conns: int, progress: Progress, notes: list[str]) -> dict[str, An
             rows.append({"key": key, "label": label, "error": str(exc)})
             notes.append(f"memory {label}: failed, {exc}")
             progress.step(f"memory {label}: FAILED ({exc})")
-    return {"conns": conns, "rows": rows,
-            "method": "(VmRSS after - VmRSS before) / connections held, from /proc/PID/status"}
+    return {
+        "conns": conns,
+        "rows": rows,
+        "method": "(VmRSS after - VmRSS before) / connections held, from /proc/PID/status",
+    }
 
 
 def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
@@ -460,12 +532,18 @@ def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
     if key == "namewire":
         ns_port = free_port()
         ns_url = f"tcp://127.0.0.1:{ns_port}"
-        ns = procs.start("mem-namewire-nameservice",
-                         pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]))
+        ns = procs.start(
+            "mem-namewire-nameservice",
+            pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
+        )
         wait_port(ns_port, ns)
-        server = procs.start("mem-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port)))
+        server = procs.start(
+            "mem-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port))
+        )
     else:
-        server = procs.start("mem-node", pinned(SERVER_CPU, ["node", str(PEERS / "echo.js"), str(port)]))
+        server = procs.start(
+            "mem-node", pinned(SERVER_CPU, ["node", str(PEERS / "echo.js"), str(port)])
+        )
     wait_port(port, server)
     pid = pid_listening_on(server.pid, port)
     time.sleep(1.0)  # let start-up allocation (imports, registration) settle
@@ -474,8 +552,10 @@ def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
 
     idle = procs.start(
         f"mem-{key}-idle",
-        pinned(CLIENT_CPU, [str(LOADGEN), "-i", "-n", "-c", str(conns), "-d", "120",
-                            "127.0.0.1", str(port)]),
+        pinned(
+            CLIENT_CPU,
+            [str(LOADGEN), "-i", "-n", "-c", str(conns), "-d", "120", "127.0.0.1", str(port)],
+        ),
         stdin=True,
     )
     deadline = time.monotonic() + 60
@@ -504,6 +584,7 @@ def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
         "per_conn_bytes": round(per_conn),
         "open": held,
         "closed": int(tally["closed"]),
+        "answered": int(tally.get("answered", 0)),
         "fds_added": fds_after - fds_before,
         "client_error": tally.get("error", ""),
     }
@@ -537,8 +618,9 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
     out.unlink(missing_ok=True)
     argv = [PY, str(script), "--json", str(out)]
     try:
-        helptext = subprocess.run([PY, str(script), "--help"], capture_output=True, text=True,
-                                  timeout=30).stdout
+        helptext = subprocess.run(
+            [PY, str(script), "--help"], capture_output=True, text=True, timeout=30
+        ).stdout
         if quick and "--quick" in helptext:
             argv.append("--quick")
         elif quick and "--records" in helptext:
@@ -594,8 +676,11 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal"))
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
     except (OSError, StopIteration):
         mem_kb = 0
     distro = ""
@@ -603,15 +688,21 @@ def machine() -> str:
         distro = "Debian " + Path("/etc/debian_version").read_text().strip()
     except OSError:
         distro = platform.system()
-    return (f"{model}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.0f} GiB, {distro}, "
-            f"Linux {platform.release()}")
+    return (
+        f"{model}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.0f} GiB, {distro}, "
+        f"Linux {platform.release()}"
+    )
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "namewire",
-                            "examples"], capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "namewire", "examples"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return (done.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty else "")
 
 
@@ -649,25 +740,36 @@ def run_setup() -> None:
         print("bench/setup.sh timed out; carrying on with what is there", file=sys.stderr)
         return
     if done.returncode != 0:
-        print("bench/setup.sh reported problems (above); missing peers will be skipped",
-              file=sys.stderr)
+        print(
+            "bench/setup.sh reported problems (above); missing peers will be skipped",
+            file=sys.stderr,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: short points, fewer")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
     parser.add_argument("--seconds", type=float, help="seconds per point (default 5, quick 1)")
     parser.add_argument("--no-setup", action="store_true", help="skip bench/setup.sh")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="measure nothing: redraw latest.md/.png in --out from a results JSON")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default bench/results)"
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: redraw latest.md/.png in --out from a results JSON",
+    )
     args = parser.parse_args(argv)
     if args.render:
-        results = json.loads(args.render.read_text())
-        results["ratios"] = compute_ratios(results)
-        write_outputs(results, args.out, readme=False)
+        stored: dict[str, Any] = json.loads(args.render.read_text())
+        stored["ratios"] = compute_ratios(stored)
+        write_outputs(stored, args.out, readme=False)
         return 0
 
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -688,12 +790,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     n_echo = len(echo_servers()) * len(echo_conns) if "echo" in sections else 0
     n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
-    total = n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+    total = (
+        n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+    )
     progress = Progress(total)
     notes: list[str] = []
     mode = "quick" if args.quick else "full"
-    progress.say(f"namewire bench, {mode} run: {', '.join(sections)}; {seconds:g} s per point; "
-                 f"{'server on CPU 0, client on CPU 1' if can_pin() else 'not pinned'}")
+    progress.say(
+        f"namewire bench, {mode} run: {', '.join(sections)}; {seconds:g} s per point; "
+        f"{'server on CPU 0, client on CPU 1' if can_pin() else 'not pinned'}"
+    )
 
     results: dict[str, Any] = {
         "meta": {
@@ -703,7 +809,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds_per_point": seconds,
             "warmup_seconds": warmup,
             "quiet_wait_seconds": quiet_wait,
-            "pinning": "servers on CPU 0, clients on CPU 1 (taskset)" if can_pin() else "not pinned",
+            "pinning": "servers on CPU 0, clients on CPU 1 (taskset)"
+            if can_pin()
+            else "not pinned",
             "namewire_commit": git_commit(),
             # Other work on this 2-CPU machine skews every number: the load shows how quiet it was.
             "loadavg_start": load_average(),
@@ -731,7 +839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     full = not args.quick and set(sections) == set(SECTIONS) and args.out == RESULTS
     write_outputs(results, args.out, readme=full)
-    progress.say(f"done in {results['meta']['elapsed_seconds']:.0f} s; results in {args.out}/latest.*")
+    progress.say(
+        f"done in {results['meta']['elapsed_seconds']:.0f} s; results in {args.out}/latest.*"
+    )
     return 0
 
 

@@ -39,7 +39,9 @@ def _record_error(tally: CallerTally, exc: BaseException) -> None:
         tally.first_error = f"{type(exc).__name__}: {exc}"[:300]
 
 
-def summarize(tallies: list[CallerTally], callers: int, seconds: float, **extra: Any) -> dict[str, Any]:
+def summarize(
+    tallies: list[CallerTally], callers: int, seconds: float, **extra: Any
+) -> dict[str, Any]:
     """Merges the callers' tallies into calls/s and latency percentiles (microseconds)."""
     lat = sorted(x for t in tallies for x in t.latencies_ns)
     errors = sum(t.errors for t in tallies)
@@ -81,7 +83,7 @@ async def run_async_callers(
             t0 = clock()
             try:
                 answer = await call()
-            except Exception as exc:  # noqa: BLE001 - any failure ends this caller and is reported
+            except Exception as exc:  # any failure ends this caller and is reported
                 _record_error(tally, exc)
                 return
             t1 = clock()
@@ -125,7 +127,7 @@ def run_thread_callers(
     def caller(tally: CallerTally) -> None:
         try:
             stub = connect()
-        except Exception as exc:  # noqa: BLE001 - reported, the other callers carry on
+        except Exception as exc:  # reported, the other callers carry on
             _record_error(tally, exc)
             ready.wait()
             return
@@ -137,7 +139,7 @@ def run_thread_callers(
             t0 = clock()
             try:
                 answer = stub()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _record_error(tally, exc)
                 return
             t1 = clock()

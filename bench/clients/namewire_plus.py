@@ -21,7 +21,7 @@ from typing import Any
 import namewire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _rpcload import emit, run_async_callers  # noqa: E402
+from _rpcload import emit, run_async_callers
 
 
 async def first_call(node: namewire.Node, timeout: float = 15.0) -> Any:

@@ -44,7 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop"
+    )
     args = parser.parse_args()
     if args.uvloop:
         import uvloop

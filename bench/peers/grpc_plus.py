@@ -21,7 +21,7 @@ import grpc
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_async_callers  # noqa: E402
+from _rpcload import emit, run_async_callers
 
 METHOD = "/bench.Plus/Plus"
 

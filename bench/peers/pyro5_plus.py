@@ -21,7 +21,7 @@ import Pyro5.api
 from Pyro5 import config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_thread_callers  # noqa: E402
+from _rpcload import emit, run_thread_callers
 
 OBJECT_ID = "PlusServer"
 

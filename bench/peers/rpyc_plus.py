@@ -20,7 +20,7 @@ import rpyc
 from rpyc.utils.server import ThreadedServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_thread_callers  # noqa: E402
+from _rpcload import emit, run_thread_callers
 
 
 class PlusService(rpyc.Service):
