@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -251,6 +252,8 @@ def run_echo(
                         )
                     if proc.poll() is not None:
                         raise PeerFailed(f"server exited during the run: {tail(log_of(proc))}")
+                    if not result.get("round_trips"):
+                        raise PeerFailed("no echo came back within the window")
                     point: dict[str, Any] = {
                         k: result[k]
                         for k in ("rps", "rps_median", "round_trips", "seconds")
@@ -746,6 +749,10 @@ def run_setup() -> None:
         )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: short points, fewer")
@@ -772,6 +779,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_outputs(stored, args.out, readme=False)
         return 0
 
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: every child is stopped, partial results
+    # are written. Children run in their own sessions, so only this process gets the signal.
+    signal.signal(signal.SIGTERM, _interrupt)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
