@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from ..errors import NamewireError
+from ..errors import ConnectionReset, NamewireError
 from ..wire import DEFAULT_MAX_FRAME
 from ._address import Address, parse_address, sockaddr_url
 from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datagram
@@ -125,8 +125,12 @@ class Listener:
             if isinstance(sock, StreamSocket):
                 await sock.close(linger=_SHUTDOWN_LINGER)
             return
+        except ConnectionReset as exc:
+            # Peers vanish all the time (a client closing with an echo still in flight resets the
+            # connection): worth a trace, not an alarm.
+            log.info("connection %s on %s closed: %s", peer, self.address, exc)
         except NamewireError as exc:
-            # Peer trouble (reset, oversize frame...): expected in a server, no traceback needed.
+            # A misbehaving peer (oversize frame...): expected in a server, no traceback needed.
             log.warning("connection %s on %s closed: %s", peer, self.address, exc)
         except Exception:
             log.exception("handler for connection %s on %s failed", peer, self.address)

@@ -33,7 +33,9 @@ DEFAULT_QUEUE_LIMIT = 1024 * 1024
 
 # Same layout as the wire layer's frame header: 4-byte big-endian body length. Packing it here
 # saves a function call per send on the hot path.
-_pack_header = struct.Struct(">I").pack
+_HEADER = struct.Struct(">I")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
 _MAX_BODY = 2**32 - 1
 # Up to this size, header and body are joined into one bytes object (one buffer for the loop);
 # above it they are written as two buffers, so a big body is not copied just to prepend 4 bytes.
@@ -84,6 +86,7 @@ class StreamSocket(asyncio.Protocol):
         "_send_exc",
         "_transport",
         "_waiter",
+        "_writer",
         "_where",
         "local_address",
         "peer_address",
@@ -116,6 +119,7 @@ class StreamSocket(asyncio.Protocol):
         self._recv_exc: BaseException | None = None  # raised by recv() once the queue is empty
         self._send_exc: TransportError | None = None
         self._flow = WriteFlow(loop)
+        self._writer: Callable[[bytes], object] = _not_connected
         self._cork: list[bytes] | None = None if _loop_batches_writes(loop) else []
         self._cork_size = 0
         self._closing = False
@@ -167,7 +171,8 @@ class StreamSocket(asyncio.Protocol):
             raise
 
     async def send(self, packet: bytes | bytearray | memoryview) -> None:
-        """Send one packet (framed: as one frame). Waits only while the write buffer is too full.
+        """Send one packet (framed: as one frame). Waits only while the write buffer is too full:
+        at most one packet over the transport's high-water mark is buffered.
 
         ``packet`` is copied if it is not ``bytes``, so the caller may reuse its buffer. Raises
         `ConnectionReset` once the connection is lost, `TransportError` after ``close()``, and
@@ -177,17 +182,18 @@ class StreamSocket(asyncio.Protocol):
             raise self._send_exc
         if type(packet) is not bytes:
             packet = bytes(packet)
+        write = self._writer
         if self._framed:
             size = len(packet)
             if size <= _JOIN_LIMIT:
-                self._write(_pack_header(size) + packet)
+                write(_pack_header(size) + packet)
             else:
                 if size > _MAX_BODY:
                     raise ValueError(f"packet of {size} bytes does not fit in a frame")
-                self._write(_pack_header(size))
-                self._write(packet)
+                write(_pack_header(size))
+                write(packet)
         elif packet:
-            self._write(packet)
+            write(packet)
         if self._flow.paused:
             await self._flow.drain()
 
@@ -226,6 +232,7 @@ class StreamSocket(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        self._writer = transport.write if self._cork is None else self._write_corked
         sock = transport.get_extra_info("socket")
         unix = sock is not None and sock.family == socket.AF_UNIX
         scheme = "unix" if unix else "tcp"
@@ -248,6 +255,17 @@ class StreamSocket(asyncio.Protocol):
         if decoder is None:
             packets = [data]
         else:
+            # Fast path for the common case of one whole frame per read with recv() waiting:
+            # skips the decoder's buffer bookkeeping and the list of frames.
+            waiter = self._waiter
+            if waiter is not None and not decoder.buffered and len(data) > HEADER_SIZE:
+                (size,) = _unpack_header(data)
+                if size + HEADER_SIZE == len(data) and size <= self._max_frame:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(data[HEADER_SIZE:])
+                        return
+                    self._waiter = waiter
             try:
                 packets = decoder.feed(data)
             except ProtocolError as exc:
@@ -320,12 +338,9 @@ class StreamSocket(asyncio.Protocol):
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write_corked(self, data: bytes) -> None:
         cork = self._cork
-        if cork is None:
-            assert self._transport is not None
-            self._transport.write(data)
-            return
+        assert cork is not None
         if not cork:
             self._loop.call_soon(self._uncork)
         cork.append(data)
@@ -388,6 +403,10 @@ class StreamSocket(asyncio.Protocol):
             transport.close()
         elif not self._lost.done():
             self._lost.set_result(None)
+
+
+def _not_connected(data: bytes) -> None:
+    raise RuntimeError("send() before the connection was made")
 
 
 def _peer_pid(sock: socket.socket) -> str:

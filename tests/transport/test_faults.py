@@ -14,7 +14,6 @@ import pytest
 from namewire.errors import ConnectionRefused, ConnectionReset, ConnectTimeout, ProtocolError
 from namewire.transport import StreamSocket, connect, listen
 from namewire.transport._address import sockaddr_url
-from namewire.wire import encode_frame
 
 from .conftest import echo, raw_connect
 
@@ -100,7 +99,7 @@ async def test_oversize_frame_from_the_server_fails_the_client(stream_url: str) 
 
 
 async def test_peer_reset_mid_frame_is_connection_reset(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="namewire.transport")
+    caplog.set_level(logging.INFO, logger="namewire.transport")
     recorder = Recorder()
     async with await listen("tcp://127.0.0.1:0", recorder) as listener:
         raw = await raw_connect(listener.address)
