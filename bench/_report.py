@@ -123,9 +123,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     out: list[str] = []
     out.append(
         f"Run {meta['date']} on {meta['machine']} ({meta['mode']} run, "
-        f"{meta['seconds_per_point']} s per point, {meta['pinning']}, "
-        f"load average {meta.get('loadavg_start', '?')} at start and "
-        f"{meta.get('loadavg_end', '?')} at end), namewire {meta['namewire_commit']}, "
+        f"{meta['seconds_per_point']} s per point, {meta['pinning']}), "
+        f"namewire {meta['namewire_commit']}, "
         f"{meta.get('elapsed_seconds', 0):.0f} s in all."
     )
     out.append("")

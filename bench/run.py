@@ -776,7 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         stored: dict[str, Any] = json.loads(args.render.read_text())
         stored["ratios"] = compute_ratios(stored)
-        write_outputs(stored, args.out, readme=False)
+        write_outputs(
+            stored, args.out, readme=args.out == RESULTS and stored["meta"]["mode"] == "full"
+        )
         return 0
 
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: every child is stopped, partial results
@@ -823,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if can_pin()
             else "not pinned",
             "namewire_commit": git_commit(),
-            # Other work on this 2-CPU machine skews every number: the load shows how quiet it was.
+            # Counts runnable threads, so a 1000-thread client raises it too: a rough hint only.
             "loadavg_start": load_average(),
         },
         "versions": versions(),
