@@ -7,8 +7,9 @@ the byte stream into frames with `namewire.wire.FrameDecoder`; raw mode hands ou
 Writes. uvloop buffers every ``transport.write`` made during one loop iteration and flushes them
 together with one ``writev`` at its end (it writes at once only above the high-water mark), so on
 uvloop ``send`` writes straight to the transport. The standard loop instead tries ``send(2)`` on every
-write, so there the socket corks: writes of one loop turn are joined and written by one callback at
-the end of the turn (or at once when they pass ``_CORK_LIMIT`` bytes).
+write, so there the socket corks: writes of one loop turn are joined and written by one ``call_soon``
+callback, which runs after everything already scheduled for this turn (or at once when they pass
+``_CORK_LIMIT`` bytes).
 """
 
 from __future__ import annotations

@@ -190,3 +190,29 @@ async def test_only_one_task_may_wait_in_recv(echo_listener: Any) -> None:
         assert await first == b"x"
     finally:
         await sock.close()
+
+
+async def test_sends_of_one_turn_leave_in_one_write(echo_listener: Any) -> None:
+    loop = asyncio.get_running_loop()
+    if type(loop).__module__.startswith("uvloop"):
+        pytest.skip("uvloop batches writes per loop iteration itself (and its transport is sealed)")
+    sock = await stream(echo_listener.address)
+    try:
+        transport = sock._transport
+        assert transport is not None
+        writes: list[int] = []
+        original = transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(len(data))
+            original(data)
+
+        transport.write = counting_write  # type: ignore[method-assign]
+        for i in range(100):
+            await sock.send(b"%03d" % i)
+        await asyncio.sleep(0)
+        assert writes == [100 * 7]
+        for i in range(100):
+            assert await sock.recv() == b"%03d" % i
+    finally:
+        await sock.close()
