@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``namewire`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # Everything after "bench" belongs to bench/run.py, options first included.
+        return _demo.run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     status: int = args.handler(args)

@@ -31,10 +31,9 @@ def add_parsers(commands: Any) -> None:
 
     bench = commands.add_parser(
         "bench", help="run the benchmark suite (bench/run.py) against the peers",
-        add_help=False,
+        description="Runs bench/run.py with the options given after `bench`.",
     )
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-    bench.set_defaults(handler=cmd_bench)
+    bench.set_defaults(handler=lambda args: run_bench([]))
 
 
 def _free_port() -> int:
@@ -100,9 +99,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def run_bench(options: list[str]) -> int:
+    """Run bench/run.py with ``options``; returns its exit status."""
     script = _ROOT / "bench" / "run.py"
     if not script.is_file():
         fail(f"the benchmark suite runs from a namewire checkout; no {script}")
-    rest = [a for a in args.rest if a != "--"]
-    return subprocess.call([sys.executable, str(script), *rest])
+    return subprocess.call([sys.executable, str(script), *options])
