@@ -77,8 +77,12 @@ async def main(url: str, connections: int, seconds: float | None) -> int:
     try:
         done, _ = await asyncio.wait({failed}, timeout=seconds)
         if done:
-            exc = failed.result()
-            print(f"echo client failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            failure = failed.result()
+            print(
+                f"echo client failed: {type(failure).__name__}: {failure}",
+                file=sys.stderr,
+                flush=True,
+            )
             status = 1
     finally:
         elapsed = time.perf_counter() - started
