@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 __all__ = ["WriteFlow"]
 
@@ -21,7 +20,7 @@ class WriteFlow:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.paused = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: list[asyncio.Future[None]] = []  # a list: far smaller than a deque
         self._closed_exc: BaseException | None = None
 
     def pause(self) -> None:
@@ -29,8 +28,8 @@ class WriteFlow:
 
     def resume(self) -> None:
         self.paused = False
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -38,8 +37,8 @@ class WriteFlow:
         """The connection is gone: wake every parked writer with ``exc``."""
         self._closed_exc = exc
         self.paused = False
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
 

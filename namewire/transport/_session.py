@@ -74,6 +74,32 @@ class Session(asyncio.Protocol):
     may be written before that: they are pipelined behind our hello.
     """
 
+    __slots__ = (
+        "_accepting",
+        "_close_reason",
+        "_closed",
+        "_closing",
+        "_deadlines",
+        "_flow",
+        "_flush_scheduled",
+        "_handler",
+        "_lost",
+        "_loop",
+        "_next_id",
+        "_opened",
+        "_outbox",
+        "_outbox_bytes",
+        "_pending",
+        "_reading_held",
+        "_receiving",
+        "_transport",
+        "_wire",
+        "origin",
+        "peer_info",
+        "peer_name",
+        "running",
+    )
+
     def __init__(
         self,
         local_name: str,
@@ -95,9 +121,14 @@ class Session(asyncio.Protocol):
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._next_id = 1
         self._deadlines = DeadlineWheel(self._loop, self._expire)
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        self._closed: asyncio.Future[BaseException | None] = self._loop.create_future()
-        self._reading_held: set[str] = set()
+        # Closing starts with abort() or the loss of the connection; `_lost` once it is gone. The
+        # futures exist only while somebody waits (memory per idle connection matters).
+        self._closing = False
+        self._lost = False
+        self._close_reason: BaseException | None = None
+        self._opened: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[BaseException | None] | None = None
+        self._reading_held: set[str] | None = None
         # Frames written in one loop turn leave in one transport.write (see `_send_frame`).
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
@@ -163,15 +194,17 @@ class Session(asyncio.Protocol):
                 self._hello_received(env)
             elif kind is Ping:
                 self._write(Pong(env.token))
-            if self._closed.done():
+            if self._closing:
                 return
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        reason: BaseException | None = self._closed.result() if self._closed.done() else exc
-        if not self._closed.done():
+        reason: BaseException | None = self._close_reason if self._closing else exc
+        self._closing = self._lost = True
+        self._close_reason = reason
+        if self._closed is not None and not self._closed.done():
             self._closed.set_result(reason)
         why = f"{reason}" if reason is not None else "connection closed"
         lost = PeerLost(f"peer {self.peer_name or self.origin!r} lost ({why})")
@@ -184,7 +217,7 @@ class Session(asyncio.Protocol):
                 fut.set_exception(
                     PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost ({why})")
                 )
-        if not self._opened.done():
+        if self._opened is not None and not self._opened.done():
             self._opened.set_exception(lost)
             self._opened.exception()  # retrieved: nobody may be waiting for it
         for task in self.running.values():
@@ -202,11 +235,11 @@ class Session(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
-        return self.peer_name is not None and not self._closed.done()
+        return self.peer_name is not None and not self._closing
 
     @property
     def is_closed(self) -> bool:
-        return self._closed.done()
+        return self._closing
 
     @property
     def pending_count(self) -> int:
@@ -215,9 +248,20 @@ class Session(asyncio.Protocol):
 
     async def wait_open(self) -> None:
         """Wait for the peer's hello; raise `PeerLost` if the connection ends first."""
+        if self.peer_name is not None:
+            return
+        if self._lost:
+            raise PeerLost(f"peer {self.origin!r} lost before its hello")
+        if self._opened is None:
+            self._opened = self._loop.create_future()
         await asyncio.shield(self._opened)
 
     async def wait_closed(self) -> BaseException | None:
+        """Wait until the connection is gone; return why (None for a clean close)."""
+        if self._lost:
+            return self._close_reason
+        if self._closed is None:
+            self._closed = self._loop.create_future()
         return await asyncio.shield(self._closed)
 
     async def call(self, func: str, args: Sequence[Any], timeout: float | None) -> Any:
@@ -226,7 +270,7 @@ class Session(asyncio.Protocol):
         Raises `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`. Cancelling the
         awaiting task sends a cancel to the peer.
         """
-        if self._closed.done():
+        if self._closing:
             raise PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost (connection closed)")
         call_id = self._next_id
         self._next_id = call_id + 1
@@ -240,7 +284,7 @@ class Session(asyncio.Protocol):
                 await self._flow.drain()
             return await fut
         except asyncio.CancelledError:
-            if self._pending.pop(call_id, None) is not None and not self._closed.done():
+            if self._pending.pop(call_id, None) is not None and not self._closing:
                 self._write(Cancel(call_id))
             raise
         finally:
@@ -251,7 +295,7 @@ class Session(asyncio.Protocol):
 
     async def send_msg(self, payload: Any) -> None:
         """Write a message; wait only while the write buffer is above its high-water mark."""
-        if self._closed.done():
+        if self._closing:
             raise PeerLost(f"send_msg({self.peer_name!r}): peer lost (connection closed)")
         self._send_frame(self._wire.encode(Msg(payload)))
         if self._flow.paused:
@@ -259,7 +303,7 @@ class Session(asyncio.Protocol):
 
     def push(self, payload: Any) -> None:
         """Write a message without waiting (small notices); dropped if the session is closed."""
-        if not self._closed.done():
+        if not self._closing:
             self._write(Msg(payload))
 
     def reply(self, call_id: int, result: Any) -> None:
@@ -277,14 +321,16 @@ class Session(asyncio.Protocol):
 
     def hold_reading(self, reason: str) -> None:
         """Stop reading from the peer until `release_reading` with the same reason."""
-        if not self._reading_held and self._transport is not None and not self._closed.done():
+        if not self._reading_held and self._transport is not None and not self._closing:
             self._transport.pause_reading()
+        if self._reading_held is None:
+            self._reading_held = set()
         self._reading_held.add(reason)
 
     def release_reading(self, reason: str) -> None:
-        if reason in self._reading_held:
+        if self._reading_held and reason in self._reading_held:
             self._reading_held.discard(reason)
-            if not self._reading_held and self._transport is not None and not self._closed.done():
+            if not self._reading_held and self._transport is not None and not self._closing:
                 self._transport.resume_reading()
 
     def close(self) -> None:
@@ -295,8 +341,9 @@ class Session(asyncio.Protocol):
 
     def abort(self, reason: BaseException | None = None) -> None:
         """Close at once, dropping unwritten data; ``reason`` is what pending calls are told."""
-        if not self._closed.done():
-            self._closed.set_result(reason)
+        if not self._closing:
+            self._closing = True
+            self._close_reason = reason
         if self._transport is not None:
             self._transport.abort()
 
@@ -310,7 +357,8 @@ class Session(asyncio.Protocol):
             self._send_frame(self._wire.hello())
         self.peer_name = hello.name
         self.peer_info = hello.info
-        self._opened.set_result(None)
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_result(None)
         self._handler.session_opened(self)
 
     def _call_failed(self, err: Error) -> None:
@@ -337,7 +385,7 @@ class Session(asyncio.Protocol):
             fut.set_exception(
                 CallTimeout(f"rpc_call({self.peer_name!r}, {func!r}): no answer within {timeout}s")
             )
-        if not self._closed.done():
+        if not self._closing:
             self._write(Cancel(call_id))
 
     def _write(self, envelope: Any) -> None:
@@ -350,7 +398,7 @@ class Session(asyncio.Protocol):
         its own would double the cost of a call. The queue is flushed early past FLUSH_BYTES, so a
         task that sends in a loop without yielding still has bounded memory and feels back-pressure.
         """
-        if self._closed.done():
+        if self._closing:
             return
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
@@ -369,7 +417,7 @@ class Session(asyncio.Protocol):
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         outbox.clear()
         self._outbox_bytes = 0
-        if self._closed.done():
+        if self._closing:
             return
         transport.write(data)
         if self._flow.paused and transport.get_write_buffer_size() > READ_STOP_WRITE_BUFFER:

@@ -24,21 +24,22 @@ class Codec(Protocol):
     def decode(self, body: bytes) -> Any: ...
 
 
+# One packer for the process. A Packer reserves a large buffer (128 KiB), far too much to keep per
+# connection; pack() runs in C without releasing the GIL and resets itself, even after an error, so
+# threads can share it.
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 class MsgpackCodec:
-    """msgpack with str/bin kept apart; maps may have non-string keys."""
+    """msgpack with str/bin kept apart; maps may have non-string keys. Stateless: share it."""
 
     name = "msgpack"
 
-    def __init__(self) -> None:
-        self._packer = msgpack.Packer(use_bin_type=True)
-
     def encode(self, item: Any) -> bytes:
         try:
-            packed: bytes = self._packer.pack(item)
+            packed: bytes = _pack(item)
             return packed
         except (TypeError, ValueError, OverflowError) as exc:
-            # The packer keeps a half-written buffer after a failure; start clean.
-            self._packer = msgpack.Packer(use_bin_type=True)
             raise EncodeError(f"cannot encode with msgpack: {exc}") from None
 
     def decode(self, body: bytes) -> Any:
@@ -69,12 +70,16 @@ class JsonCodec:
             raise ProtocolError(f"undecodable json body of {len(body)} bytes: {exc}") from None
 
 
+_MSGPACK = MsgpackCodec()
+_JSON = JsonCodec()
+
+
 def codec_named(name: str) -> Codec:
-    """A new codec by name: ``"msgpack"`` or ``"json"``."""
+    """The codec named ``"msgpack"`` or ``"json"`` (codecs are stateless and shared)."""
     if name == "msgpack":
-        return MsgpackCodec()
+        return _MSGPACK
     if name == "json":
-        return JsonCodec()
+        return _JSON
     raise ValueError(f"unknown codec {name!r}: expected 'msgpack' or 'json'")
 
 
@@ -85,9 +90,9 @@ def sniff_codec(first_body: bytes) -> Codec:
     """
     lead = first_body[:1]
     if lead == b"[":
-        return JsonCodec()
+        return _JSON
     if lead and (0x90 <= lead[0] <= 0x9F or lead[0] in (0xDC, 0xDD)):
-        return MsgpackCodec()
+        return _MSGPACK
     raise ProtocolError(
         f"first frame is not a hello in msgpack or json (starts with {bytes(lead)!r})"
     )
