@@ -120,7 +120,7 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._next_id = 1
-        self._deadlines = DeadlineWheel(self._loop, self._expire)
+        self._deadlines = DeadlineWheel(self._loop, self._pending, self._expire)
         # Closing starts with abort() or the loss of the connection; `_lost` once it is gone. The
         # futures exist only while somebody waits (memory per idle connection matters).
         self._closing = False
@@ -274,7 +274,7 @@ class Session(asyncio.Protocol):
             raise PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost (connection closed)")
         call_id = self._next_id
         self._next_id = call_id + 1
-        frame = self._wire.encode(Call(call_id, func, args))  # type: ignore[arg-type]
+        frame = self._wire.encode_call(call_id, func, args)
         fut = self._loop.create_future()
         self._pending[call_id] = (fut, func)
         self._send_frame(frame)
@@ -290,25 +290,23 @@ class Session(asyncio.Protocol):
         finally:
             if timer is not None:
                 timer.cancel()
-            elif timeout is not None:
-                self._deadlines.discard(call_id)
 
     async def send_msg(self, payload: Any) -> None:
         """Write a message; wait only while the write buffer is above its high-water mark."""
         if self._closing:
             raise PeerLost(f"send_msg({self.peer_name!r}): peer lost (connection closed)")
-        self._send_frame(self._wire.encode(Msg(payload)))
+        self._send_frame(self._wire.encode_msg(payload))
         if self._flow.paused:
             await self._flow.drain()
 
     def push(self, payload: Any) -> None:
         """Write a message without waiting (small notices); dropped if the session is closed."""
         if not self._closing:
-            self._write(Msg(payload))
+            self._send_frame(self._wire.encode_msg(payload))
 
     def reply(self, call_id: int, result: Any) -> None:
         try:
-            frame = self._wire.encode(Reply(call_id, result))
+            frame = self._wire.encode_reply(call_id, result)
         except EncodeError as exc:
             self.reply_error(call_id, ERROR_REMOTE, "EncodeError", f"cannot send the result: {exc}")
             return

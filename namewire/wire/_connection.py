@@ -11,7 +11,16 @@ from typing import Any
 
 from ..errors import ProtocolError
 from ._codecs import Codec, codec_named, sniff_codec
-from ._envelopes import PROTOCOL_VERSION, Envelope, Hello, from_wire, to_wire
+from ._envelopes import (
+    KIND_CALL,
+    KIND_MSG,
+    KIND_REPLY,
+    PROTOCOL_VERSION,
+    Envelope,
+    Hello,
+    from_wire,
+    to_wire,
+)
 from ._frames import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 
 __all__ = ["WireConnection"]
@@ -63,6 +72,24 @@ class WireConnection:
         """The frame that carries ``envelope``. Raises `EncodeError` for unencodable values."""
         assert self._codec is not None, "encode before the codec is known"
         return encode_frame(self._codec.encode(to_wire(envelope)))
+
+    # The three kinds that carry traffic, framed without building the envelope object first (the
+    # object and its array form cost more than the msgpack encoding itself).
+
+    def encode_call(self, call_id: int, func: str, args: Any) -> bytes:
+        """The frame of ``Call(call_id, func, args)``."""
+        assert self._codec is not None, "encode before the codec is known"
+        return encode_frame(self._codec.encode((KIND_CALL, call_id, func, args)))
+
+    def encode_reply(self, call_id: int, result: Any) -> bytes:
+        """The frame of ``Reply(call_id, result)``."""
+        assert self._codec is not None, "encode before the codec is known"
+        return encode_frame(self._codec.encode((KIND_REPLY, call_id, result)))
+
+    def encode_msg(self, payload: Any) -> bytes:
+        """The frame of ``Msg(payload)``."""
+        assert self._codec is not None, "encode before the codec is known"
+        return encode_frame(self._codec.encode((KIND_MSG, payload)))
 
     def receive_data(self, data: bytes) -> list[Envelope]:
         """Envelopes completed by ``data``. Raises `ProtocolError`; the connection is then dead.

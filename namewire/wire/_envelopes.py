@@ -86,6 +86,9 @@ Envelope = Hello | Msg | Call | Reply | Error | Cancel | Ping | Pong
 # Kind codes: the first item of every envelope array. Never renumber.
 _KINDS: tuple[type[Any], ...] = (Hello, Msg, Call, Reply, Error, Cancel, Ping, Pong)
 _CODE = {cls: code for code, cls in enumerate(_KINDS)}
+KIND_MSG = _CODE[Msg]
+KIND_CALL = _CODE[Call]
+KIND_REPLY = _CODE[Reply]
 # Expected type of each field, checked on the way in so layers above can trust what they get.
 _FIELD_TYPES: dict[type[Any], tuple[type | tuple[type, ...] | None, ...]] = {
     Hello: (int, str, dict),
@@ -122,9 +125,9 @@ def from_wire(item: Any) -> Envelope:
 
 
 _new = tuple.__new__
-_CALL_CODE = _CODE[Call]
-_REPLY_CODE = _CODE[Reply]
-_MSG_CODE = _CODE[Msg]
+_CALL_CODE = KIND_CALL
+_REPLY_CODE = KIND_REPLY
+_MSG_CODE = KIND_MSG
 
 
 def _checked(item: Any) -> Envelope:
