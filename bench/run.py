@@ -382,6 +382,9 @@ def run_rpc(
                         raise PeerFailed(
                             f"{result['errors']} failed call(s), first: {result['error']}"
                         )
+                    if not result.get("calls_per_s") or result.get("p50_us") is None:
+                        # A peer that completed no call in the window has no rate to print.
+                        raise PeerFailed("no call completed within the measurement window")
                     result.pop("error", None)
                     result.update(usage)
                     row["points"][str(callers)] = result

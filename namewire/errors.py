@@ -19,7 +19,8 @@
     ├── CallTimeout              no answer within the call's timeout
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                the peer refused our credentials
-    └── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
 ``frame of 20000000 bytes exceeds limit of 16777216 bytes (from tcp://127.0.0.1:53412)``.
@@ -44,6 +45,7 @@ __all__ = [
     "ProtocolError",
     "RegistryUnavailable",
     "RemoteError",
+    "SupervisorFailed",
     "TransportError",
 ]
 
@@ -130,3 +132,16 @@ class AuthError(NamewireError):
 
 class ChannelClosed(NamewireError):
     """The channel is closed: ``put`` after ``close``, or ``get`` once closed and drained."""
+
+
+class SupervisorFailed(NamewireError):
+    """A supervisor gave up: a child failed under ``cancel_siblings``, or restarts ran over the limit.
+
+    ``supervisor`` and ``child`` are names; ``error`` (also ``__cause__``) is the child's exception.
+    """
+
+    def __init__(self, message: str, supervisor: str, child: str, error: BaseException) -> None:
+        super().__init__(message)
+        self.supervisor = supervisor
+        self.child = child
+        self.error = error

@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .node import DEFAULT_CALL_TIMEOUT, Node
+from .node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
 from .runtime import new_event_loop
 
 __all__ = ["Client"]
@@ -76,16 +76,15 @@ class Client:
         """Send ``msg`` to service ``name``; see `Node.send_msg`."""
         self._submit(self.node.send_msg(name, msg))
 
-    def rpc_call(self, name: str, func: str, *args: Any, timeout: float | None = None) -> Any:
-        """Call ``func(*args)`` on ``name``; ``timeout`` defaults to ``call_timeout``."""
-        if timeout is None:
-            return self._submit(self.node.rpc_call(name, func, *args))
+    def rpc_call(
+        self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
+    ) -> Any:
+        """Call ``func(*args)`` on ``name``; ``timeout`` defaults to ``call_timeout``, None waits
+        without limit."""
         return self._submit(self.node.rpc_call(name, func, *args, timeout=timeout))
 
-    def rpc_call_any(self, func: str, *args: Any, timeout: float | None = None) -> Any:
+    def rpc_call_any(self, func: str, *args: Any, timeout: float | None = DEFAULT) -> Any:
         """Call ``func`` on any live provider; see `Node.rpc_call_any`."""
-        if timeout is None:
-            return self._submit(self.node.rpc_call_any(func, *args))
         return self._submit(self.node.rpc_call_any(func, *args, timeout=timeout))
 
     def get_remote_func_provider(self, func: str) -> list[str]:

@@ -2,6 +2,6 @@
 
 from ._functions import Caller, RemoteFunction
 from ._mailbox import Mailbox
-from ._node import DEFAULT_CALL_TIMEOUT, Node
+from ._node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "Caller", "Mailbox", "Node", "RemoteFunction"]
+__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Caller", "Mailbox", "Node", "RemoteFunction"]

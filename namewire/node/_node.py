@@ -31,7 +31,7 @@ from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "Node"]
+__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
 
 log = logging.getLogger("namewire.node")
 
@@ -43,10 +43,11 @@ DEFAULT_LISTEN = "tcp://127.0.0.1:0"
 
 class _Default:
     def __repr__(self) -> str:
-        return "<default>"
+        return "DEFAULT"
 
 
-_DEFAULT: Any = _Default()
+DEFAULT: Any = _Default()
+"""The ``timeout`` of `Node.rpc_call` that means "the node's ``call_timeout``" (None: no limit)."""
 
 
 class Node:
@@ -260,7 +261,7 @@ class Node:
         await session.send_msg(msg)
 
     async def rpc_call(
-        self, name: str, func: str, *args: Any, timeout: float | None = _DEFAULT
+        self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Any:
         """Call ``func(*args)`` on service ``name`` and return the result.
 
@@ -271,13 +272,13 @@ class Node:
         session = self._routes.get(name)
         if session is None:
             session = await self._route(name)
-        return await session.call(func, args, self.call_timeout if timeout is _DEFAULT else timeout)
+        return await session.call(func, args, self.call_timeout if timeout is DEFAULT else timeout)
 
     async def rpc_call_any(
         self,
         func: str,
         *args: Any,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = DEFAULT,
         strategy: Literal["round_robin", "least_pending"] = "round_robin",
     ) -> Any:
         """Call ``func`` on any live provider other than this node.

@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from ..errors import NamewireError
+from ..errors import SupervisorFailed
 from ._spawn import Process, spawn
 
 __all__ = ["Policy", "Supervisor", "SupervisorFailed"]
@@ -35,19 +35,6 @@ Policy = Literal["one_for_one", "one_for_all", "cancel_siblings"]
 _POLICIES: tuple[Policy, ...] = ("one_for_one", "one_for_all", "cancel_siblings")
 
 logger = logging.getLogger("namewire.runtime")
-
-
-class SupervisorFailed(NamewireError):
-    """A supervisor gave up: a child failed under ``cancel_siblings``, or restarts ran over the limit.
-
-    ``supervisor`` and ``child`` are names; ``error`` (also ``__cause__``) is the child's exception.
-    """
-
-    def __init__(self, message: str, supervisor: str, child: str, error: BaseException) -> None:
-        super().__init__(message)
-        self.supervisor = supervisor
-        self.child = child
-        self.error = error
 
 
 class _Child:
