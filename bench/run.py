@@ -732,8 +732,10 @@ def write_outputs(results: dict[str, Any], out: Path, readme: bool) -> None:
     chart_error = write_chart(results, out / "latest.png")
     if chart_error:
         print(chart_error, file=sys.stderr)
-    if readme and not update_readme(BENCH / "README.md", markdown):
-        print("bench/README.md has no result markers; not updated", file=sys.stderr)
+    if readme:
+        for path in (BENCH / "README.md", BENCH.parent / "README.md"):
+            if not update_readme(path, markdown):
+                print(f"{path} has no result markers; not updated", file=sys.stderr)
     print(markdown)
 
 
