@@ -54,7 +54,7 @@ class Lease:
 class NameService:
     """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it."""
 
-    def __init__(self, *, sweep_interval: float = 0.1) -> None:
+    def __init__(self, *, sweep_interval: float = 0.05) -> None:
         self.node = Node(NAMESERVICE_NAME, call_timeout=None)
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}

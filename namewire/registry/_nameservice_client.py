@@ -73,6 +73,9 @@ class NameServiceClient(Registry):
         self._lease: str | None = None
         self._cache: dict[str, Registration] = {}
         self._providers: dict[str, list[str]] = {}
+        # Bumped by every change notice and reconnect. An answer is cached only if no notice came
+        # while it was on its way: a notice can overtake the task that waits for the answer.
+        self._epoch = 0
         self._lookups: dict[str, asyncio.Future[Registration]] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -112,8 +115,11 @@ class NameServiceClient(Registry):
     async def providers(self, func: str) -> list[str]:
         cached = self._providers.get(func)
         if cached is None:
+            epoch = self._epoch
             names = await self._call(FN_PROVIDERS, func)
-            cached = self._providers[func] = sorted(str(n) for n in names)
+            cached = sorted(str(n) for n in names)
+            if epoch == self._epoch:
+                self._providers[func] = cached
         return list(cached)
 
     async def services(self) -> list[ServiceInfo]:
@@ -146,6 +152,7 @@ class NameServiceClient(Registry):
 
     def message_received(self, session: Session, payload: Any) -> None:
         if isinstance(payload, dict) and payload.get("event") == EVENT_CHANGED:
+            self._epoch += 1
             self._cache.pop(str(payload.get("name")), None)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
@@ -161,6 +168,7 @@ class NameServiceClient(Registry):
         if not self._closing:
             log.warning("lost the name service at %s (%s); reconnecting", self.url,
                         reason or "closed")
+        self._epoch += 1
         self._cache.clear()
         self._providers.clear()
         self._wake.set()
@@ -199,11 +207,13 @@ class NameServiceClient(Registry):
             raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None
 
     async def _lookup(self, name: str) -> Registration:
+        epoch = self._epoch
         data = await self._call(FN_LOOKUP, name)
         if data is None:
             raise NameNotFound(f"no service named {name!r} (name service {self.url})")
         registration = Registration.from_dict(data)
-        self._cache[name] = registration
+        if epoch == self._epoch:
+            self._cache[name] = registration
         return registration
 
     async def _keep_alive(self) -> None:
