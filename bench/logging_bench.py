@@ -19,15 +19,22 @@ Modes: ``sync`` (``logging.FileHandler`` on the root logger, the baseline), ``na
 (`configure_logging` with ``overflow="block"``) and ``namewire-drop`` (``overflow="drop_oldest"``;
 its ``dropped`` column counts records the queue discarded).
 
+Sinks: ``file`` (a regular file: the page cache absorbs every write, the easy case for a synchronous
+handler) and ``slow`` (a named pipe drained by another process at ``--slow-kbps`` KB/s, as a slow
+disk, a full log shipper or a slow terminal would; the burst is ``--slow-records`` records, 10,000 by
+default, which fits namewire's queue). The slow sink shows what the asynchronous pipeline is for:
+the synchronous handler stalls the loop whenever the pipe is full.
+
 Usage (stable CLI; the benchmark runner calls it):
 
     .venv/bin/python bench/logging_bench.py [--records N] [--batch N] [--queue-size N]
                                             [--modes sync,namewire-block,namewire-drop]
+                                            [--sinks file,slow] [--slow-records N] [--slow-kbps N]
                                             [--dir DIR] [--json PATH]
 
 Prints a Markdown table; ``--json PATH`` also writes ``{"benchmark": "logging", "params": {...},
-"results": [{"mode", "records", "seconds", "records_per_s", "calls_per_s", "worst_stall_ms",
-"p99_stall_ms", "dropped", "lines_written"}, ...]}``.
+"results": [{"sink", "mode", "records", "seconds", "records_per_s", "calls_per_s",
+"worst_stall_ms", "p99_stall_ms", "dropped", "lines_written"}, ...]}``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +57,45 @@ from namewire.runtime import ContextFilter, configure_logging, new_event_loop
 from namewire.runtime._logging import TEXT_FORMAT
 
 MODES = ("sync", "namewire-block", "namewire-drop")
+SINKS = ("file", "slow")
+
+# The slow sink's reader: drains a named pipe at a fixed rate and prints the lines it read.
+_SLOW_READER = """
+import os, sys, time
+path, rate = sys.argv[1], float(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+total = lines = 0
+start = time.monotonic()
+while True:
+    data = os.read(fd, 4096)
+    if not data:
+        break
+    total += len(data)
+    lines += data.count(b"\\n")
+    ahead = total / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+print(lines)
+"""
+
+
+class _SlowSink:
+    """A named pipe in ``folder`` and the process draining it at ``kbps`` KB/s."""
+
+    def __init__(self, folder: Path, name: str, kbps: float) -> None:
+        self.path = folder / f"{name}.pipe"
+        os.mkfifo(self.path)
+        self._reader = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_READER, str(self.path), str(kbps * 1000)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def lines(self) -> int:
+        """Wait for the reader to reach end of file (writers closed) and return its line count."""
+        out, _ = self._reader.communicate(timeout=600)
+        os.remove(self.path)
+        return int(out.strip() or 0)
 
 
 class _Ticker:
@@ -85,8 +132,16 @@ async def _produce(records: int, batch: int) -> tuple[float, list[float]]:
     return busy, ticker.stalls
 
 
-def _run_mode(mode: str, records: int, batch: int, queue_size: int, folder: Path) -> dict[str, Any]:
-    path = folder / f"{mode}.log"
+def _run_mode(
+    mode: str,
+    records: int,
+    batch: int,
+    queue_size: int,
+    folder: Path,
+    slow_kbps: float | None = None,
+) -> dict[str, Any]:
+    sink = _SlowSink(folder, mode, slow_kbps) if slow_kbps is not None else None
+    path = sink.path if sink is not None else folder / f"{mode}.log"
     root = logging.getLogger()
     pipeline = None
     handler: logging.Handler | None = None
@@ -114,12 +169,17 @@ def _run_mode(mode: str, records: int, batch: int, queue_size: int, folder: Path
     if pipeline is not None:
         pipeline.close()
         dropped = pipeline.dropped
-    seconds = time.perf_counter() - started
-    with open(path, "rb") as f:
-        lines = sum(1 for _ in f)
-    os.remove(path)
+    if sink is not None:
+        lines = sink.lines()
+        seconds = time.perf_counter() - started
+    else:
+        seconds = time.perf_counter() - started
+        with open(path, "rb") as f:
+            lines = sum(1 for _ in f)
+        os.remove(path)
     ordered = sorted(stalls)
     return {
+        "sink": "file" if sink is None else f"slow pipe {slow_kbps:g} KB/s",
         "mode": mode,
         "records": records,
         "seconds": round(seconds, 4),
@@ -135,12 +195,12 @@ def _run_mode(mode: str, records: int, batch: int, queue_size: int, folder: Path
 
 def _table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| mode | records/s (end to end) | calls/s (loop) | worst stall ms | p99 stall ms "
-        "| dropped |\n|---|---:|---:|---:|---:|---:|"
+        "| sink | mode | records | records/s (end to end) | calls/s (loop) | worst stall ms "
+        "| p99 stall ms | dropped |\n|---|---|---:|---:|---:|---:|---:|---:|"
     )
     rows = [
-        f"| {r['mode']} | {r['records_per_s']:,} | {r['calls_per_s']:,} | {r['worst_stall_ms']} "
-        f"| {r['p99_stall_ms']} | {r['dropped']:,} |"
+        f"| {r['sink']} | {r['mode']} | {r['records']:,} | {r['records_per_s']:,} "
+        f"| {r['calls_per_s']:,} | {r['worst_stall_ms']} | {r['p99_stall_ms']} | {r['dropped']:,} |"
         for r in results
     ]
     return "\n".join([head, *rows])
@@ -152,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--queue-size", type=int, default=10_000)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--sinks", default=",".join(SINKS))
+    parser.add_argument("--slow-records", type=int, default=10_000)
+    parser.add_argument("--slow-kbps", type=float, default=500.0)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, dest="json_path")
     args = parser.parse_args(argv)
@@ -159,10 +222,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    sinks = [k for k in args.sinks.split(",") if k]
+    if set(sinks) - set(SINKS):
+        parser.error(f"unknown sinks {sorted(set(sinks) - set(SINKS))}; choose from file, slow")
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        for mode in modes:
-            results.append(_run_mode(mode, args.records, args.batch, args.queue_size, Path(folder)))
+        for sink in sinks:
+            for mode in modes:
+                if sink == "file":
+                    results.append(
+                        _run_mode(mode, args.records, args.batch, args.queue_size, Path(folder))
+                    )
+                else:
+                    results.append(
+                        _run_mode(mode, args.slow_records, args.batch, args.queue_size,
+                                  Path(folder), args.slow_kbps)
+                    )
     print(_table(results))
     if args.json_path is not None:
         payload = {
@@ -171,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 "records": args.records,
                 "batch": args.batch,
                 "queue_size": args.queue_size,
+                "slow_records": args.slow_records,
+                "slow_kbps": args.slow_kbps,
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
