@@ -1,0 +1,133 @@
+"""NameServiceClient against a real name service process: leases, conflicts, look-ups, notices."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+import namewire
+from namewire.registry import NameServiceClient, Registration
+from tests.conftest import Processes, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def registration(name: str, *functions: str) -> Registration:
+    return Registration(name=name, addresses=(f"tcp://127.0.0.1:{free_port()}",),
+                        functions=functions, idempotent=functions[:1], host="test-host",
+                        metadata={"role": "test"})
+
+
+async def started(url: str, node_name: str, ttl: float = 5.0) -> NameServiceClient:
+    client = NameServiceClient(url, node_name=node_name, ttl=ttl)
+    await client.start()
+    return client
+
+
+async def test_register_look_up_list_and_deregister(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    owner = await started(ns, "Owner")
+    reader = await started(ns, "Reader")
+    try:
+        mine = registration("Owner", "plus", "minus")
+        await owner.register(mine)
+        assert await reader.lookup("Owner") == mine
+        assert await reader.providers("plus") == ["Owner"]
+        assert await reader.providers("times") == []
+        [info] = await reader.services()
+        assert info.registration == mine and 0 <= info.lease_age < 5 and info.ttl == 5.0
+        await owner.deregister()
+        await asyncio.sleep(0.1)  # the change notice drops the reader's cached entries
+        with pytest.raises(namewire.NameNotFound, match="no service named 'Owner'"):
+            await reader.lookup("Owner")
+        assert await reader.providers("plus") == []
+    finally:
+        await owner.close()
+        await reader.close()
+
+
+async def test_a_live_name_cannot_be_taken_and_a_closed_session_frees_it(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    first = await started(ns, "first")
+    second = await started(ns, "second")
+    try:
+        await first.register(registration("Solo", "f"))
+        with pytest.raises(namewire.NameTaken, match="'Solo' is held by a live service"):
+            await second.register(registration("Solo", "g"))
+        await first.close()
+        await asyncio.sleep(0.1)
+        await second.register(registration("Solo", "g"))
+        assert (await second.lookup("Solo")).functions == ("g",)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_renewals_keep_a_short_lease_alive(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    owner = await started(ns, "Owner", ttl=0.5)
+    reader = await started(ns, "Reader")
+    try:
+        await owner.register(registration("Owner", "f"))
+        await asyncio.sleep(2.0)  # four lease lengths
+        reader.forget("Owner")
+        assert (await reader.lookup("Owner")).name == "Owner"
+    finally:
+        await owner.close()
+        await reader.close()
+
+
+async def test_a_changed_registration_reaches_readers_at_once(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    owner = await started(ns, "Owner")
+    reader = await started(ns, "Reader")
+    try:
+        await owner.register(registration("Owner", "f"))
+        assert (await reader.lookup("Owner")).functions == ("f",)
+        await owner.register(registration("Owner", "f", "g"))  # same session: an update
+        deadline = time.monotonic() + 2
+        while (await reader.lookup("Owner")).functions != ("f", "g"):
+            assert time.monotonic() < deadline, "the reader kept a stale registration"
+            await asyncio.sleep(0.01)
+        assert await reader.providers("g") == ["Owner"]
+    finally:
+        await owner.close()
+        await reader.close()
+
+
+async def test_the_client_registers_again_after_a_name_service_restart(procs: Processes) -> None:
+    port = free_port()
+    ns, ns_proc = procs.nameservice(port)
+    owner = await started(ns, "Owner", ttl=1.0)
+    try:
+        await owner.register(registration("Owner", "f"))
+        os.kill(ns_proc.pid, signal.SIGKILL)
+        ns_proc.wait(5)
+        with pytest.raises(namewire.RegistryUnavailable):
+            await owner.lookup("Nobody")
+        procs.nameservice(port)
+        reader = await started(ns, "Reader")
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert (await reader.lookup("Owner")).functions == ("f",)
+                    break
+                except namewire.NameNotFound:
+                    assert time.monotonic() < deadline, "Owner never registered again"
+                    await asyncio.sleep(0.05)
+        finally:
+            await reader.close()
+    finally:
+        await owner.close()
+
+
+async def test_start_without_a_name_service_names_the_address() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    client = NameServiceClient(url, node_name="lonely", connect_timeout=1.0)
+    with pytest.raises(namewire.RegistryUnavailable, match=f"cannot reach the name service at {url}"):
+        await client.start()
