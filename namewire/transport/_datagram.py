@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 from ..errors import ConnectionRefused, DatagramTooLarge, TransportError
 from ._address import Address, parse_address, sockaddr_url
@@ -272,16 +272,9 @@ async def bind(
     Raises `TransportError` naming the address when it cannot be bound.
     """
     address = _udp(url)
-    loop = asyncio.get_running_loop()
-    try:
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: DatagramSocket(max_datagram=max_datagram, queue_limit=queue_limit),
-            local_addr=(address.host, address.port),
-        )
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise TransportError(f"cannot bind {address}: {reason}", str(address)) from None
-    return protocol
+    return await _endpoint(
+        address, "bind", max_datagram, queue_limit, local_addr=(address.host, address.port)
+    )
 
 
 async def connect_datagram(
@@ -296,15 +289,23 @@ async def connect_datagram(
     ``recv`` raises `ConnectionRefused`. Raises `TransportError` naming the address on failure.
     """
     address = _udp(url)
+    return await _endpoint(
+        address, "connect to", max_datagram, queue_limit, remote_addr=(address.host, address.port)
+    )
+
+
+async def _endpoint(
+    address: Address, verb: str, max_datagram: int, queue_limit: int, **where: Any
+) -> DatagramSocket:
+    """A `DatagramSocket` for ``create_datagram_endpoint(**where)``; errors name the address."""
     loop = asyncio.get_running_loop()
     try:
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: DatagramSocket(max_datagram=max_datagram, queue_limit=queue_limit),
-            remote_addr=(address.host, address.port),
+            lambda: DatagramSocket(max_datagram=max_datagram, queue_limit=queue_limit), **where
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise TransportError(f"cannot connect to {address}: {reason}", str(address)) from None
+        raise TransportError(f"cannot {verb} {address}: {reason}", str(address)) from None
     return protocol
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -42,6 +45,20 @@ def client(name: str = "tester", **kwargs) -> namewire.Node:
     return namewire.Node(name, **kwargs)
 
 
+@contextlib.asynccontextmanager
+async def cluster(
+    procs: Processes, *names: str, listen: str | None = None
+) -> AsyncIterator[tuple[namewire.Node, dict[str, subprocess.Popen[str]]]]:
+    """A name service, a worker process per name, and this test's node once all are registered."""
+    ns, _ = procs.nameservice()
+    workers = {name: procs.service("worker.py", name, ns) for name in names}
+    me = client()
+    async with me.serve(nameservice=ns, listen=listen):
+        for name in names:
+            await wait_for_name(me, name)
+        yield me, workers
+
+
 async def test_calls_and_messages_by_name_both_ways(procs: Processes) -> None:
     ns, _ = procs.nameservice()
     procs.service("worker.py", "A", ns)
@@ -61,11 +78,7 @@ async def test_calls_and_messages_by_name_both_ways(procs: Processes) -> None:
 
 
 async def test_a_caller_that_does_not_listen_gets_replies_and_messages(procs: Processes) -> None:
-    ns, _ = procs.nameservice()
-    procs.service("worker.py", "A", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
+    async with cluster(procs, "A") as (me, _):
         assert me.addresses == ()
         assert await me.rpc_call("A", "plus", 2, 2) == 4
         await me.send_msg("A", [1, 2])
@@ -95,11 +108,7 @@ async def test_100000_messages_arrive_complete_and_in_order(procs: Processes) ->
 
 
 async def test_unknown_name_unknown_function_and_remote_errors(procs: Processes) -> None:
-    ns, _ = procs.nameservice()
-    procs.service("worker.py", "A", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
+    async with cluster(procs, "A") as (me, _):
         with pytest.raises(namewire.NameNotFound, match="no service named 'Ghost'"):
             await me.rpc_call("Ghost", "plus", 1, 2)
         with pytest.raises(namewire.NameNotFound, match="Ghost"):
@@ -122,11 +131,8 @@ async def test_unknown_name_unknown_function_and_remote_errors(procs: Processes)
 
 
 async def test_kill_9_mid_call_fails_pending_calls_within_1s(procs: Processes) -> None:
-    ns, _ = procs.nameservice()
-    worker = procs.service("worker.py", "A", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
+    async with cluster(procs, "A") as (me, workers):
+        worker = workers["A"]
         calls = [asyncio.ensure_future(me.rpc_call("A", "sleep_then", 30, i)) for i in range(10)]
         await asyncio.sleep(0.3)
         killed = time.monotonic()
@@ -284,11 +290,7 @@ async def test_1000_concurrent_first_calls_share_one_lookup_and_one_connection(
 
 
 async def test_cancelling_a_call_cancels_the_remote_async_function(procs: Processes) -> None:
-    ns, _ = procs.nameservice()
-    procs.service("worker.py", "A", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
+    async with cluster(procs, "A") as (me, _):
         call = asyncio.ensure_future(me.rpc_call("A", "sleep_then", 7, "never"))
         await asyncio.sleep(0.3)
         call.cancel()
@@ -304,13 +306,8 @@ async def test_cancelling_a_call_cancels_the_remote_async_function(procs: Proces
 async def test_rpc_call_any_rotates_and_retries_only_idempotent_functions(
     procs: Processes,
 ) -> None:
-    ns, _ = procs.nameservice()
-    a = procs.service("worker.py", "A", ns)
-    procs.service("worker.py", "B", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
-        await wait_for_name(me, "B")
+    async with cluster(procs, "A", "B") as (me, workers):
+        a = workers["A"]
         names = [(await me.rpc_call_any("whoami"))["name"] for _ in range(4)]
         assert names == ["A", "B", "A", "B"]
         assert (await me.rpc_call_any("whoami", strategy="least_pending"))["name"] in ("A", "B")
@@ -328,13 +325,8 @@ async def test_rpc_call_any_rotates_and_retries_only_idempotent_functions(
 async def test_rpc_call_any_moves_an_idempotent_call_to_another_provider(
     procs: Processes,
 ) -> None:
-    ns, _ = procs.nameservice()
-    a = procs.service("worker.py", "A", ns)
-    procs.service("worker.py", "B", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
-        await wait_for_name(me, "B")
+    async with cluster(procs, "A", "B") as (me, workers):
+        a = workers["A"]
         # Freeze A so the call is in flight there, then kill it: plus is idempotent, so B answers.
         os.kill(a.pid, signal.SIGSTOP)
         call = asyncio.ensure_future(me.rpc_call_any("plus", 40, 2))
@@ -347,11 +339,8 @@ async def test_rpc_call_any_moves_an_idempotent_call_to_another_provider(
 async def test_clean_shutdown_deregisters_and_lets_calls_in_flight_finish(
     procs: Processes,
 ) -> None:
-    ns, _ = procs.nameservice()
-    worker = procs.service("worker.py", "A", ns)
-    me = client()
-    async with me.serve(nameservice=ns, listen=None):
-        await wait_for_name(me, "A")
+    async with cluster(procs, "A") as (me, workers):
+        worker = workers["A"]
         call = asyncio.ensure_future(me.rpc_call("A", "sleep_then", 1.0, "finished"))
         await asyncio.sleep(0.3)
         worker.send_signal(signal.SIGTERM)
