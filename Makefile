@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench bench-quick clean
+.PHONY: setup test lint demo bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check namewire
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m namewire demo

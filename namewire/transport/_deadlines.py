@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Container
 
-__all__ = ["DeadlineWheel", "TICKS_PER_SECOND", "PRECISE_BELOW"]
+__all__ = ["PRECISE_BELOW", "TICKS_PER_SECOND", "DeadlineWheel"]
 
 TICKS_PER_SECOND = 20
 PRECISE_BELOW = 1.0  # seconds; shorter timeouts get their own timer

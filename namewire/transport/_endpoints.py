@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ..errors import ConnectionRefused, ConnectTimeout, TransportError
 from ._address import Address, parse_address
 
-__all__ = ["open_stream", "start_stream_server", "DEFAULT_CONNECT_TIMEOUT"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "open_stream", "start_stream_server"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 

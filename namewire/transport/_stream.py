@@ -87,8 +87,8 @@ class StreamSocket(asyncio.Protocol):
         "_send_exc",
         "_transport",
         "_waiter",
-        "_writer",
         "_where",
+        "_writer",
         "local_address",
         "peer_address",
     )
