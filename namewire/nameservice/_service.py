@@ -92,19 +92,20 @@ class NameService:
     def _register(self, caller: Caller, data: dict[str, Any], ttl: float) -> dict[str, Any]:
         registration = Registration.from_dict(data)
         ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
+        session = _session_of(caller)
         now = time.monotonic()
         held = self._leases.get(registration.name)
-        if held is not None and held.session is not caller.session and held.expires > now:
+        if held is not None and held.session is not session and held.expires > now:
             raise NameTaken(
                 f"name {registration.name!r} is held by a live service "
                 f"(its lease ends in {held.expires - now:.1f}s unless renewed)"
             )
         if held is not None:
             self._drop(held, notify=False)
-        lease = Lease(secrets.token_hex(8), registration, caller.session, ttl, now, now + ttl)
+        lease = Lease(secrets.token_hex(8), registration, session, ttl, now, now + ttl)
         self._leases[registration.name] = lease
         self._lease_ids[lease.id] = lease
-        self._track(caller.session)
+        self._track(session)
         old_functions = held.registration.functions if held is not None else ()
         self._notify(registration.name, set(old_functions) | set(registration.functions))
         log.info("registered %r at %s", registration.name, ", ".join(registration.addresses))
@@ -125,12 +126,12 @@ class NameService:
             self._drop(lease)
 
     def _lookup(self, caller: Caller, name: str) -> dict[str, Any] | None:
-        self._watch(self._name_watchers, name, caller.session)
+        self._watch(self._name_watchers, name, _session_of(caller))
         lease = self._leases.get(name)
         return lease.registration.to_dict() if lease is not None else None
 
     def _providers(self, caller: Caller, func: str) -> list[str]:
-        self._watch(self._func_watchers, func, caller.session)
+        self._watch(self._func_watchers, func, _session_of(caller))
         return sorted(n for n, lease in self._leases.items()
                       if func in lease.registration.functions)
 
@@ -190,6 +191,13 @@ class NameService:
             for lease in [le for le in self._leases.values() if le.expires <= now]:
                 log.info("lease of %r expired after %.1fs", lease.registration.name, lease.ttl)
                 self._drop(lease)
+
+
+def _session_of(caller: Caller) -> Session:
+    """The caller's connection: leases and notices are bound to it."""
+    if caller.session is None:
+        raise ValueError("the name service's functions are for other nodes, not for itself")
+    return caller.session
 
 
 async def serve_forever(listen: str = DEFAULT_NAMESERVICE, *, ready: asyncio.Event | None = None) -> None:

@@ -14,10 +14,13 @@ __all__ = ["Caller", "FunctionTable", "RemoteFunction"]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who made the current call: passed first to functions registered with ``with_caller=True``."""
+    """Who made the current call: passed first to functions registered with ``with_caller=True``.
+
+    ``session`` is the connection the call came on; None when the node called itself.
+    """
 
     name: str
-    session: Session
+    session: Session | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,12 @@ class Mailbox:
         self._items: deque[tuple[str, Any]] = deque()
         self._getters: deque[asyncio.Future[tuple[str, Any]]] = deque()
         self._held: set[Session] = set()
+        self._room: deque[asyncio.Future[None]] = deque()  # put_waiting() calls waiting for room
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, sender: str, msg: Any, session: Session) -> None:
+    def put(self, sender: str, msg: Any, session: Session | None) -> None:
         getters = self._getters
         while getters:
             getter = getters.popleft()
@@ -39,15 +40,28 @@ class Mailbox:
                 getter.set_result((sender, msg))
                 return
         self._items.append((sender, msg))
-        if len(self._items) >= self.maxsize and session not in self._held:
+        if session is not None and len(self._items) >= self.maxsize and session not in self._held:
             self._held.add(session)
             session.hold_reading("mailbox")
+
+    async def put_waiting(self, sender: str, msg: Any) -> None:
+        """`put` for messages a node sends itself: waits while the mailbox is full."""
+        while len(self._items) >= self.maxsize:
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room.append(room)
+            await room
+        self.put(sender, msg, None)
 
     async def get(self) -> tuple[str, Any]:
         if self._items:
             item = self._items.popleft()
             if self._held and len(self._items) <= self.maxsize // 2:
                 self._release()
+            while self._room:
+                room = self._room.popleft()
+                if not room.done():
+                    room.set_result(None)
+                    break
             return item
         getter: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
         self._getters.append(getter)

@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ..errors import (
+    CallTimeout,
     NameNotFound,
     NamewireError,
     NoSuchFunction,
     PeerLost,
+    RemoteError,
     TransportError,
 )
 from ..registry import (
@@ -26,7 +28,7 @@ from ..registry import (
     host_id,
 )
 from ..transport import Session, open_stream
-from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call
+from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call, codec_named
 from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
@@ -252,11 +254,14 @@ class Node:
         """Send ``msg`` to service ``name``; ordered per sender -> receiver.
 
         Returns once the message is handed to the connection (waiting only while the connection's
-        write buffer is full). Raises `NameNotFound`, `TransportError` (cannot reach), `PeerLost`,
-        `EncodeError`; a message is never dropped silently.
+        write buffer is full). Raises `NameNotFound`, `PeerLost` (cannot reach, or lost),
+        `EncodeError`; a message is never dropped silently. A node may send to its own name.
         """
         session = self._routes.get(name)
         if session is None:
+            if name == self.name:
+                await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
+                return
             session = await self._route(name)
         await session.send_msg(msg)
 
@@ -269,10 +274,14 @@ class Node:
         before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's ``call_timeout``.
         Cancelling the awaiting task cancels the remote call too.
         """
+        if timeout is DEFAULT:
+            timeout = self.call_timeout
         session = self._routes.get(name)
         if session is None:
+            if name == self.name:
+                return await self._call_self(func, args, timeout)
             session = await self._route(name)
-        return await session.call(func, args, self.call_timeout if timeout is DEFAULT else timeout)
+        return await session.call(func, args, timeout)
 
     async def rpc_call_any(
         self,
@@ -313,9 +322,7 @@ class Node:
 
     async def get_msg(self) -> tuple[str, Any]:
         """The next ordinary message, as ``(sender_name, msg)``; waits for one."""
-        if self._mailbox is None:
-            raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
-        return await self._mailbox.get()
+        return await self._own_mailbox().get()
 
     # -- SessionHandler --------------------------------------------------------------------------
 
@@ -375,6 +382,43 @@ class Node:
             task.cancel()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _own_mailbox(self) -> Mailbox:
+        if self._mailbox is None:
+            raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
+        return self._mailbox
+
+    def _through_codec(self, value: Any) -> Any:
+        """``value`` as a peer would receive it: a copy, and EncodeError if the codec cannot carry it."""
+        codec = codec_named(self.codec)
+        return codec.decode(codec.encode(value))
+
+    async def _call_self(self, func: str, args: tuple[Any, ...], timeout: float | None) -> Any:
+        """A call to this node's own name: run locally, with the errors a remote call would give."""
+        where = f"rpc_call({self.name!r}, {func!r})"
+        entry = self.functions.by_name.get(func)
+        if entry is None:
+            provided = ", ".join(self.functions.names()) or "none"
+            raise NoSuchFunction(
+                f"{where}: {self.name!r} has no function {func!r} (it provides: {provided})"
+            )
+        call_args = self._through_codec(list(args))
+        if entry.with_caller:
+            call_args = [Caller(self.name, None), *call_args]
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                result = entry.fn(*call_args)
+                if inspect.iscoroutine(result):
+                    result = await result
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                raise CallTimeout(f"{where}: no answer within {timeout}s") from None
+            kind = _type_name(exc)
+            raise RemoteError(
+                f"{where}: {kind}: {exc}", kind, str(exc), "".join(traceback.format_exception(exc))
+            ) from exc
+        return self._through_codec(result)
 
     def _start_task(self, session: Session, call: Call, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(_answer(session, call.id, coro))
@@ -490,17 +534,19 @@ async def _answer(session: Session, call_id: int, coro: Any) -> None:
         session.reply(call_id, result)
 
 
-def _reply_exception(session: Session, call_id: int, exc: Exception) -> None:
+def _type_name(exc: BaseException) -> str:
+    """How an exception's type travels: builtins and namewire's errors by their short name."""
     kind = type(exc)
-    type_name = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}"
-    )
-    if isinstance(exc, NamewireError):
-        type_name = kind.__name__  # namewire's own errors travel by their short public name
+    if kind.__module__ == "builtins" or isinstance(exc, NamewireError):
+        return kind.__name__ if isinstance(exc, NamewireError) else kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _reply_exception(session: Session, call_id: int, exc: Exception) -> None:
     session.reply_error(
         call_id,
         ERROR_REMOTE,
-        type_name,
+        _type_name(exc),
         str(exc),
         "".join(traceback.format_exception(exc)),
     )

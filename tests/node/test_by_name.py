@@ -376,3 +376,45 @@ async def test_mailbox_is_bounded_and_senders_feel_back_pressure(procs: Processe
         for i in range(stuck_at):
             _, (n, _) = await asyncio.wait_for(receiver.get_msg(), 5)
             assert n == i
+
+
+async def test_a_node_can_message_and_call_itself_by_name(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    me = client("Self", mailbox_size=2)
+
+    @me.function
+    def plus(a, b):
+        return a + b
+
+    @me.function
+    async def slow(seconds):
+        await asyncio.sleep(seconds)
+
+    @me.function(name="who_called", with_caller=True)
+    def who(caller):
+        return caller.name
+
+    async with me.serve(nameservice=ns):
+        assert await me.rpc_call("Self", "plus", [1], [2]) == [1, 2]
+        assert await me.rpc_call("Self", "who_called") == "Self"
+        with pytest.raises(namewire.NoSuchFunction, match="'Self' has no function 'minus'"):
+            await me.rpc_call("Self", "minus", 1, 2)
+        with pytest.raises(namewire.RemoteError) as failed:
+            await me.rpc_call("Self", "plus", 1, "x")
+        assert failed.value.remote_type == "TypeError"
+        with pytest.raises(namewire.CallTimeout):
+            await me.rpc_call("Self", "slow", 5, timeout=0.1)
+        with pytest.raises(namewire.EncodeError):
+            await me.send_msg("Self", object())
+        # The message is a copy, as a peer would get it; a full mailbox makes the sender wait.
+        sent = {"n": [1]}
+        await me.send_msg("Self", sent)
+        await me.send_msg("Self", 2)
+        third = asyncio.ensure_future(me.send_msg("Self", 3))
+        await asyncio.sleep(0.1)
+        assert not third.done()
+        sender, first = await me.get_msg()
+        assert (sender, first) == ("Self", {"n": [1]}) and first is not sent
+        await asyncio.wait_for(third, 5)
+        assert [(await me.get_msg())[1] for _ in range(2)] == [2, 3]
+        assert me.peers == []
