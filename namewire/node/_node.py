@@ -27,11 +27,12 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
-from ..transport import Session, open_stream
+from ..transport import Session
 from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call, codec_named
 from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
+from ._routes import RouteTable
 
 __all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
 
@@ -84,9 +85,7 @@ class Node:
         self.functions = FunctionTable()
         self._mailbox_size = mailbox_size
         self._mailbox: Mailbox | None = None
-        self._routes: dict[str, Session] = {}
-        self._sessions: set[Session] = set()
-        self._connecting: dict[str, asyncio.Task[Session]] = {}
+        self._routes = RouteTable(self)
         self._registry: Registry | None = None
         self._listeners: Listeners | None = None
         self._round_robin: dict[str, int] = {}
@@ -215,23 +214,15 @@ class Node:
             await registry.deregister()
         if self._listeners is not None:
             await self._listeners.close()
-        running = [t for s in self._sessions for t in s.running.values()]
+        running = self._routes.running_calls()
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)
-        for task in self._connecting.values():
-            task.cancel()
-        sessions = list(self._sessions)
-        for session in sessions:
-            session.close()
-        if sessions:
-            await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions],
-                               timeout=1.0)
+        await self._routes.close_all()
         if registry is not None:
             await registry.close()
         if self._listeners is not None:
             self._listeners.remove_files()
             self._listeners = None
-        self._routes.clear()
         self._running = False
 
     @property
@@ -242,7 +233,7 @@ class Node:
     @property
     def peers(self) -> list[tuple[str, str]]:
         """Open connections as ``(peer name, address)``, one row per connection."""
-        return sorted((s.peer_name or "", s.origin) for s in self._sessions if s.is_open)
+        return self._routes.peers
 
     @property
     def registry(self) -> Registry | None:
@@ -257,7 +248,7 @@ class Node:
         write buffer is full). Raises `NameNotFound`, `PeerLost` (cannot reach, or lost),
         `EncodeError`; a message is never dropped silently. A node may send to its own name.
         """
-        session = self._routes.get(name)
+        session = self._routes.by_name.get(name)
         if session is None:
             if name == self.name:
                 await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
@@ -276,7 +267,7 @@ class Node:
         """
         if timeout is DEFAULT:
             timeout = self.call_timeout
-        session = self._routes.get(name)
+        session = self._routes.by_name.get(name)
         if session is None:
             if name == self.name:
                 return await self._call_self(func, args, timeout)
@@ -327,22 +318,12 @@ class Node:
     # -- SessionHandler --------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
-        self._sessions.add(session)
-        assert session.peer_name is not None
-        self._routes.setdefault(session.peer_name, session)
+        self._routes.opened(session)
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
-        self._sessions.discard(session)
-        peer = session.peer_name
-        if peer is None or self._routes.get(peer) is not session:
-            return
-        del self._routes[peer]
-        for other in self._sessions:
-            if other.peer_name == peer and other.is_open:
-                self._routes[peer] = other
-                break
-        if self._registry is not None:
-            self._registry.forget(peer)
+        if self._routes.closed(session) and self._registry is not None:
+            assert session.peer_name is not None
+            self._registry.forget(session.peer_name)  # its address may be dead: look it up again
 
     def message_received(self, session: Session, payload: Any) -> None:
         assert self._mailbox is not None and session.peer_name is not None
@@ -445,7 +426,7 @@ class Node:
     def _choose(self, func: str, providers: list[str], strategy: str) -> str:
         if strategy == "least_pending":
             def load(p: str) -> int:
-                route = self._routes.get(p)
+                route = self._routes.by_name.get(p)
                 return route.pending_count if route is not None else 0
 
             return min(providers, key=load)
@@ -456,71 +437,9 @@ class Node:
         return providers[turn % len(providers)]
 
     async def _route(self, name: str) -> Session:
-        """The session to ``name``: look it up and connect once, however many callers ask at once."""
         if not self._running or self._stopping:
             raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
-        task = self._connecting.get(name)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._open_route(name))
-            self._connecting[name] = task
-            task.add_done_callback(lambda t: self._route_settled(name, t))
-        return await asyncio.shield(task)
-
-    def _route_settled(self, name: str, task: asyncio.Task[Session]) -> None:
-        self._connecting.pop(name, None)
-        if not task.cancelled():
-            task.exception()  # mark retrieved: every waiter may have been cancelled
-
-    async def _open_route(self, name: str) -> Session:
-        registry = self._require_registry(f"no connection to {name!r} and")
-        registration = await registry.lookup(name)
-        if not registration.addresses:
-            raise NameNotFound(f"service {name!r} is registered but accepts no connections")
-        failures = []
-        for url in self._preferred(registration):
-            try:
-                return await self._connect(url, name)
-            except NameNotFound:
-                registry.forget(name)
-                raise
-            except (TransportError, PeerLost, TimeoutError) as exc:
-                failures.append(f"{url}: {exc}")
-        registry.forget(name)
-        raise PeerLost(f"cannot reach {name!r}: " + "; ".join(failures))
-
-    @staticmethod
-    def _preferred(registration: Registration) -> list[str]:
-        """Addresses in the order to try: a unix socket first when the peer is on this host."""
-        same_host = registration.host == host_id()
-        unix = [a for a in registration.addresses if a.startswith("unix://")]
-        others = [a for a in registration.addresses if not a.startswith("unix://")]
-        return unix + others if same_host else others
-
-    async def _connect(self, url: str, name: str) -> Session:
-        def factory() -> Session:
-            return Session(
-                self.name, self, codec=self.codec, max_frame=self.max_frame, origin=url
-            )
-
-        _, protocol = await open_stream(url, factory, timeout=self.connect_timeout)
-        assert isinstance(protocol, Session)
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await protocol.wait_open()
-        except TimeoutError:
-            protocol.abort()
-            raise
-        if protocol.peer_name != name:
-            protocol.close()
-            raise NameNotFound(
-                f"{url} is now served by {protocol.peer_name!r}, not {name!r}"
-            )
-        route = self._routes.get(name)
-        if route is None or route.is_closed:
-            self._routes[name] = route = protocol
-        elif route is not protocol:
-            protocol.close()  # a connection from that peer arrived first; keep one per pair
-        return route
+        return await self._routes.open(name, self._require_registry(f"no connection to {name!r} and"))
 
 
 async def _answer(session: Session, call_id: int, coro: Any) -> None:

@@ -1,0 +1,133 @@
+"""`RouteTable`: a node's connections by peer name, and the look-up + connect behind a first use."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..errors import NameNotFound, PeerLost, TransportError
+from ..registry import Registration, Registry, host_id
+from ..transport import Session, open_stream
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["RouteTable"]
+
+
+class RouteTable:
+    """One route (an open `Session`) per peer name, inbound or outbound.
+
+    A connection the peer opened counts as a route too (its hello names the peer), so a node that
+    does not listen is still reachable over the connections it made. Concurrent first uses of a
+    name share one look-up and one connect (`open`).
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.by_name: dict[str, Session] = {}  # read directly on the hot path
+        self.sessions: set[Session] = set()
+        self._connecting: dict[str, asyncio.Task[Session]] = {}
+
+    async def open(self, name: str, registry: Registry) -> Session:
+        """The session to ``name``: look it up and connect once, however many callers ask at once."""
+        task = self._connecting.get(name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open(name, registry))
+            self._connecting[name] = task
+            task.add_done_callback(lambda t: self._settled(name, t))
+        return await asyncio.shield(task)
+
+    def opened(self, session: Session) -> None:
+        assert session.peer_name is not None
+        self.sessions.add(session)
+        self.by_name.setdefault(session.peer_name, session)
+
+    def closed(self, session: Session) -> bool:
+        """Forget ``session``; True if it was the route to its peer (the peer may be gone)."""
+        self.sessions.discard(session)
+        peer = session.peer_name
+        if peer is None or self.by_name.get(peer) is not session:
+            return False
+        del self.by_name[peer]
+        for other in self.sessions:
+            if other.peer_name == peer and other.is_open:
+                self.by_name[peer] = other
+                break
+        return True
+
+    def running_calls(self) -> list[asyncio.Task[object]]:
+        """Tasks running calls that peers made to us (async functions)."""
+        return [task for session in self.sessions for task in session.running.values()]
+
+    async def close_all(self) -> None:
+        """Stop connecting, close every session (flushing what is written) and wait up to 1 s."""
+        for task in self._connecting.values():
+            task.cancel()
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.close()
+        if sessions:
+            await asyncio.wait(
+                [asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=1.0
+            )
+        self.by_name.clear()
+
+    @property
+    def peers(self) -> list[tuple[str, str]]:
+        return sorted((s.peer_name or "", s.origin) for s in self.sessions if s.is_open)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _settled(self, name: str, task: asyncio.Task[Session]) -> None:
+        self._connecting.pop(name, None)
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have been cancelled
+
+    async def _open(self, name: str, registry: Registry) -> Session:
+        registration = await registry.lookup(name)
+        if not registration.addresses:
+            raise NameNotFound(f"service {name!r} is registered but accepts no connections")
+        failures = []
+        for url in _preferred(registration):
+            try:
+                return await self._connect(url, name)
+            except NameNotFound:
+                registry.forget(name)
+                raise
+            except (TransportError, PeerLost, TimeoutError) as exc:
+                failures.append(f"{url}: {exc}")
+        registry.forget(name)
+        raise PeerLost(f"cannot reach {name!r}: " + "; ".join(failures))
+
+    async def _connect(self, url: str, name: str) -> Session:
+        node = self._node
+
+        def factory() -> Session:
+            return Session(node.name, node, codec=node.codec, max_frame=node.max_frame, origin=url)
+
+        _, protocol = await open_stream(url, factory, timeout=node.connect_timeout)
+        assert isinstance(protocol, Session)
+        try:
+            async with asyncio.timeout(node.connect_timeout):
+                await protocol.wait_open()
+        except TimeoutError:
+            protocol.abort()
+            raise
+        if protocol.peer_name != name:
+            protocol.close()
+            raise NameNotFound(f"{url} is now served by {protocol.peer_name!r}, not {name!r}")
+        route = self.by_name.get(name)
+        if route is None or route.is_closed:
+            self.by_name[name] = route = protocol
+        elif route is not protocol:
+            protocol.close()  # a connection from that peer arrived first; keep one per pair
+        return route
+
+
+def _preferred(registration: Registration) -> list[str]:
+    """Addresses in the order to try: a unix socket first when the peer is on this host."""
+    same_host = registration.host == host_id()
+    unix = [a for a in registration.addresses if a.startswith("unix://")]
+    others = [a for a in registration.addresses if not a.startswith("unix://")]
+    return unix + others if same_host else others
