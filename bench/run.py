@@ -412,21 +412,30 @@ def rpc_missing(system: dict[str, Any]) -> str | None:
     return None
 
 
+def start_namewire_plus(
+    procs: ProcessSet, section: str, port: int
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A name service and the seed's PlusServer on ``port``, both pinned; returns (ns URL, server)."""
+    ns_port = free_port()
+    ns_url = f"tcp://127.0.0.1:{ns_port}"
+    ns = procs.start(
+        f"{section}-namewire-nameservice",
+        pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
+    )
+    wait_port(ns_port, ns)
+    server = procs.start(
+        f"{section}-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port))
+    )
+    return ns_url, server
+
+
 def start_rpc_server(
     system: dict[str, Any], procs: ProcessSet
 ) -> tuple[Callable[[int, float, float], list[str]], int]:
     """Starts the system's server(s); returns the client's argv builder and the server's pid."""
     if system["key"] == "namewire":
-        ns_port, port = free_port(), free_port()
-        ns_url = f"tcp://127.0.0.1:{ns_port}"
-        ns = procs.start(
-            "rpc-namewire-nameservice",
-            pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
-        )
-        wait_port(ns_port, ns)
-        server = procs.start(
-            "rpc-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port))
-        )
+        port = free_port()
+        ns_url, server = start_namewire_plus(procs, "rpc", port)
         wait_port(port, server)
         client = str(BENCH / "clients" / "namewire_plus.py")
         return (
@@ -536,16 +545,7 @@ def measure_idle(key: str, conns: int, procs: ProcessSet) -> dict[str, Any]:
     """Starts the server, takes RSS, opens the idle connections, takes RSS again."""
     port = free_port()
     if key == "namewire":
-        ns_port = free_port()
-        ns_url = f"tcp://127.0.0.1:{ns_port}"
-        ns = procs.start(
-            "mem-namewire-nameservice",
-            pinned(SERVER_CPU, [*namewire_cli(), "nameservice", "--listen", ns_url]),
-        )
-        wait_port(ns_port, ns)
-        server = procs.start(
-            "mem-namewire-plus", pinned(SERVER_CPU, plus_server_argv(ns_url, port))
-        )
+        _, server = start_namewire_plus(procs, "mem", port)
     else:
         server = procs.start(
             "mem-node", pinned(SERVER_CPU, ["node", str(PEERS / "echo.js"), str(port)])
