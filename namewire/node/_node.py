@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import logging
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ..errors import (
@@ -256,22 +256,31 @@ class Node:
             session = await self._route(name)
         await session.send_msg(msg)
 
-    async def rpc_call(
+    def rpc_call(
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
-    ) -> Any:
-        """Call ``func(*args)`` on service ``name`` and return the result.
+    ) -> Coroutine[Any, Any, Any]:
+        """Call ``func(*args)`` on service ``name``; await it for the result.
 
         Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
-        before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's ``call_timeout``.
-        Cancelling the awaiting task cancels the remote call too.
+        before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's
+        ``call_timeout``. Cancelling the awaiting task cancels the remote call too.
         """
+        # A plain function handing back the session's coroutine: with an open route, a call costs
+        # one coroutine instead of two (about a tenth of a small call's CPU on the caller's side).
         if timeout is DEFAULT:
             timeout = self.call_timeout
         session = self._routes.by_name.get(name)
         if session is None:
-            if name == self.name:
-                return await self._call_self(func, args, timeout)
-            session = await self._route(name)
+            return self._rpc_call_first(name, func, args, timeout)
+        return session.call(func, args, timeout)
+
+    async def _rpc_call_first(
+        self, name: str, func: str, args: tuple[Any, ...], timeout: float | None
+    ) -> Any:
+        """`rpc_call` without an open route: to ourselves, or after look-up and connect."""
+        if name == self.name:
+            return await self._call_self(func, args, timeout)
+        session = await self._route(name)
         return await session.call(func, args, timeout)
 
     async def rpc_call_any(
