@@ -241,8 +241,8 @@ class Node:
 
     # -- the four functions, and friends ---------------------------------------------------------
 
-    async def send_msg(self, name: str, msg: Any) -> None:
-        """Send ``msg`` to service ``name``; ordered per sender -> receiver.
+    def send_msg(self, name: str, msg: Any) -> Coroutine[Any, Any, None]:
+        """Send ``msg`` to service ``name``; await it. Ordered per sender -> receiver.
 
         Returns once the message is handed to the connection (waiting only while the connection's
         write buffer is full). Raises `NameNotFound`, `PeerLost` (cannot reach, or lost),
@@ -250,10 +250,15 @@ class Node:
         """
         session = self._routes.by_name.get(name)
         if session is None:
-            if name == self.name:
-                await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
-                return
-            session = await self._route(name)
+            return self._send_msg_first(name, msg)
+        return session.send_msg(msg)  # one coroutine per message, as in `rpc_call`
+
+    async def _send_msg_first(self, name: str, msg: Any) -> None:
+        """`send_msg` without an open route: to ourselves, or after look-up and connect."""
+        if name == self.name:
+            await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
+            return
+        session = await self._route(name)
         await session.send_msg(msg)
 
     def rpc_call(
