@@ -15,6 +15,7 @@ The result is one JSON object printed on stdout as the last line, prefixed ``RES
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import threading
@@ -160,6 +161,17 @@ def run_thread_callers(
     for th in threads:
         th.join()
     return summarize(tallies, callers, seconds)
+
+
+def peer_parser(description: str) -> argparse.ArgumentParser:
+    """The command line every RPC peer shares: ``server|client PORT [--callers --seconds --warmup]``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("role", choices=["server", "client"])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--callers", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    return parser
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ callers share one channel (one HTTP/2 connection), grpc's intended use; calls mu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import grpc
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_async_callers
+from _rpcload import emit, peer_parser, run_async_callers
 
 METHOD = "/bench.Plus/Plus"
 
@@ -66,12 +65,7 @@ async def client(port: int, callers: int, seconds: float, warmup: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["server", "client"])
-    parser.add_argument("port", type=int)
-    parser.add_argument("--callers", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=0.5)
+    parser = peer_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     if args.role == "server":
         asyncio.run(serve(args.port))

@@ -12,7 +12,6 @@ a fixed id, so the client addresses it directly by URI and no Pyro name server i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import Pyro5.api
 from Pyro5 import config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_thread_callers
+from _rpcload import emit, peer_parser, run_thread_callers
 
 OBJECT_ID = "PlusServer"
 
@@ -58,12 +57,7 @@ def client(port: int, callers: int, seconds: float, warmup: float) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["server", "client"])
-    parser.add_argument("port", type=int)
-    parser.add_argument("--callers", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=0.5)
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=1100, help="server worker threads")
     args = parser.parse_args()
     if args.role == "server":

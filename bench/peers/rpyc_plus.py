@@ -11,7 +11,6 @@ out each time would add an attribute look-up round trip per call).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import rpyc
 from rpyc.utils.server import ThreadedServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-from _rpcload import emit, run_thread_callers
+from _rpcload import emit, peer_parser, run_thread_callers
 
 
 class PlusService(rpyc.Service):
@@ -55,12 +54,7 @@ def client(port: int, callers: int, seconds: float, warmup: float) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["server", "client"])
-    parser.add_argument("port", type=int)
-    parser.add_argument("--callers", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=0.5)
+    parser = peer_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     if args.role == "server":
         serve(args.port)
