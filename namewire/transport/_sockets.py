@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
+import socket
 import stat
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from ..errors import ConnectionReset, NamewireError
 from ..wire import DEFAULT_MAX_FRAME
 from ._address import Address, parse_address, sockaddr_url
 from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datagram
 from ._endpoints import DEFAULT_CONNECT_TIMEOUT, open_stream, start_stream_server
+from ._native_stream import NativeServer, NativeStreamSocket, available, native_connect, native_listen
 from ._stream import DEFAULT_QUEUE_LIMIT, StreamSocket
 
 __all__ = ["Listener", "connect", "listen"]
@@ -53,7 +56,7 @@ class Listener:
         self,
         address: str,
         handler: Callable[[Any], Awaitable[object]],
-        server: asyncio.Server | None = None,
+        server: asyncio.Server | NativeServer | None = None,
         datagram: DatagramSocket | None = None,
     ) -> None:
         self.address = address
@@ -112,14 +115,25 @@ class Listener:
             if isinstance(sock, StreamSocket):
                 sock.abort()
             return
-        task = asyncio.get_running_loop().create_task(self._serve(sock))
+        loop = asyncio.get_running_loop()
+        if isinstance(sock, NativeStreamSocket):
+            # The handler runs as the socket's fiber, resumed by the reactor in this context.
+            context = contextvars.copy_context()
+            sock._fiber_context = context
+            task = loop.create_task(self._serve(sock), context=context)
+        else:
+            task = loop.create_task(self._serve(sock))
         self._tasks[task] = sock
         task.add_done_callback(self._tasks.pop)
 
     async def _serve(self, sock: StreamSocket | DatagramSocket) -> None:
         peer = sock.peer_address or sock.local_address
         try:
-            await self._handler(sock)
+            work = self._handler(sock)
+            if isinstance(sock, NativeStreamSocket) and asyncio.iscoroutine(work):
+                await sock._host(work)
+            else:
+                await work
         except asyncio.CancelledError:
             # Only close() cancels handlers. Shutting down: flush what is written, but briefly.
             if isinstance(sock, StreamSocket):
@@ -175,16 +189,25 @@ async def listen(
         listener._start(sock)
         return listener
     listener = Listener(str(address), handler)
-    listener._server = await start_stream_server(
-        address,
-        lambda: StreamSocket(
-            framed=framed,
-            max_frame=max_frame,
-            queue_limit=queue_limit,
-            on_connected=listener._start,
-        ),
-        backlog=backlog,
-    )
+    if available():
+
+        def accepted(sock: socket.socket) -> None:
+            listener._start(
+                NativeStreamSocket(sock, framed=framed, max_frame=max_frame, queue_limit=queue_limit)
+            )
+
+        listener._server = await native_listen(address, accepted, backlog=backlog)
+    else:
+        listener._server = await start_stream_server(
+            address,
+            lambda: StreamSocket(
+                framed=framed,
+                max_frame=max_frame,
+                queue_limit=queue_limit,
+                on_connected=listener._start,
+            ),
+            backlog=backlog,
+        )
     scheme = address.scheme
     sockets = listener._server.sockets
     if sockets:
@@ -214,6 +237,11 @@ async def connect(
     address = parse_address(url)
     if address.scheme == "udp":
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)
+    if available():
+        native = await native_connect(
+            address, timeout, framed=framed, max_frame=max_frame, queue_limit=queue_limit
+        )
+        return cast(StreamSocket, native)
     _, protocol = await open_stream(
         address,
         lambda: StreamSocket(framed=framed, max_frame=max_frame, queue_limit=queue_limit),

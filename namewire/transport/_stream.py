@@ -14,6 +14,7 @@ callback, which runs after everything already scheduled for this turn (or at onc
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import socket
@@ -51,7 +52,7 @@ def _loop_batches_writes(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.partition(".")[0] == "uvloop"
 
 
-class StreamSocket(asyncio.Protocol):
+class StreamSocket(asyncio.Protocol, metaclass=abc.ABCMeta):
     """One stream connection; made by `listen` (one per accepted peer) and `connect`.
 
     Contract:

@@ -22,6 +22,20 @@ def pytest_asyncio_loop_factories(
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
+@pytest.fixture(autouse=True, params=["native", "python"])
+def sockets_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every transport test runs on both stream-socket implementations: the C reactor and the
+    pure-asyncio protocol (what a machine without the extension gets)."""
+    from namewire.transport import _native_stream
+
+    if request.param == "native":
+        if not _native_stream.available():
+            pytest.skip("the C reactor is not built here")
+    else:
+        monkeypatch.setenv("NAMEWIRE_NATIVE", "0")
+    return str(request.param)
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[str]:
     """A short temporary directory: Unix socket paths are limited to about 100 bytes."""

@@ -192,8 +192,28 @@ async def test_only_one_task_may_wait_in_recv(echo_listener: Any) -> None:
         await sock.close()
 
 
-async def test_sends_of_one_turn_leave_in_one_write(echo_listener: Any) -> None:
+async def test_sends_of_one_turn_leave_in_one_write_native(
+    echo_listener: Any, sockets_impl: str
+) -> None:
+    if sockets_impl != "native":
+        pytest.skip("the C reactor's send counter")
+    sock = await stream(echo_listener.address)
+    try:
+        before = sock.send_calls  # type: ignore[attr-defined]
+        for i in range(100):
+            await sock.send(b"%03d" % i)
+        await asyncio.sleep(0)
+        assert sock.send_calls - before == 1  # type: ignore[attr-defined]
+        for i in range(100):
+            assert await sock.recv() == b"%03d" % i
+    finally:
+        await sock.close()
+
+
+async def test_sends_of_one_turn_leave_in_one_write(echo_listener: Any, sockets_impl: str) -> None:
     loop = asyncio.get_running_loop()
+    if sockets_impl == "native":
+        pytest.skip("the pure-asyncio socket's transport")
     if type(loop).__module__.startswith("uvloop"):
         pytest.skip("uvloop batches writes per loop iteration itself (and its transport is sealed)")
     sock = await stream(echo_listener.address)

@@ -1,0 +1,471 @@
+"""`NativeStreamSocket`: the `StreamSocket` contract on the C reactor of ``_native.c`` (Linux).
+
+The C side moves packets: one epoll set per event loop (nested in the loop through
+``add_reader``), framing, the receive queue, the output buffer (one ``send`` per connection per
+loop turn), and the handler "fiber": while a `listen` handler waits in ``recv()`` on its own
+connection, an arriving packet resumes it straight from the reactor, with no future, callback or
+task step in between. This module decides everything else: addresses, errors, end of stream,
+closing with a linger, the host task that runs a fiber's other awaits, and the accepting and
+connecting of sockets.
+
+`available()` says whether the extension is built and enabled (``NAMEWIRE_NATIVE=0`` turns it
+off); without it `listen`/`connect` use the pure-asyncio `StreamSocket`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import errno
+import logging
+import os
+import socket
+import sys
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..errors import ConnectionReset, ProtocolError, TransportError
+from ._address import Address, sockaddr_url
+from ._endpoints import _connect_error, _remove_stale_socket
+from ._stream import StreamSocket, _peer_pid
+
+try:
+    from . import _native
+except ImportError:  # not built (no compiler, not Linux): the pure-asyncio sockets serve instead
+    _native = None  # type: ignore[assignment]
+
+__all__ = ["NativeServer", "NativeStreamSocket", "available", "native_connect"]
+
+log = logging.getLogger("namewire.transport")
+
+# Output buffered above this makes send() wait until it falls to a quarter of it (asyncio's
+# defaults for its transports).
+HIGH_WATER = 64 * 1024
+_CLOSE_LINGER = 10.0
+# How many connections one readiness callback accepts before letting the loop run again.
+_ACCEPT_BATCH = 128
+# After EMFILE/ENFILE, accepting pauses this long instead of spinning on a full fd table.
+_ACCEPT_PAUSE = 0.5
+
+
+def available() -> bool:
+    """True when the C reactor is built and not turned off with ``NAMEWIRE_NATIVE=0``."""
+    return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
+
+
+_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's reactor, made (and registered with ``add_reader``) on first use."""
+    reactor = _reactors.get(loop)
+    if reactor is None:
+        reactor = _native.Reactor(
+            loop=loop, enter_task=asyncio.tasks._enter_task, leave_task=asyncio.tasks._leave_task
+        )
+        loop.add_reader(reactor.fileno(), reactor.poll)
+        _reactors[loop] = reactor
+    return reactor
+
+
+def _release_reactor(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
+    """Close the loop's reactor once its last connection is gone (no fd outlives its sockets)."""
+    if reactor.conns or _reactors.get(loop) is not reactor:
+        return
+    del _reactors[loop]
+    reactor.flush()
+    if not loop.is_closed():
+        loop.remove_reader(reactor.fileno())
+    reactor.close()
+
+
+_Base: type = _native.Conn if _native is not None else object
+
+
+class NativeStreamSocket(_Base):  # type: ignore[misc]
+    """A `StreamSocket` whose per-packet work is done in C; made by `listen` and `connect`.
+
+    ``recv`` and ``send`` are the C methods themselves. Registered as a virtual subclass of
+    `StreamSocket`, which documents the contract.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        framed: bool = True,
+        max_frame: int,
+        queue_limit: int,
+    ) -> None:
+        if max_frame <= 0 or max_frame > 2**32 - 1:
+            raise ValueError(f"max_frame must be in 1..{2**32 - 1}, not {max_frame}")
+        if queue_limit <= 0:
+            raise ValueError(f"queue_limit must be positive, not {queue_limit}")
+        loop = asyncio.get_running_loop()
+        reactor = _reactor(loop)
+        super().__init__(reactor, sock.fileno(), framed, max_frame, queue_limit, HIGH_WATER)
+        self._loop = loop
+        self._reactor = reactor
+        self._max_frame = max_frame
+        self._sock = sock
+        self._closing = False
+        self._lost: asyncio.Future[None] = loop.create_future()
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[tuple[int, Any]] | None = None
+        self._outcome: tuple[int, Any] | None = None
+        self._fiber_context: contextvars.Context | None = None
+        unix = sock.family == socket.AF_UNIX
+        scheme = "unix" if unix else "tcp"
+        self.local_address = sockaddr_url(scheme, sock.getsockname())
+        peer = sockaddr_url(scheme, sock.getpeername())
+        where = peer
+        if unix and peer == "unix://":
+            peer = self.local_address
+            where = f"{peer} (peer pid {_peer_pid(sock)})"
+        self.peer_address = peer
+        self._where = where
+
+    # --- the public face (recv and send are inherited from C) ----------------------------------
+
+    async def close(self, *, linger: float = _CLOSE_LINGER) -> None:
+        """Close the connection: buffered writes are flushed first, for up to ``linger`` seconds,
+        then dropped. A task waiting in ``recv()`` gets None. Idempotent."""
+        self._start_close()
+        if self._lost.done():
+            return
+        if not self.expect_drain(0):
+            self._drain_waiter = self._drain_waiter or self._loop.create_future()
+            with contextlib.suppress(TimeoutError, TransportError):
+                await asyncio.wait_for(asyncio.shield(self._drain_waiter), linger)
+        self._teardown()
+
+    def abort(self) -> None:
+        """Close the connection at once, dropping buffered writes; a waiting ``recv()`` gets None."""
+        self._start_close()
+        self._teardown()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()``/``abort()`` was called or the connection was lost."""
+        return self._closing or self._lost.done()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<StreamSocket {self.local_address} <-> {self.peer_address} {state}>"
+
+    # --- called by the C side ------------------------------------------------------------------
+
+    def _event(self, kind: int, arg: Any) -> None:
+        if kind == _native.EV_FIBER:
+            wake = self._wake
+            if wake is not None and not wake.done():
+                wake.set_result(arg)
+            else:
+                self._outcome = arg
+        elif kind == _native.EV_DRAINED:
+            waiter = self._drain_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif kind == _native.EV_EOF:
+            if arg:
+                self.finish(
+                    ConnectionReset(
+                        f"connection closed by {self._where} in the middle of a frame "
+                        f"({arg} bytes of it received)",
+                        self.peer_address,
+                    )
+                )
+            else:
+                # Our write side stays open: the handler may still answer.
+                self.finish(None)
+        elif kind == _native.EV_OVERSIZE:
+            where = f" (from {self._where})"
+            exc = ProtocolError(
+                f"frame of {arg} bytes exceeds limit of {self._max_frame} bytes{where}"
+            )
+            self.finish(exc)
+            self._lose(ConnectionReset(f"connection to {self._where} was closed: {exc}", self.peer_address))
+        elif kind in (_native.EV_RECV_ERROR, _native.EV_SEND_ERROR):
+            partial = (
+                f" in the middle of a frame ({self.buffered} bytes of it received)"
+                if self.buffered
+                else ""
+            )
+            reason = (
+                "connection reset"
+                if arg in (errno.ECONNRESET, errno.EPIPE)
+                else f"connection lost ({os.strerror(arg)})"
+            )
+            if not self._closing:
+                self.finish(
+                    ConnectionReset(f"{reason} by {self._where}{partial}", self.peer_address)
+                )
+            self._lose(ConnectionReset(f"connection to {self._where} is closed", self.peer_address))
+
+    async def _drain(self) -> None:
+        """send() over the high-water mark: wait until the output has drained to the low mark."""
+        if self._drain_waiter is None or self._drain_waiter.done():
+            self._drain_waiter = self._loop.create_future()
+        await self._drain_waiter
+
+    # --- the fiber's host task -----------------------------------------------------------------
+
+    async def _host(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` (a `listen` handler) as this connection's fiber, inside the current task.
+
+        The task only steps in when the fiber does something other than wait in ``recv()``:
+        another await, finishing, or the task being cancelled.
+        """
+        loop = self._loop
+        self.start_fiber(coro, asyncio.current_task(), self._fiber_context)
+        value: Any = None
+        exc: BaseException | None = None
+        try:
+            while True:
+                kind, obj = self.drive(value, exc)
+                value = exc = None
+                if kind == _native.STEP_PARKED:
+                    self._wake = wake = loop.create_future()
+                    try:
+                        kind, obj = await wake
+                    except asyncio.CancelledError as cancel:
+                        # The fiber may have moved on before the cancellation reached us.
+                        if wake.done() and not wake.cancelled():
+                            outcome = wake.result()
+                        else:
+                            outcome, self._outcome = self._outcome, None
+                        if outcome is None:
+                            # Still waiting in recv(): recv() raises the cancellation.
+                            self.unpark()
+                            exc = cancel
+                            continue
+                        kind, obj = outcome
+                        if kind == _native.STEP_YIELD and _is_future(obj):
+                            if not obj.cancel():
+                                exc = cancel
+                                continue
+                    finally:
+                        self._wake = None
+                if kind == _native.STEP_RETURN:
+                    return obj
+                if kind == _native.STEP_RAISE:
+                    raise obj
+                exc = await _stand_in(obj)
+        finally:
+            self.end_fiber()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _start_close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.set_send_error(TransportError(f"socket to {self._where} is closed", self.peer_address))
+        self.finish(None)
+
+    def _lose(self, send_exc: TransportError) -> None:
+        """The connection is gone (reset, write failure, protocol error): drop it now."""
+        self.set_send_error(send_exc)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(send_exc)
+            waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if not self.attached:
+            return
+        self.detach()
+        self._sock.close()
+        if not self._lost.done():
+            self._lost.set_result(None)
+        _release_reactor(self._loop, self._reactor)
+
+
+def _is_future(obj: Any) -> bool:
+    return getattr(obj, "_asyncio_future_blocking", None) is not None
+
+
+async def _stand_in(obj: Any) -> BaseException | None:
+    """Wait, in the host task, for what the fiber yielded, as asyncio's Task would; returns the
+    exception to throw into the fiber (None: resume it, and it reads the outcome itself)."""
+    if obj is None:  # a bare yield: asyncio.sleep(0)
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as cancel:
+            return cancel
+        return None
+    if not _is_future(obj):
+        return RuntimeError(f"Task got bad yield: {obj!r}")
+    obj._asyncio_future_blocking = False
+    try:
+        await obj
+    except asyncio.CancelledError as cancel:
+        if not obj.cancelled():
+            return cancel  # the host was cancelled after the future had completed
+    except BaseException:  # noqa: BLE001 - the fiber reads the future's outcome itself
+        pass
+    return None
+
+
+# --- accepting and connecting ------------------------------------------------------------------
+
+
+class NativeServer:
+    """Listening sockets that accept into `NativeStreamSocket`s; the part of `asyncio.Server`
+    that `Listener` uses (``sockets``, ``close``, ``wait_closed``)."""
+
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        make: Callable[[socket.socket], None],
+    ) -> None:
+        self.sockets = sockets
+        self._make = make
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        for sock in sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, listening: socket.socket) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, _ = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept on %s: %s; pausing", listening.getsockname(), exc)
+                    self._loop.remove_reader(listening.fileno())
+                    self._loop.call_later(_ACCEPT_PAUSE, self._resume_accepting, listening)
+                    return
+                raise
+            try:
+                sock.setblocking(False)
+                if sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._make(sock)
+            except OSError:
+                # The peer left before we got to it (getpeername fails): nothing to serve.
+                sock.close()
+
+    def _resume_accepting(self, listening: socket.socket) -> None:
+        if not self._closed:
+            self._loop.add_reader(listening.fileno(), self._accept, listening)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.sockets:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+async def native_listen(
+    address: Address,
+    make: Callable[[socket.socket], None],
+    *,
+    backlog: int,
+) -> NativeServer:
+    """Listen on a tcp:// or unix:// address; each accepted socket goes to ``make``."""
+    loop = asyncio.get_running_loop()
+    sockets: list[socket.socket] = []
+    try:
+        if address.scheme == "tcp":
+            infos = await loop.getaddrinfo(
+                address.host or None,
+                address.port,
+                type=socket.SOCK_STREAM,
+                flags=socket.AI_PASSIVE,
+            )
+            seen = set()
+            for family, kind, proto, _, sockaddr in infos:
+                if (family, sockaddr) in seen:
+                    continue
+                seen.add((family, sockaddr))
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
+        elif address.scheme == "unix":
+            _remove_stale_socket(address)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(address.path)
+        else:
+            raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
+        for sock in sockets:
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = exc.strerror or str(exc)
+        raise TransportError(f"cannot listen on {address}: {reason}", str(address)) from None
+    return NativeServer(sockets, make)
+
+
+async def native_connect(
+    address: Address, timeout: float | None, **options: Any
+) -> NativeStreamSocket:
+    """Connect to a tcp:// or unix:// address; errors name the address, as `open_stream`'s do."""
+    from ..errors import ConnectTimeout
+
+    loop = asyncio.get_running_loop()
+    sock: socket.socket | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            if address.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address.path)
+            elif address.scheme == "tcp":
+                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                error: OSError | None = None
+                for family, kind, proto, _, sockaddr in infos:
+                    sock = socket.socket(family, kind, proto)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, sockaddr)
+                    except OSError as exc:
+                        sock.close()
+                        sock, error = None, exc
+                        continue
+                    break
+                if sock is None:
+                    raise error or OSError(errno.EHOSTUNREACH, "no address to connect to")
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            else:
+                raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
+            return NativeStreamSocket(sock, **options)
+    except TimeoutError:
+        if sock is not None:
+            sock.close()
+        raise ConnectTimeout(
+            f"connect to {address} timed out after {timeout}s", str(address)
+        ) from None
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise _connect_error(exc, address) from None
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
+if _native is not None:
+    StreamSocket.register(NativeStreamSocket)
+    if sys.platform != "linux":  # epoll only
+        _native = None  # type: ignore[assignment]
