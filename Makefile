@@ -8,10 +8,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The editable install also builds the C reactor in place (setup.py); it is rebuilt when its source
+# changes. Without a C compiler the build is skipped and the pure-asyncio sockets are used.
+$(STAMP): pyproject.toml setup.py namewire/transport/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -c "from namewire.transport._native_stream import available as a; \
+	print('namewire: C reactor', 'built' if a() else 'NOT built: pure-asyncio sockets')"
 	touch $(STAMP)
 
 test: setup
@@ -31,4 +35,5 @@ bench-quick: setup
 	$(PY) -m namewire bench --quick
 
 clean:
-	rm -rf $(VENV) bench/build *.egg-info
+	rm -rf $(VENV) bench/build *.egg-info build
+	find namewire -name '*.so' -delete

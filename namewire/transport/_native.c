@@ -69,6 +69,7 @@ typedef struct {
     PyObject *leave_task;
     PyObject *flush_cb;  /* bound self.flush, handed to call_soon */
     ConnObject *dirty;   /* connections with output to send (each holds a reference) */
+    PyObject *detached;  /* epoll references dropped during poll(), released after it */
     int in_poll;
     int flush_scheduled;
     Py_ssize_t conns;
@@ -1077,6 +1078,20 @@ conn_finish(ConnObject *c, PyObject *exc)
     Py_RETURN_NONE;
 }
 
+/* Give up the epoll set's reference. Inside poll() the connection may still appear further down
+ * the batch of events being handled, so it must outlive the batch. */
+static void
+drop_epoll_ref(ConnObject *c)
+{
+    ReactorObject *r = c->reactor;
+    if (r->in_poll && r->detached != NULL && PyList_Append(r->detached, (PyObject *)c) == 0) {
+        Py_DECREF(c); /* the list holds it now */
+        return;
+    }
+    PyErr_Clear();
+    Py_DECREF(c);
+}
+
 /* The end of the stream reaches a fiber waiting in recv() (scheduled by finish()). */
 static PyObject *
 conn_resume_finished(ConnObject *c, PyObject *unused)
@@ -1109,7 +1124,7 @@ conn_detach(ConnObject *c, PyObject *unused)
     c->want_drain = 0;
     Py_CLEAR(c->partial);
     if (registered)
-        Py_DECREF(c); /* the epoll set's reference */
+        drop_epoll_ref(c);
     Py_RETURN_NONE;
 }
 
@@ -1296,6 +1311,9 @@ reactor_init(ReactorObject *r, PyObject *args, PyObject *kw)
     r->flush_cb = PyObject_GetAttrString((PyObject *)r, "flush");
     if (r->flush_cb == NULL)
         return -1;
+    r->detached = PyList_New(0);
+    if (r->detached == NULL)
+        return -1;
     r->scratch = PyMem_Malloc(SCRATCH_SIZE);
     if (r->scratch == NULL) {
         PyErr_NoMemory();
@@ -1329,6 +1347,7 @@ reactor_traverse(ReactorObject *r, visitproc visit, void *arg)
     Py_VISIT(r->enter_task);
     Py_VISIT(r->leave_task);
     Py_VISIT(r->flush_cb);
+    Py_VISIT(r->detached);
     return 0;
 }
 
@@ -1340,6 +1359,7 @@ reactor_clear(ReactorObject *r)
     Py_CLEAR(r->enter_task);
     Py_CLEAR(r->leave_task);
     Py_CLEAR(r->flush_cb);
+    Py_CLEAR(r->detached);
     return 0;
 }
 
@@ -1383,7 +1403,7 @@ reactor_poll(ReactorObject *r, PyObject *unused)
             epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
             c->registered = 0;
             c->events = 0;
-            Py_DECREF(c); /* the epoll set's reference; ours keeps it alive below */
+            drop_epoll_ref(c);
             int was_reading = c->reading;
             c->reading = 0;
             if (err || (was_reading && !c->eof))
@@ -1395,6 +1415,8 @@ reactor_poll(ReactorObject *r, PyObject *unused)
     }
     flush_dirty(r);
     r->in_poll = 0;
+    if (PyList_GET_SIZE(r->detached) && PyList_SetSlice(r->detached, 0, PY_SSIZE_T_MAX, NULL) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

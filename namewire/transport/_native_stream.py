@@ -21,7 +21,6 @@ import errno
 import logging
 import os
 import socket
-import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -31,10 +30,11 @@ from ._address import Address, sockaddr_url
 from ._endpoints import _connect_error, _remove_stale_socket
 from ._stream import StreamSocket, _peer_pid
 
+_native: Any
 try:
     from . import _native
 except ImportError:  # not built (no compiler, not Linux): the pure-asyncio sockets serve instead
-    _native = None  # type: ignore[assignment]
+    _native = None
 
 __all__ = ["NativeServer", "NativeStreamSocket", "available", "native_connect"]
 
@@ -55,9 +55,7 @@ def available() -> bool:
     return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
 
 
-_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-    weakref.WeakKeyDictionary()
-)
+_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
@@ -74,7 +72,8 @@ def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
 
 def _release_reactor(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
     """Close the loop's reactor once its last connection is gone (no fd outlives its sockets)."""
-    if reactor.conns or _reactors.get(loop) is not reactor:
+    current = _reactors.get(loop)
+    if reactor.conns or current is None or current is not reactor:
         return
     del _reactors[loop]
     reactor.flush()
@@ -188,7 +187,9 @@ class NativeStreamSocket(_Base):  # type: ignore[misc]
                 f"frame of {arg} bytes exceeds limit of {self._max_frame} bytes{where}"
             )
             self.finish(exc)
-            self._lose(ConnectionReset(f"connection to {self._where} was closed: {exc}", self.peer_address))
+            self._lose(
+                ConnectionReset(f"connection to {self._where} was closed: {exc}", self.peer_address)
+            )
         elif kind in (_native.EV_RECV_ERROR, _native.EV_SEND_ERROR):
             partial = (
                 f" in the middle of a frame ({self.buffered} bytes of it received)"
@@ -244,10 +245,11 @@ class NativeStreamSocket(_Base):  # type: ignore[misc]
                             exc = cancel
                             continue
                         kind, obj = outcome
-                        if kind == _native.STEP_YIELD and _is_future(obj):
-                            if not obj.cancel():
-                                exc = cancel
-                                continue
+                        # Cancel what the fiber now waits for, as a task would; if that is too
+                        # late (already done), the cancellation goes to the fiber itself.
+                        if kind == _native.STEP_YIELD and _is_future(obj) and not obj.cancel():
+                            exc = cancel
+                            continue
                     finally:
                         self._wake = None
                 if kind == _native.STEP_RETURN:
@@ -307,7 +309,7 @@ async def _stand_in(obj: Any) -> BaseException | None:
     except asyncio.CancelledError as cancel:
         if not obj.cancelled():
             return cancel  # the host was cancelled after the future had completed
-    except BaseException:  # noqa: BLE001 - the fiber reads the future's outcome itself
+    except BaseException:  # noqa: BLE001, S110 - the fiber reads the future's outcome itself
         pass
     return None
 
@@ -467,5 +469,3 @@ async def native_connect(
 
 if _native is not None:
     StreamSocket.register(NativeStreamSocket)
-    if sys.platform != "linux":  # epoll only
-        _native = None  # type: ignore[assignment]

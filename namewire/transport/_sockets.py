@@ -30,7 +30,13 @@ from ..wire import DEFAULT_MAX_FRAME
 from ._address import Address, parse_address, sockaddr_url
 from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datagram
 from ._endpoints import DEFAULT_CONNECT_TIMEOUT, open_stream, start_stream_server
-from ._native_stream import NativeServer, NativeStreamSocket, available, native_connect, native_listen
+from ._native_stream import (
+    NativeServer,
+    NativeStreamSocket,
+    available,
+    native_connect,
+    native_listen,
+)
 from ._stream import DEFAULT_QUEUE_LIMIT, StreamSocket
 
 __all__ = ["Listener", "connect", "listen"]
@@ -193,7 +199,9 @@ async def listen(
 
         def accepted(sock: socket.socket) -> None:
             listener._start(
-                NativeStreamSocket(sock, framed=framed, max_frame=max_frame, queue_limit=queue_limit)
+                NativeStreamSocket(
+                    sock, framed=framed, max_frame=max_frame, queue_limit=queue_limit
+                )
             )
 
         listener._server = await native_listen(address, accepted, backlog=backlog)
