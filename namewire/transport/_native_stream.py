@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ConnectionReset, ProtocolError, TransportError
 from ._address import Address, sockaddr_url
 from ._endpoints import _connect_error, _remove_stale_socket
-from ._stream import StreamSocket, _peer_pid
+from ._stream import SocketState, StreamSocket, _peer_pid
 
 _native: Any
 try:
@@ -85,7 +85,7 @@ def _release_reactor(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
 _Base: type = _native.Conn if _native is not None else object
 
 
-class NativeStreamSocket(_Base):  # type: ignore[misc]
+class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
     """A `StreamSocket` whose per-packet work is done in C; made by `listen` and `connect`.
 
     ``recv`` and ``send`` are the C methods themselves. Registered as a virtual subclass of
@@ -146,15 +146,6 @@ class NativeStreamSocket(_Base):  # type: ignore[misc]
         """Close the connection at once, dropping buffered writes; a waiting ``recv()`` gets None."""
         self._start_close()
         self._teardown()
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()``/``abort()`` was called or the connection was lost."""
-        return self._closing or self._lost.done()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<StreamSocket {self.local_address} <-> {self.peer_address} {state}>"
 
     # --- called by the C side ------------------------------------------------------------------
 

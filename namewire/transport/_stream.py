@@ -52,7 +52,26 @@ def _loop_batches_writes(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.partition(".")[0] == "uvloop"
 
 
-class StreamSocket(asyncio.Protocol, metaclass=abc.ABCMeta):
+class SocketState:
+    """What both stream-socket implementations say about their state (``closed``, ``repr``)."""
+
+    __slots__ = ()
+    _closing: bool
+    _lost: asyncio.Future[None]
+    local_address: str
+    peer_address: str
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()``/``abort()`` was called or the connection was lost."""
+        return self._closing or self._lost.done()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<StreamSocket {self.local_address} <-> {self.peer_address} {state}>"
+
+
+class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
     """One stream connection; made by `listen` (one per accepted peer) and `connect`.
 
     Contract:
@@ -218,15 +237,6 @@ class StreamSocket(asyncio.Protocol, metaclass=abc.ABCMeta):
         self._start_close()
         if self._transport is not None:
             self._transport.abort()
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()``/``abort()`` was called or the connection was lost."""
-        return self._closing or self._lost.done()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<StreamSocket {self.local_address} <-> {self.peer_address} {state}>"
 
     # --- asyncio protocol callbacks --------------------------------------------------------------
 
