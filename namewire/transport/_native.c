@@ -775,8 +775,13 @@ self_await(PyObject *self)
 static void
 recvop_dealloc(RecvOpObject *op)
 {
-    if (op->state == 1 || op->state == 2)
+    if (op->state == 1 || op->state == 2) {
+        /* Dropped while waiting (its coroutine was closed): an exception may be in flight. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
         recvop_abandon(op);
+        PyErr_Restore(et, ev, tb);
+    }
     Py_XDECREF(op->conn);
     Py_XDECREF(op->fut);
     PyObject_Free(op);

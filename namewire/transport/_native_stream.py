@@ -221,17 +221,18 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
                 kind, obj = self.drive(value, exc)
                 value = exc = None
                 if kind == _native.STEP_PARKED:
-                    self._wake = wake = loop.create_future()
+                    self._wake = wake = _Wake(self, loop=loop)
                     try:
                         kind, obj = await wake
                     except asyncio.CancelledError as cancel:
                         # The fiber may have moved on before the cancellation reached us.
+                        outcome: tuple[int, Any] | None
                         if wake.done() and not wake.cancelled():
                             outcome = wake.result()
                         else:
                             outcome, self._outcome = self._outcome, None
                         if outcome is None:
-                            # Still waiting in recv(): recv() raises the cancellation.
+                            # Still in recv() (unparked by _Wake.cancel): recv() raises it.
                             self.unpark()
                             exc = cancel
                             continue
@@ -277,6 +278,24 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if not self._lost.done():
             self._lost.set_result(None)
         _release_reactor(self._loop, self._reactor)
+
+
+class _Wake(asyncio.Future[tuple[int, Any]]):
+    """What the host task waits on while its fiber waits in recv().
+
+    Cancelling it (the task is being cancelled) takes the fiber out of recv() at once: a packet
+    arriving before the task's next step is then queued rather than resuming a fiber whose
+    cancellation is already decided, which would deliver that cancellation to a later await.
+    """
+
+    def __init__(self, sock: NativeStreamSocket, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._sock = sock
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not self.done():
+            self._sock.unpark()
+        return super().cancel(msg)
 
 
 def _is_future(obj: Any) -> bool:
