@@ -15,7 +15,6 @@ off); without it `listen`/`connect` use the pure-asyncio `StreamSocket`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import errno
 import logging
@@ -117,6 +116,7 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         self._wake: asyncio.Future[tuple[int, Any]] | None = None
         self._outcome: tuple[int, Any] | None = None
         self._fiber_context: contextvars.Context | None = None
+        self._linger: asyncio.TimerHandle | None = None
         unix = sock.family == socket.AF_UNIX
         scheme = "unix" if unix else "tcp"
         self.local_address = sockaddr_url(scheme, sock.getsockname())
@@ -136,11 +136,16 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         self._start_close()
         if self._lost.done():
             return
-        if not self.expect_drain(0):
-            self._drain_waiter = self._drain_waiter or self._loop.create_future()
-            with contextlib.suppress(TimeoutError, TransportError):
-                await asyncio.wait_for(asyncio.shield(self._drain_waiter), linger)
-        self._teardown()
+        if self.expect_drain(0):
+            self._teardown()
+        elif self._linger is None:
+            # The output drains in the background, even if this call is cancelled; whichever
+            # comes first, drained, lost or the end of the linger, ends the connection.
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = self._loop.create_future()
+            self._drain_waiter.add_done_callback(self._teardown_after)
+            self._linger = self._loop.call_later(linger, self._teardown)
+        await asyncio.shield(self._lost)
 
     def abort(self) -> None:
         """Close the connection at once, dropping buffered writes; a waiting ``recv()`` gets None."""
@@ -270,7 +275,12 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
             waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
         self._teardown()
 
+    def _teardown_after(self, _: object) -> None:
+        self._teardown()
+
     def _teardown(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
         if not self.attached:
             return
         self.detach()

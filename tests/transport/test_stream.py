@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 from typing import Any
@@ -236,3 +237,37 @@ async def test_sends_of_one_turn_leave_in_one_write(echo_listener: Any, sockets_
             assert await sock.recv() == b"%03d" % i
     finally:
         await sock.close()
+
+
+async def test_a_cancelled_close_still_delivers_what_was_sent(stream_url: str) -> None:
+    """close() lingers to flush what is buffered. Cancelling that close (a task cancelled while it
+    closes) must not drop the output: it drains in the background, then the connection ends."""
+    start_reading = asyncio.Event()
+    received: list[bytes | None] = []
+
+    async def slow_reader(sock: StreamSocket) -> None:
+        await start_reading.wait()
+        while (packet := await sock.recv()) is not None:
+            received.append(packet)
+        received.append(None)
+
+    packets = [i.to_bytes(4, "big") * (256 * 1024) for i in range(48)]  # 48 x 1 MiB
+    async with await listen(stream_url, slow_reader) as listener:
+        sock = await stream(listener.address)
+        for packet in packets:
+            # The reader does not read: once the socket buffers are full, send() buffers the
+            # packet and waits for a drain that does not come.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sock.send(packet), 0.01)
+        closing = asyncio.ensure_future(sock.close(linger=10.0))
+        await asyncio.sleep(0.05)
+        assert not closing.done(), "close() returned while 48 MiB could not have been sent"
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        start_reading.set()
+        async with asyncio.timeout(20):
+            while not received or received[-1] is not None:
+                await asyncio.sleep(0.01)
+        assert received[:-1] == packets
+        assert sock.closed
