@@ -122,6 +122,13 @@ def tail_text(text: str) -> str:
 # --- echo ----------------------------------------------------------------------------------------
 
 
+def native_sockets() -> bool:
+    """Whether namewire's sockets run on its C reactor in the venv the servers run in."""
+    probe = "from namewire.transport._native_stream import available; print(available())"
+    done = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=False)
+    return done.stdout.strip() == "True"
+
+
 def echo_servers() -> list[dict[str, Any]]:
     """The echo peers: key, label, how to start one on a port, and why it cannot run (if so)."""
     lua_ok = shutil.which("lua5.4") is not None and (
@@ -134,12 +141,31 @@ def echo_servers() -> list[dict[str, Any]]:
     except ImportError:
         uvloop_missing = "uvloop not installed"
     nw_example = ROOT / "examples" / "echo_server.py"
+    native = native_sockets()
     servers: list[dict[str, Any]] = [
         {
             "key": "namewire",
-            "label": "namewire (framed msgpack echo)",
+            "label": "namewire (framed msgpack echo"
+            + (", C reactor)" if native else "; C reactor not built, pure asyncio)"),
             "argv": lambda p: [PY, str(nw_example), "--listen", f"tcp://127.0.0.1:{p}"],
             "missing": None if nw_example.exists() else "examples/echo_server.py not written yet",
+        },
+        {
+            # The same server on the pure-asyncio sockets (uvloop transports): what a machine
+            # without the C reactor gets, and what the reactor is measured against.
+            "key": "namewire_asyncio",
+            "label": "namewire, pure-asyncio sockets",
+            "argv": lambda p: [
+                "env",
+                "NAMEWIRE_NATIVE=0",
+                PY,
+                str(nw_example),
+                "--listen",
+                f"tcp://127.0.0.1:{p}",
+            ],
+            "missing": "the C reactor is not built: the row above is this one"
+            if not native
+            else None,
         },
         {
             "key": "node",

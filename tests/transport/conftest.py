@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
@@ -29,6 +30,9 @@ def sockets_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     from namewire.transport import _native_stream
 
     if request.param == "native":
+        if _native_stream._native is None and sys.platform == "linux" and shutil.which("cc"):
+            # The build is optional so that installs never fail, but it must not fail unnoticed.
+            pytest.fail("the C reactor is not built although a C compiler is here: run make setup")
         if not _native_stream.available():
             pytest.skip("the C reactor is not built here")
     else:
