@@ -311,7 +311,7 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
     panels = [p for p in ("echo", "rpc") if results.get(p)]
     if not panels:
         return "no chart: no echo or RPC results"
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         section = results[panel]
         xs = section["connections"] if panel == "echo" else section["callers"]
@@ -343,7 +343,8 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
             ax.set_ylabel("calls / s")
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        # Below the bars: inside, a legend of seven rows hides the tallest groups.
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     meta = results["meta"]
     fig.suptitle(
         f"namewire bench, {meta['mode']} run, {meta['date']}\n{meta['machine']}", fontsize=9
