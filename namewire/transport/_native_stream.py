@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..errors import ConnectionReset, ProtocolError, TransportError
-from ._address import Address, sockaddr_url
+from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import _connect_error, _remove_stale_socket
 from ._stream import SocketState, StreamSocket, _peer_pid
 
@@ -345,11 +345,14 @@ class NativeServer:
         self,
         sockets: list[socket.socket],
         make: Callable[[socket.socket], None],
+        where: str,
     ) -> None:
         self.sockets = sockets
         self._make = make
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._starved = False  # accept() ran out of descriptors and has not succeeded since
+        self._where = where
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -361,11 +364,21 @@ class NativeServer:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept on %s: %s; pausing", listening.getsockname(), exc)
+                    # Once per episode: the retries every _ACCEPT_PAUSE would flood the log.
+                    if not self._starved:
+                        log.error(
+                            "cannot accept on %s: %s; new connections wait until it can",
+                            self._where,
+                            exc.strerror or exc,
+                        )
+                    self._starved = True
                     self._loop.remove_reader(listening.fileno())
                     self._loop.call_later(_ACCEPT_PAUSE, self._resume_accepting, listening)
                     return
                 raise
+            if self._starved:
+                self._starved = False
+                log.warning("accepting on %s again", self._where)
             try:
                 sock.setblocking(False)
                 if sock.family != socket.AF_UNIX:
@@ -435,7 +448,10 @@ async def native_listen(
             sock.close()
         reason = exc.strerror or str(exc)
         raise TransportError(f"cannot listen on {address}: {reason}", str(address)) from None
-    return NativeServer(sockets, make)
+    bound = address
+    if address.scheme == "tcp":
+        bound = parse_address(sockaddr_url("tcp", sockets[0].getsockname()))
+    return NativeServer(sockets, make, str(bound))
 
 
 async def native_connect(

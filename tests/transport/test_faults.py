@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import struct
-from typing import Any
+import sys
+from typing import Any, cast
 
 import pytest
 
@@ -214,3 +216,85 @@ async def test_listen_on_a_used_port_names_it(echo_listener: Any, stream_url: st
         match = f"cannot listen on {echo_listener.address}"
     with pytest.raises(Exception, match=match):
         await listen(echo_listener.address, echo)
+
+
+FD_STARVED_SERVER = """
+import asyncio, resource, sys
+import namewire
+from namewire.transport import listen
+
+async def echo(sock):
+    while (packet := await sock.recv()) is not None:
+        await sock.send(packet)
+
+async def main():
+    # Few descriptors: the listener runs out of them long before the clients stop coming.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    async with await listen("tcp://127.0.0.1:0", echo, backlog=256) as listener:
+        print(listener.address, flush=True)
+        await listener.serve_forever()
+
+namewire.run(main())
+"""
+
+
+async def test_running_out_of_descriptors_pauses_accepting_and_recovers(
+    tmp_path: Any, sockets_impl: str
+) -> None:
+    """Accept fails with EMFILE once the process has no descriptors left. The server must keep
+    serving the connections it has and take new ones when descriptors free up.
+
+    The C reactor pauses accepting (the newcomers wait in the backlog); libuv, under the
+    pure-asyncio sockets on uvloop, accepts each newcomer on a spare descriptor and closes it."""
+    script = tmp_path / "starved.py"
+    script.write_text(FD_STARVED_SERVER)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    clients: list[StreamSocket] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            url = (await proc.stdout.readline()).decode().strip()
+        for _ in range(100):  # far more than 64 descriptors: the last ones wait in the backlog
+            sock = await connect(url)
+            assert isinstance(sock, StreamSocket)
+            clients.append(sock)
+        first, last = clients[0], clients[-1]
+        await first.send(b"served")
+        async with asyncio.timeout(5):
+            assert await first.recv() == b"served"
+        await last.send(b"waiting")
+        if sockets_impl == "native":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await last.recv()  # not accepted: no descriptor for it
+        else:
+            async with asyncio.timeout(5):
+                with contextlib.suppress(ConnectionReset):
+                    assert await last.recv() is None  # turned away at once
+        assert proc.returncode is None, "the server died of EMFILE"
+        for sock in clients[1:60]:
+            await sock.close()
+        if sockets_impl != "native":
+            await asyncio.sleep(0.5)  # let the server notice the closes
+            last = cast(StreamSocket, await connect(url))
+            clients.append(last)
+            await last.send(b"waiting")
+        async with asyncio.timeout(10):
+            assert await last.recv() == b"waiting"  # accepted once descriptors came back
+        await first.send(b"still served")
+        async with asyncio.timeout(5):
+            assert await first.recv() == b"still served"
+    finally:
+        for sock in clients:
+            sock.abort()
+        if proc.returncode is None:
+            proc.terminate()
+        async with asyncio.timeout(10):
+            _, err = await proc.communicate()
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    if sockets_impl == "native":
+        # Said once per episode (ended by "accepting ... again"), not at every retry.
+        starved, again = err.count(b"cannot accept on tcp://127.0.0.1:"), err.count(b" again")
+        assert starved >= 1 and again <= starved <= again + 1, err.decode()[-2000:]
