@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo bench bench-quick clean
+.PHONY: setup test lint sanitize demo bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test: setup
 lint: setup
 	$(PY) -m ruff check namewire
 	$(PY) -m mypy
+
+# The transport tests on the C reactor built with AddressSanitizer and UBSan (Linux, gcc).
+sanitize: setup
+	tools/sanitize.sh
 
 demo: setup
 	$(PY) -m namewire demo
