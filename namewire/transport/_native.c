@@ -148,12 +148,7 @@ report_int(ConnObject *c, int kind, long long value)
         PyErr_WriteUnraisable((PyObject *)c);
         return;
     }
-    PyObject *k = PyLong_FromLong(kind);
-    PyObject *r = k ? PyObject_CallMethodObjArgs((PyObject *)c, str_event, k, arg, NULL) : NULL;
-    if (r == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
-    Py_XDECREF(r);
-    Py_XDECREF(k);
+    report(c, kind, arg);
     Py_DECREF(arg);
 }
 
@@ -315,7 +310,8 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
                 goto fail;
             entered_ctx = 1;
         }
-        PyObject *t = PyObject_CallFunctionObjArgs(c->reactor->enter_task, c->reactor->loop, c->host, NULL);
+        PyObject *args[2] = {c->reactor->loop, c->host};
+        PyObject *t = PyObject_Vectorcall(c->reactor->enter_task, args, 2, NULL);
         if (t == NULL)
             goto fail;
         Py_DECREF(t);
@@ -363,7 +359,8 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
     else if (kind == STEP_YIELD && result == Park && c->parked)
         kind = STEP_PARKED;
     if (entered_task) {
-        PyObject *t = PyObject_CallFunctionObjArgs(c->reactor->leave_task, c->reactor->loop, c->host, NULL);
+        PyObject *args[2] = {c->reactor->loop, c->host};
+        PyObject *t = PyObject_Vectorcall(c->reactor->leave_task, args, 2, NULL);
         if (t == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(t);
@@ -1032,13 +1029,6 @@ conn_send(ConnObject *c, PyObject *packet)
     return Py_NewRef(Done);
 }
 
-static PyObject *
-conn_flush(ConnObject *c, PyObject *unused)
-{
-    flush_conn(c);
-    Py_RETURN_NONE;
-}
-
 /* No packet will be queued any more: recv() drains the queue, then returns None or raises exc.
  * A receiver waiting now is woken. */
 static PyObject *
@@ -1219,21 +1209,9 @@ get_buffered(ConnObject *c, void *unused)
 }
 
 static PyObject *
-get_pending(ConnObject *c, void *unused)
-{
-    return PyLong_FromSsize_t(c->out_end - c->out_start);
-}
-
-static PyObject *
 get_send_calls(ConnObject *c, void *unused)
 {
     return PyLong_FromUnsignedLongLong(c->send_calls);
-}
-
-static PyObject *
-get_queued(ConnObject *c, void *unused)
-{
-    return PyLong_FromSsize_t(c->queued);
 }
 
 static PyObject *
@@ -1242,26 +1220,10 @@ get_attached(ConnObject *c, void *unused)
     return PyBool_FromLong(c->fd >= 0);
 }
 
-static PyObject *
-get_finished(ConnObject *c, void *unused)
-{
-    return PyBool_FromLong(c->finished);
-}
-
-static PyObject *
-get_reading_paused(ConnObject *c, void *unused)
-{
-    return PyBool_FromLong(c->paused);
-}
-
 static PyGetSetDef conn_getset[] = {
     {"buffered", (getter)get_buffered, NULL, "bytes received of an incomplete frame", NULL},
-    {"pending", (getter)get_pending, NULL, "bytes written and not yet sent", NULL},
     {"send_calls", (getter)get_send_calls, NULL, "send syscalls made so far", NULL},
-    {"queued", (getter)get_queued, NULL, "bytes of packets waiting for recv()", NULL},
     {"attached", (getter)get_attached, NULL, "still watched by the reactor", NULL},
-    {"finished", (getter)get_finished, NULL, "no packet will be received any more", NULL},
-    {"reading_paused", (getter)get_reading_paused, NULL, "reading paused by a full queue", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
@@ -1269,7 +1231,6 @@ static PyGetSetDef conn_getset[] = {
 static PyMethodDef conn_methods[] = {
     {"recv", (PyCFunction)conn_recv, METH_NOARGS, "await recv(): the next packet, or None at the end"},
     {"send", (PyCFunction)conn_send, METH_O, "await send(packet): queue a packet for sending"},
-    {"flush", (PyCFunction)conn_flush, METH_NOARGS, "send buffered output now"},
     {"finish", (PyCFunction)conn_finish, METH_O, "no more packets; recv() then returns None or raises"},
     {"resume_finished", (PyCFunction)conn_resume_finished, METH_NOARGS, "end a parked fiber's recv()"},
     {"detach", (PyCFunction)conn_detach, METH_NOARGS, "stop watching the socket"},
@@ -1518,7 +1479,6 @@ PyInit__native(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Reactor", (PyObject *)&ReactorType) < 0 ||
         PyModule_AddObjectRef(m, "Conn", (PyObject *)&ConnType) < 0 ||
-        PyModule_AddObjectRef(m, "PARK", Park) < 0 ||
         PyModule_AddIntConstant(m, "EV_EOF", EV_EOF) < 0 ||
         PyModule_AddIntConstant(m, "EV_RECV_ERROR", EV_RECV_ERROR) < 0 ||
         PyModule_AddIntConstant(m, "EV_OVERSIZE", EV_OVERSIZE) < 0 ||

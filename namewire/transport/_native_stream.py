@@ -24,10 +24,11 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import ConnectionReset, ProtocolError, TransportError
+from ..errors import ConnectionReset, ConnectTimeout, ProtocolError, TransportError
+from ..wire import oversize_message
 from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import _connect_error, _remove_stale_socket
-from ._stream import SocketState, StreamSocket, _peer_pid
+from ._stream import SocketState, StreamSocket, broken_stream, stream_names
 
 _native: Any
 try:
@@ -117,16 +118,9 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         self._outcome: tuple[int, Any] | None = None
         self._fiber_context: contextvars.Context | None = None
         self._linger: asyncio.TimerHandle | None = None
-        unix = sock.family == socket.AF_UNIX
-        scheme = "unix" if unix else "tcp"
-        self.local_address = sockaddr_url(scheme, sock.getsockname())
-        peer = sockaddr_url(scheme, sock.getpeername())
-        where = peer
-        if unix and peer == "unix://":
-            peer = self.local_address
-            where = f"{peer} (peer pid {_peer_pid(sock)})"
-        self.peer_address = peer
-        self._where = where
+        self.local_address, self.peer_address, self._where = stream_names(
+            sock, sock.getsockname(), sock.getpeername()
+        )
 
     # --- the public face (recv and send are inherited from C) ----------------------------------
 
@@ -167,40 +161,24 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
                 waiter.set_result(None)
         elif kind == _native.EV_EOF:
             if arg:
-                self.finish(
-                    ConnectionReset(
-                        f"connection closed by {self._where} in the middle of a frame "
-                        f"({arg} bytes of it received)",
-                        self.peer_address,
-                    )
-                )
+                self.finish(broken_stream("connection closed", self._where, self.peer_address, arg))
             else:
                 # Our write side stays open: the handler may still answer.
                 self.finish(None)
         elif kind == _native.EV_OVERSIZE:
-            where = f" (from {self._where})"
-            exc = ProtocolError(
-                f"frame of {arg} bytes exceeds limit of {self._max_frame} bytes{where}"
-            )
+            exc = ProtocolError(oversize_message(arg, self._max_frame, self._where))
             self.finish(exc)
             self._lose(
                 ConnectionReset(f"connection to {self._where} was closed: {exc}", self.peer_address)
             )
         elif kind in (_native.EV_RECV_ERROR, _native.EV_SEND_ERROR):
-            partial = (
-                f" in the middle of a frame ({self.buffered} bytes of it received)"
-                if self.buffered
-                else ""
-            )
             reason = (
                 "connection reset"
                 if arg in (errno.ECONNRESET, errno.EPIPE)
                 else f"connection lost ({os.strerror(arg)})"
             )
             if not self._closing:
-                self.finish(
-                    ConnectionReset(f"{reason} by {self._where}{partial}", self.peer_address)
-                )
+                self.finish(broken_stream(reason, self._where, self.peer_address, self.buffered))
             self._lose(ConnectionReset(f"connection to {self._where} is closed", self.peer_address))
 
     async def _drain(self) -> None:
@@ -458,8 +436,6 @@ async def native_connect(
     address: Address, timeout: float | None, **options: Any
 ) -> NativeStreamSocket:
     """Connect to a tcp:// or unix:// address; errors name the address, as `open_stream`'s do."""
-    from ..errors import ConnectTimeout
-
     loop = asyncio.get_running_loop()
     sock: socket.socket | None = None
     try:

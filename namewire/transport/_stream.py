@@ -245,16 +245,11 @@ class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._writer = transport.write if self._cork is None else self._write_corked
-        sock = transport.get_extra_info("socket")
-        unix = sock is not None and sock.family == socket.AF_UNIX
-        scheme = "unix" if unix else "tcp"
-        self.local_address = sockaddr_url(scheme, transport.get_extra_info("sockname"))
-        peer = sockaddr_url(scheme, transport.get_extra_info("peername"))
-        where = peer
-        if unix and peer == "unix://":
-            peer = self.local_address
-            where = f"{peer} (peer pid {_peer_pid(sock)})"
-        self.peer_address = peer
+        self.local_address, self.peer_address, where = stream_names(
+            transport.get_extra_info("socket"),
+            transport.get_extra_info("sockname"),
+            transport.get_extra_info("peername"),
+        )
         self._where = where
         if self._framed:
             self._decoder = FrameDecoder(self._max_frame, where)
@@ -305,11 +300,7 @@ class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
         decoder = self._decoder
         if decoder is not None and decoder.buffered:
             self._finish(
-                ConnectionReset(
-                    f"connection closed by {self._where} in the middle of a frame "
-                    f"({decoder.buffered} bytes of it received)",
-                    self.peer_address,
-                )
+                broken_stream("connection closed", self._where, self.peer_address, decoder.buffered)
             )
             return False
         self._finish(None)
@@ -323,18 +314,13 @@ class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
             )
         self._flow.close(self._send_exc)
         if exc is not None and not self._closing:
-            decoder = self._decoder
-            partial = (
-                f" in the middle of a frame ({decoder.buffered} bytes of it received)"
-                if decoder is not None and decoder.buffered
-                else ""
-            )
             reason = (
                 "connection reset"
                 if isinstance(exc, ConnectionResetError)
                 else f"connection lost ({exc})"
             )
-            self._finish(ConnectionReset(f"{reason} by {self._where}{partial}", self.peer_address))
+            buffered = self._decoder.buffered if self._decoder is not None else 0
+            self._finish(broken_stream(reason, self._where, self.peer_address, buffered))
         else:
             self._finish(None)
         if self._cork:
@@ -419,6 +405,31 @@ class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
 
 def _not_connected(data: bytes) -> None:
     raise RuntimeError("send() before the connection was made")
+
+
+def broken_stream(reason: str, where: str, peer_address: str, buffered: int) -> ConnectionReset:
+    """What ``recv()`` raises once a connection ended badly: ``reason`` says how, ``buffered`` is the
+    part of a frame it cut off (0: it ended between frames)."""
+    partial = f" in the middle of a frame ({buffered} bytes of it received)" if buffered else ""
+    return ConnectionReset(f"{reason} by {where}{partial}", peer_address)
+
+
+def stream_names(
+    sock: socket.socket | None, sockname: object, peername: object
+) -> tuple[str, str, str]:
+    """(local URL, peer URL, the peer as error messages name it) of a stream connection.
+
+    An accepted Unix-socket peer is usually unnamed: its URL is then the path it connected to, and
+    error messages add its pid.
+    """
+    unix = sock is not None and sock.family == socket.AF_UNIX
+    scheme = "unix" if unix else "tcp"
+    local = sockaddr_url(scheme, sockname)
+    peer = sockaddr_url(scheme, peername)
+    if unix and peer == "unix://":
+        assert sock is not None
+        return local, local, f"{local} (peer pid {_peer_pid(sock)})"
+    return local, peer, peer
 
 
 def _peer_pid(sock: socket.socket) -> str:

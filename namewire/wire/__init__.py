@@ -20,7 +20,7 @@ from ._envelopes import (
     from_wire,
     to_wire,
 )
-from ._frames import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameDecoder, encode_frame
+from ._frames import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameDecoder, encode_frame, oversize_message
 
 # Error codes carried by `Error` envelopes.
 ERROR_NO_SUCH_FUNCTION = "no_such_function"
@@ -51,6 +51,7 @@ __all__ = [
     "codec_named",
     "encode_frame",
     "from_wire",
+    "oversize_message",
     "sniff_codec",
     "to_wire",
 ]

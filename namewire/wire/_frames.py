@@ -10,7 +10,7 @@ from struct import Struct
 
 from ..errors import ProtocolError
 
-__all__ = ["DEFAULT_MAX_FRAME", "HEADER_SIZE", "FrameDecoder", "encode_frame"]
+__all__ = ["DEFAULT_MAX_FRAME", "HEADER_SIZE", "FrameDecoder", "encode_frame", "oversize_message"]
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 HEADER_SIZE = 4
@@ -92,5 +92,11 @@ class FrameDecoder:
         return frames
 
     def _oversize(self, size: int) -> str:
-        where = f" (from {self.origin})" if self.origin else ""
-        return f"frame of {size} bytes exceeds limit of {self.max_size} bytes{where}"
+        return oversize_message(size, self.max_size, self.origin)
+
+
+def oversize_message(size: int, max_size: int, origin: str = "") -> str:
+    """The `ProtocolError` text for a frame announcing ``size`` bytes over the ``max_size`` limit;
+    ``origin`` (an address) is named when given."""
+    where = f" (from {origin})" if origin else ""
+    return f"frame of {size} bytes exceeds limit of {max_size} bytes{where}"
