@@ -3,9 +3,11 @@
 .. code-block:: text
 
     NamewireError
-    ├── ProtocolError            bad bytes from a peer: oversize frame, undecodable body,
-    │                            unknown kind, wrong version, missing field
+    ├── ProtocolError            bad bytes from a peer: undecodable body, unknown kind, wrong
+    │   │                        version, missing field; ``origin`` names the peer's address
+    │   └── FrameTooLarge        a frame over the size limit (``size``, ``limit``)
     ├── EncodeError              a value the chosen codec cannot serialise
+    │   └── MessageTooLarge      an outgoing call, reply or message over the peer's frame limit
     ├── TransportError           a socket-level failure; ``address`` names the endpoint
     │   ├── ConnectionRefused    nobody listens at the address
     │   ├── ConnectTimeout       connect did not finish within its timeout
@@ -16,17 +18,22 @@
     ├── NoSuchFunction           the service does not provide that function
     ├── RemoteError              the remote function raised; carries type, message, traceback
     ├── PeerLost                 the connection to a service broke before it answered
-    ├── CallTimeout              no answer within the call's timeout
+    ├── CallTimeout              no answer within the call's timeout or inherited deadline
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                the peer refused our credentials
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
     └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
-``frame of 20000000 bytes exceeds limit of 16777216 bytes (from tcp://127.0.0.1:53412)``.
+``frame of 20000000 bytes exceeds limit of 16777216 bytes (from tcp://127.0.0.1:53412)``. The facts
+in a message are attributes of the exception too (``peer``, ``function``, ``timeout``, ``size``,
+``limit``, ``address`` ...), and ``str()`` builds the text from them, so a handler can branch on
+``exc.peer`` instead of parsing the text.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "AuthError",
@@ -37,6 +44,8 @@ __all__ = [
     "ConnectionReset",
     "DatagramTooLarge",
     "EncodeError",
+    "FrameTooLarge",
+    "MessageTooLarge",
     "NameNotFound",
     "NameTaken",
     "NamewireError",
@@ -54,12 +63,53 @@ class NamewireError(Exception):
     """Root of every namewire error."""
 
 
+def call_site(operation: str, peer: str | None, function: str | None = None) -> str:
+    """How messages name an operation: ``rpc_call('PlusServer', 'plus')``, ``send_msg('Log')``."""
+    if function is None:
+        return f"{operation}({peer!r})"
+    if peer is None:
+        return f"{operation}({function!r})"
+    return f"{operation}({peer!r}, {function!r})"
+
+
 class ProtocolError(NamewireError):
-    """A peer sent bytes that break the wire protocol; only that connection is closed."""
+    """A peer sent bytes that break the wire protocol; only that connection is closed.
+
+    ``origin`` is the peer's address when known (already part of the message).
+    """
+
+    def __init__(self, message: str, *, origin: str | None = None) -> None:
+        super().__init__(message)
+        self.origin = origin
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame announced ``size`` bytes, over the ``limit`` of the receiving side."""
+
+    def __init__(self, size: int, limit: int, origin: str | None = None) -> None:
+        self.size = size
+        self.limit = limit
+        where = f" (from {origin})" if origin else ""
+        super().__init__(f"frame of {size} bytes exceeds limit of {limit} bytes{where}",
+                         origin=origin)
 
 
 class EncodeError(NamewireError, TypeError):
     """A value cannot be serialised by the connection's codec (for example bytes under JSON)."""
+
+
+class MessageTooLarge(EncodeError, ValueError):
+    """An outgoing frame of ``size`` bytes is over the peer's frame ``limit`` (from its hello).
+
+    Only that call, reply or message fails; the connection and the other calls on it carry on.
+    ``what`` says what was being sent (``rpc_call('P', 'f')``, ``reply to 'P'``...).
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what}: frame of {size} bytes exceeds the peer's limit of {limit} bytes")
 
 
 class TransportError(NamewireError, ConnectionError):
@@ -87,7 +137,23 @@ class DatagramTooLarge(TransportError, ValueError):
 
 
 class NameNotFound(NamewireError, LookupError):
-    """No live service is registered under the name."""
+    """No live service is registered under ``name``.
+
+    ``reason`` replaces the default text when the name is known but unusable; ``registry`` is the
+    registry's address when one was asked.
+    """
+
+    def __init__(
+        self, name: str, reason: str | None = None, *, registry: str | None = None
+    ) -> None:
+        self.name = name
+        self.reason = reason
+        self.registry = registry
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        text = self.reason or f"no service named {self.name!r}"
+        return f"{text} (name service {self.registry})" if self.registry else text
 
 
 class NameTaken(NamewireError):
@@ -95,31 +161,118 @@ class NameTaken(NamewireError):
 
 
 class NoSuchFunction(NamewireError, LookupError):
-    """The service exists but does not provide the function."""
+    """``peer`` does not provide ``function``; ``provided`` lists what it does, when known.
+
+    ``peer`` None: nobody provides it (`Node.rpc_call_any`).
+    """
+
+    def __init__(
+        self,
+        peer: str | None,
+        function: str,
+        provided: Sequence[str] | None = None,
+        *,
+        operation: str = "rpc_call",
+    ) -> None:
+        self.peer = peer
+        self.function = function
+        self.provided = tuple(provided) if provided is not None else None
+        self.operation = operation
+        super().__init__(peer, function)
+
+    def __str__(self) -> str:
+        where = call_site(self.operation, self.peer, self.function)
+        if self.peer is None:
+            return f"{where}: no live service provides it"
+        text = f"{where}: {self.peer!r} has no function {self.function!r}"
+        if self.provided is not None:
+            text += f" (it provides: {', '.join(self.provided) or 'none'})"
+        return text
 
 
 class RemoteError(NamewireError):
-    """The remote function raised.
+    """``function`` raised in ``peer``.
 
     ``remote_type`` is the remote exception's qualified type name, ``remote_message`` its message and
     ``remote_traceback`` the formatted traceback text from the remote process.
     """
 
     def __init__(
-        self, message: str, remote_type: str, remote_message: str, remote_traceback: str
+        self,
+        peer: str | None,
+        function: str,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
     ) -> None:
-        super().__init__(message)
+        self.peer = peer
+        self.function = function
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
+        super().__init__(peer, function, remote_type, remote_message)
+
+    def __str__(self) -> str:
+        where = call_site("rpc_call", self.peer, self.function)
+        return f"{where}: {self.remote_type}: {self.remote_message}"
 
 
 class PeerLost(NamewireError):
-    """The connection to the service broke before the answer arrived."""
+    """The connection to ``peer`` broke (or could not be made) before the answer arrived.
+
+    ``reason`` says how (``connection reset by tcp://127.0.0.1:7001``, ``no answer to ping within
+    3.0s``); ``function`` is set for a call, ``operation`` names what was being done
+    (``rpc_call``, ``send_msg``, ``connect``...); ``address`` is the peer's address when known.
+    """
+
+    def __init__(
+        self,
+        peer: str | None,
+        reason: str,
+        *,
+        function: str | None = None,
+        operation: str = "rpc_call",
+        address: str | None = None,
+    ) -> None:
+        self.peer = peer
+        self.reason = reason
+        self.function = function
+        self.operation = operation
+        self.address = address
+        super().__init__(peer, reason)
+
+    def __str__(self) -> str:
+        if self.operation == "connect":
+            return f"cannot reach {self.peer!r}: {self.reason}"
+        if self.function is None and self.operation == "rpc_call":
+            return f"peer {self.peer or self.address!r} lost ({self.reason})"
+        return f"{call_site(self.operation, self.peer, self.function)}: peer lost ({self.reason})"
 
 
 class CallTimeout(NamewireError, TimeoutError):
-    """No answer arrived within the call's timeout."""
+    """No answer from ``peer`` to ``function`` within ``timeout`` seconds.
+
+    ``inherited`` is True when the limit was the deadline inherited from the call being served
+    (a nested call), not a timeout of its own; ``timeout`` is then the budget that was left.
+    """
+
+    def __init__(
+        self, peer: str | None, function: str, timeout: float, *, inherited: bool = False
+    ) -> None:
+        self.peer = peer
+        self.function = function
+        self.timeout = timeout
+        self.inherited = inherited
+        super().__init__(peer, function, timeout)
+
+    def __str__(self) -> str:
+        where = call_site("rpc_call", self.peer, self.function)
+        if self.inherited and self.timeout <= 0:
+            return f"{where}: not sent, the deadline inherited from the call being served has passed"
+        budget = f"{self.timeout:.3g}s"
+        if self.inherited:
+            return f"{where}: no answer within the {budget} left of the inherited deadline"
+        return f"{where}: no answer within {budget}"
 
 
 class RegistryUnavailable(NamewireError):

@@ -207,16 +207,14 @@ class Session(asyncio.Protocol):
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(reason)
         why = f"{reason}" if reason is not None else "connection closed"
-        lost = PeerLost(f"peer {self.peer_name or self.origin!r} lost ({why})")
+        lost = PeerLost(self.peer_name, why, address=self.origin)
         self._flow.close(lost)
         self._deadlines.close()
         self._outbox.clear()
         pending, self._pending = self._pending, {}
         for fut, func in pending.values():
             if not fut.done():
-                fut.set_exception(
-                    PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost ({why})")
-                )
+                fut.set_exception(PeerLost(self.peer_name, why, function=func, address=self.origin))
         if self._opened is not None and not self._opened.done():
             self._opened.set_exception(lost)
             self._opened.exception()  # retrieved: nobody may be waiting for it
@@ -251,7 +249,7 @@ class Session(asyncio.Protocol):
         if self.peer_name is not None:
             return
         if self._lost:
-            raise PeerLost(f"peer {self.origin!r} lost before its hello")
+            raise PeerLost(None, "lost before its hello", address=self.origin)
         if self._opened is None:
             self._opened = self._loop.create_future()
         await asyncio.shield(self._opened)
@@ -271,7 +269,7 @@ class Session(asyncio.Protocol):
         awaiting task sends a cancel to the peer.
         """
         if self._closing:
-            raise PeerLost(f"rpc_call({self.peer_name!r}, {func!r}): peer lost (connection closed)")
+            raise PeerLost(self.peer_name, "connection closed", function=func, address=self.origin)
         call_id = self._next_id
         self._next_id = call_id + 1
         frame = self._wire.encode_call(call_id, func, args)
@@ -294,7 +292,9 @@ class Session(asyncio.Protocol):
     async def send_msg(self, payload: Any) -> None:
         """Write a message; wait only while the write buffer is above its high-water mark."""
         if self._closing:
-            raise PeerLost(f"send_msg({self.peer_name!r}): peer lost (connection closed)")
+            raise PeerLost(
+                self.peer_name, "connection closed", operation="send_msg", address=self.origin
+            )
         self._send_frame(self._wire.encode_msg(payload))
         if self._flow.paused:
             await self._flow.drain()
@@ -364,14 +364,11 @@ class Session(asyncio.Protocol):
         if entry is None or entry[0].done():
             return
         fut, func = entry
-        where = f"rpc_call({self.peer_name!r}, {func!r})"
         exc: NamewireError
         if err.code == ERROR_NO_SUCH_FUNCTION:
-            exc = NoSuchFunction(f"{where}: {err.message}")
+            exc = NoSuchFunction(self.peer_name, func)
         else:
-            exc = RemoteError(
-                f"{where}: {err.type}: {err.message}", err.type, err.message, err.traceback
-            )
+            exc = RemoteError(self.peer_name, func, err.type, err.message, err.traceback)
         fut.set_exception(exc)
 
     def _expire(self, call_id: int, timeout: float) -> None:
@@ -381,7 +378,7 @@ class Session(asyncio.Protocol):
         fut, func = entry
         if not fut.done():
             fut.set_exception(
-                CallTimeout(f"rpc_call({self.peer_name!r}, {func!r}): no answer within {timeout}s")
+                CallTimeout(self.peer_name, func, timeout)
             )
         if not self._closing:
             self._write(Cancel(call_id))

@@ -1,0 +1,164 @@
+"""The one interface between the protocol and the bytes: `Stream`, and the `StreamHandler` it feeds.
+
+A namewire connection (`Session`) runs the sans-I/O `RpcConnection` of the wire layer over any
+`Stream`. A stream is chosen by the URL scheme table (`_schemes.py`); each kind of stream is one
+class here or beside it:
+
+- `AsyncioStream`: an asyncio transport (tcp, unix, an inherited socket; later TLS). It delivers raw
+  bytes (``cuts_frames`` False): the wire layer's `FrameDecoder` cuts them.
+- ``NativeFrameStream`` (``_native_stream.py``): a connection on the C reactor, which cuts frames in C
+  and hands the session a list of whole frame bodies per read (``cuts_frames`` True).
+- a WebSocket stream (later): one envelope per message, so it cuts frames and takes frames.
+
+Writes: a stream with ``takes_frames`` False takes bytes that already carry their length prefixes
+(`RpcConnection.data_to_send`); one with ``takes_frames`` True takes bodies
+(`RpcConnection.frames_to_send`). The session calls ``write`` at most once per loop turn.
+
+Flow control is the asyncio one: above its high-water mark a stream calls
+``handler.writing_paused()``, and ``handler.writing_resumed()`` once drained to the low mark.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from typing import Protocol, cast
+
+from ._address import sockaddr_url
+
+__all__ = ["AsyncioStream", "Stream", "StreamHandler", "WRITE_HIGH_WATER"]
+
+# Buffered output above which a stream reports writing_paused (drains to a quarter of it).
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class StreamHandler(Protocol):
+    """What a stream reports to. Called from loop callbacks: never block, never raise."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes read from a stream that does not cut frames."""
+
+    def frames_received(self, frames: list[bytes]) -> None:
+        """Whole frame bodies from a stream that cuts frames (in order; the list is the handler's)."""
+
+    def writing_paused(self) -> None:
+        """The output buffer went over the high-water mark."""
+
+    def writing_resumed(self) -> None:
+        """The output buffer drained to the low-water mark."""
+
+    def stream_lost(self, exc: BaseException | None) -> None:
+        """The stream is gone: None for a clean end, else why. Called exactly once."""
+
+
+class Stream(abc.ABC):
+    """One connected byte (or message) stream; see the module docstring.
+
+    ``local_address`` and ``peer_address`` are URLs; ``where`` is the peer as error messages name it.
+    Nothing is reported before `start`.
+    """
+
+    cuts_frames: bool = False
+    takes_frames: bool = False
+    local_address: str = ""
+    peer_address: str = ""
+    where: str = ""
+
+    @abc.abstractmethod
+    def start(self, handler: StreamHandler, *, max_frame: int) -> None:
+        """Begin reporting to ``handler``; a stream that cuts frames enforces ``max_frame``
+        (an oversize frame ends the stream with `FrameTooLarge` through ``stream_lost``)."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (framed bytes, or for ``takes_frames`` streams one frame body)."""
+
+    @abc.abstractmethod
+    def write_buffer_size(self) -> int:
+        """Bytes queued and not yet handed to the kernel."""
+
+    @abc.abstractmethod
+    def pause_reading(self) -> None: ...
+
+    @abc.abstractmethod
+    def resume_reading(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close after flushing what is queued; ``stream_lost`` follows."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Close at once, dropping what is queued; ``stream_lost`` follows."""
+
+
+class AsyncioStream(Stream, asyncio.Protocol):
+    """A `Stream` over an asyncio transport; it is the transport's protocol."""
+
+    __slots__ = ("_handler", "_transport")
+
+    def __init__(self) -> None:
+        self._handler: StreamHandler | None = None
+        self._transport: asyncio.Transport | None = None
+
+    # -- asyncio protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        scheme = "unix" if sock is not None and sock.family.name == "AF_UNIX" else "tcp"
+        self.local_address = sockaddr_url(scheme, transport.get_extra_info("sockname"))
+        self.peer_address = sockaddr_url(scheme, transport.get_extra_info("peername"))
+        if self.peer_address == "unix://":
+            self.peer_address = self.local_address
+        self.where = self.peer_address
+
+    def data_received(self, data: bytes) -> None:
+        assert self._handler is not None
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # a namewire session ends both ways
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.stream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.writing_paused()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.writing_resumed()
+
+    # -- Stream ---------------------------------------------------------------------------------
+
+    def start(self, handler: StreamHandler, *, max_frame: int) -> None:
+        self._handler = handler
+
+    def write(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._transport.write(data)
+
+    def write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
