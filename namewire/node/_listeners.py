@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import socket
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..transport import Session, parse_address, start_stream_server
+from ..transport import Session, listen_sessions, parse_address, scheme_of
+from ..transport._schemes import unix_sockets_supported
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -35,7 +35,7 @@ def default_unix_path(name: str) -> str:
 class Listeners:
     """Stream servers for a node; each accepted connection becomes a `Session` reporting to it."""
 
-    def __init__(self, servers: list[asyncio.Server], addresses: tuple[str, ...],
+    def __init__(self, servers: list[Any], addresses: tuple[str, ...],
                  files: list[str]) -> None:
         self._servers = servers
         self.addresses = addresses
@@ -44,20 +44,20 @@ class Listeners:
     @classmethod
     async def open(cls, node: Node, urls: Sequence[str], *, unix: bool) -> Listeners:
         def factory() -> Session:
-            return Session(node.name, node, codec=None, max_frame=node.max_frame)
+            return node.new_session(accepting=True)
 
         urls = list(urls)
-        if unix and not any(u.startswith("unix://") for u in urls):
+        if unix and unix_sockets_supported() and not any(u.startswith("unix://") for u in urls):
             urls.append("unix://" + default_unix_path(node.name))
-        servers: list[asyncio.Server] = []
+        servers: list[Any] = []
         addresses: list[str] = []
         files: list[str] = []
         try:
             for url in urls:
                 address = parse_address(url)
-                server = await start_stream_server(address, factory)
+                server, _ = await listen_sessions(address, factory)
                 servers.append(server)
-                if address.scheme == "unix":
+                if scheme_of(address).makes_file:
                     files.append(address.path)
                     addresses.append(str(address))
                 else:
@@ -80,7 +80,7 @@ class Listeners:
                 os.unlink(path)
 
 
-def _advertised(server: asyncio.Server, scheme: str) -> str:
+def _advertised(server: Any, scheme: str) -> str:
     """The URL peers should use: the bound port, and a reachable host for wildcard binds."""
     host, port = server.sockets[0].getsockname()[:2]
     if host in ("0.0.0.0", "::"):

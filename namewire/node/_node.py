@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
+import itertools
 import logging
+import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from ..errors import (
     CallTimeout,
@@ -28,7 +31,16 @@ from ..registry import (
     host_id,
 )
 from ..transport import Session
-from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call, codec_named
+from ..wire import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WINDOW,
+    ERROR_NO_SUCH_FUNCTION,
+    ERROR_REMOTE,
+    Call,
+    codec_named,
+)
 from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
@@ -53,6 +65,24 @@ DEFAULT: Any = _Default()
 """The ``timeout`` of `Node.rpc_call` that means "the node's ``call_timeout``" (None: no limit)."""
 
 
+class Serving(NamedTuple):
+    """The call being served in this context: its deadline (loop time, None: none) and request id.
+
+    Calls made while serving inherit both, so a chain of nested calls cannot outlive the first
+    caller's timeout, and every call made for one request carries its id.
+    """
+
+    deadline: float | None
+    request: int | None
+
+
+serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
+    "namewire.serving", default=None
+)
+# Request ids of calls that start a request (made outside any call being served).
+_request_ids = itertools.count(random.randrange(1 << 24) << 8)
+
+
 class Node:
     """A named service: provides remote functions and reaches other services by name.
 
@@ -60,9 +90,13 @@ class Node:
     task per call), then ``async with node.serve(...)``. Inside, the seed's four functions work by
     name alone: `send_msg`, `rpc_call`, `get_remote_func_provider`, `get_msg`; plus `rpc_call_any`.
 
-    ``call_timeout`` is the default timeout of `rpc_call` (None: wait forever); ``mailbox_size`` bounds
-    `get_msg`'s queue (senders wait beyond it); ``codec`` is what this node speaks on connections it
-    opens ("msgpack" or "json"; accepted connections answer in the caller's codec).
+    ``call_timeout`` is the default timeout of `rpc_call` (None: wait forever). ``mailbox_size`` and
+    ``mailbox_bytes`` bound what each sender may have unread in `get_msg`'s mailbox (its `send_msg`
+    waits beyond them; its calls go on). ``ping_interval``/``ping_timeout``: a peer we wait on that
+    is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
+    nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
+    node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
+    caller's codec).
     """
 
     def __init__(
@@ -71,9 +105,12 @@ class Node:
         *,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         connect_timeout: float = 5.0,
-        mailbox_size: int = 10_000,
+        mailbox_size: int = DEFAULT_WINDOW[0],
+        mailbox_bytes: int = DEFAULT_WINDOW[1],
         codec: str = "msgpack",
         max_frame: int = DEFAULT_MAX_FRAME,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"a node needs a non-empty name, not {name!r}")
@@ -83,7 +120,15 @@ class Node:
         self.codec = codec
         self.max_frame = max_frame
         self.functions = FunctionTable()
+        if mailbox_size <= 0 or mailbox_bytes <= 0:
+            raise ValueError(
+                f"mailbox_size and mailbox_bytes must be positive, not {mailbox_size}, "
+                f"{mailbox_bytes}"
+            )
         self._mailbox_size = mailbox_size
+        self._window = (mailbox_size, mailbox_bytes)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self._mailbox: Mailbox | None = None
         self._routes = RouteTable(self)
         self._registry: Registry | None = None
@@ -274,19 +319,29 @@ class Node:
         # one coroutine instead of two (about a tenth of a small call's CPU on the caller's side).
         if timeout is DEFAULT:
             timeout = self.call_timeout
+        context = serving.get()
         session = self._routes.by_name.get(name)
         if session is None:
-            return self._rpc_call_first(name, func, args, timeout)
-        return session.call(func, args, timeout)
+            return self._rpc_call_first(name, func, args, timeout, context)
+        if context is None:
+            return session.call(func, args, timeout, None, next(_request_ids))
+        return session.call(func, args, timeout, context.deadline, context.request)
 
     async def _rpc_call_first(
-        self, name: str, func: str, args: tuple[Any, ...], timeout: float | None
+        self,
+        name: str,
+        func: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        context: Serving | None,
     ) -> Any:
         """`rpc_call` without an open route: to ourselves, or after look-up and connect."""
         if name == self.name:
-            return await self._call_self(func, args, timeout)
+            return await self._call_self(func, args, timeout, context)
         session = await self._route(name)
-        return await session.call(func, args, timeout)
+        if context is None:
+            return await session.call(func, args, timeout, None, next(_request_ids))
+        return await session.call(func, args, timeout, context.deadline, context.request)
 
     async def rpc_call_any(
         self,
@@ -339,9 +394,9 @@ class Node:
             assert session.peer_name is not None
             self._registry.forget(session.peer_name)  # its address may be dead: look it up again
 
-    def message_received(self, session: Session, payload: Any) -> None:
+    def message_received(self, session: Session, payload: Any, size: int) -> None:
         assert self._mailbox is not None and session.peer_name is not None
-        self._mailbox.put(session.peer_name, payload, session)
+        self._mailbox.put(session.peer_name, payload, session, size)
 
     def call_received(self, session: Session, call: Call) -> None:
         entry = self.functions.by_name.get(call.func)
@@ -359,7 +414,7 @@ class Node:
             assert session.peer_name is not None
             args = [Caller(session.peer_name, session), *args]
         if entry.is_async:
-            self._start_task(session, call, entry.fn(*args))
+            self._start_task(session, call, entry.fn, args)
             return
         try:
             result = entry.fn(*args)
@@ -367,7 +422,7 @@ class Node:
             _reply_exception(session, call.id, exc)
             return
         if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
-            self._start_task(session, call, result)
+            self._start_task(session, call, lambda *_: result, ())
             return
         session.reply(call.id, result)
 
@@ -377,6 +432,19 @@ class Node:
             task.cancel()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
+        """A session of this node (not yet attached to a stream), with its protocol options."""
+        return Session(
+            self.name,
+            self,
+            codec=None if accepting else self.codec,
+            max_frame=self.max_frame,
+            origin=origin,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            window=self._window,
+        )
 
     def _own_mailbox(self) -> Mailbox:
         if self._mailbox is None:
@@ -388,19 +456,26 @@ class Node:
         codec = codec_named(self.codec)
         return codec.decode(codec.encode(value))
 
-    async def _call_self(self, func: str, args: tuple[Any, ...], timeout: float | None) -> Any:
+    async def _call_self(
+        self, func: str, args: tuple[Any, ...], timeout: float | None, context: Serving | None
+    ) -> Any:
         """A call to this node's own name: run locally, with the errors a remote call would give."""
-        where = f"rpc_call({self.name!r}, {func!r})"
         entry = self.functions.by_name.get(func)
         if entry is None:
-            provided = ", ".join(self.functions.names()) or "none"
-            raise NoSuchFunction(
-                f"{where}: {self.name!r} has no function {func!r} (it provides: {provided})"
-            )
+            raise NoSuchFunction(self.name, func, self.functions.names())
         call_args = self._through_codec(list(args))
         if entry.with_caller:
             call_args = [Caller(self.name, None), *call_args]
-        deadline = asyncio.timeout(timeout)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + timeout if timeout is not None else None
+        inherited = False
+        inherit = context.deadline if context is not None else None
+        if inherit is not None and (due is None or inherit < due):
+            due, inherited = inherit, True
+        if due is not None and due <= loop.time():
+            raise CallTimeout(self.name, func, 0.0, inherited=True)
+        shown = (due - loop.time()) if inherited and due is not None else (timeout or 0.0)
+        deadline = asyncio.timeout_at(due)
         try:
             async with deadline:
                 result = entry.fn(*call_args)
@@ -408,15 +483,23 @@ class Node:
                     result = await result
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
-                raise CallTimeout(f"{where}: no answer within {timeout}s") from None
+                raise CallTimeout(self.name, func, shown, inherited=inherited) from None
             kind = _type_name(exc)
             raise RemoteError(
-                f"{where}: {kind}: {exc}", kind, str(exc), "".join(traceback.format_exception(exc))
+                self.name, func, kind, str(exc), "".join(traceback.format_exception(exc))
             ) from exc
         return self._through_codec(result)
 
-    def _start_task(self, session: Session, call: Call, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(_answer(session, call.id, coro))
+    def _start_task(
+        self, session: Session, call: Call, fn: Callable[..., Any], args: Sequence[Any]
+    ) -> None:
+        # The task serves the call: calls it makes inherit the caller's deadline and request id.
+        context = contextvars.copy_context()
+        request = call.meta.get("r") if call.meta is not None else None
+        context.run(serving.set, Serving(session.deadline_of(call), request))
+        task = asyncio.get_running_loop().create_task(
+            _answer(session, call.id, fn(*args)), context=context
+        )
         session.running[call.id] = task
         task.add_done_callback(lambda _: session.running.pop(call.id, None))
 

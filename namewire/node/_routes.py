@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import NameNotFound, PeerLost, TransportError
 from ..registry import Registration, Registry, host_id
-from ..transport import Session, open_stream
+from ..transport import Session, connect_session, scheme_of
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -102,32 +102,34 @@ class RouteTable:
 
     async def _connect(self, url: str, name: str) -> Session:
         node = self._node
-
-        def factory() -> Session:
-            return Session(node.name, node, codec=node.codec, max_frame=node.max_frame, origin=url)
-
-        _, protocol = await open_stream(url, factory, timeout=node.connect_timeout)
-        assert isinstance(protocol, Session)
+        session = node.new_session(origin=url)
+        await connect_session(url, session, timeout=node.connect_timeout)
         try:
             async with asyncio.timeout(node.connect_timeout):
-                await protocol.wait_open()
-        except TimeoutError:
-            protocol.abort()
+                await session.wait_open()
+        except BaseException:
+            session.abort()
             raise
-        if protocol.peer_name != name:
-            protocol.close()
-            raise NameNotFound(f"{url} is now served by {protocol.peer_name!r}, not {name!r}")
+        if session.peer_name != name:
+            session.close()
+            raise NameNotFound(name, f"{url} is now served by {session.peer_name!r}, not {name!r}")
         route = self.by_name.get(name)
         if route is None or route.is_closed:
-            self.by_name[name] = route = protocol
-        elif route is not protocol:
-            protocol.close()  # a connection from that peer arrived first; keep one per pair
+            self.by_name[name] = route = session
+        elif route is not session:
+            session.close()  # a connection from that peer arrived first; keep one per pair
         return route
 
 
 def _preferred(registration: Registration) -> list[str]:
     """Addresses in the order to try: a unix socket first when the peer is on this host."""
-    same_host = registration.host == host_id()
-    unix = [a for a in registration.addresses if a.startswith("unix://")]
-    others = [a for a in registration.addresses if not a.startswith("unix://")]
-    return unix + others if same_host else others
+    local = [a for a in registration.addresses if _same_host_only(a)]
+    others = [a for a in registration.addresses if not _same_host_only(a)]
+    return local + others if registration.host == host_id() else others
+
+
+def _same_host_only(url: str) -> bool:
+    try:
+        return scheme_of(url).same_host
+    except ValueError:
+        return False  # a scheme this version does not know: let the connect say so

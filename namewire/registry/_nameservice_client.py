@@ -23,7 +23,7 @@ from ..errors import (
     RemoteError,
     TransportError,
 )
-from ..transport import Session, open_stream
+from ..transport import Session, connect_session
 from ..wire import Call
 from ._protocol import (
     EVENT_CHANGED,
@@ -150,7 +150,8 @@ class NameServiceClient(Registry):
     def session_opened(self, session: Session) -> None:
         pass
 
-    def message_received(self, session: Session, payload: Any) -> None:
+    def message_received(self, session: Session, payload: Any, size: int) -> None:
+        session.message_consumed(size)  # notices are handled at once: no mailbox
         if isinstance(payload, dict) and payload.get("event") == EVENT_CHANGED:
             self._epoch += 1
             self._cache.pop(str(payload.get("name")), None)
@@ -177,12 +178,8 @@ class NameServiceClient(Registry):
 
     async def _connect(self) -> Session:
         try:
-            _, protocol = await open_stream(
-                self.url,
-                lambda: Session(self.node_name, self, origin=self.url),
-                timeout=self._connect_timeout,
-            )
-            assert isinstance(protocol, Session)
+            protocol = Session(self.node_name, self, origin=self.url)
+            await connect_session(self.url, protocol, timeout=self._connect_timeout)
             async with asyncio.timeout(self._connect_timeout):
                 await protocol.wait_open()
         except (TransportError, PeerLost, TimeoutError) as exc:

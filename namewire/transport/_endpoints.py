@@ -1,23 +1,27 @@
-"""Opening stream connections and servers from address URLs, with errors that name the address."""
+"""Opening stream connections and servers from address URLs, on asyncio transports.
+
+The socket is made by the scheme table (`connect_socket`, `bind_sockets`); here it is handed to the
+loop, so any loop (uvloop, the standard one, Windows' proactor) runs the transport.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import os
 import socket
-import stat
 from collections.abc import Callable
 
-from ..errors import ConnectionRefused, ConnectTimeout, TransportError
 from ._address import Address, parse_address
+from ._schemes import bind_sockets, connect_socket
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "open_stream", "start_stream_server"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "ServerGroup",
+    "open_stream",
+    "serve_sockets",
+    "start_stream_server",
+]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-_REFUSED = (errno.ECONNREFUSED, errno.ENOENT, errno.ECONNRESET)
 
 
 async def open_stream(
@@ -26,33 +30,37 @@ async def open_stream(
     *,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-    """Connect to a tcp:// or unix:// address.
+    """Connect to a stream address (tcp://, unix://, fd://) with ``protocol_factory``'s protocol.
 
     Raises `ConnectionRefused` (nobody listens), `ConnectTimeout` (after ``timeout`` seconds) or
     `TransportError` for other socket failures; each message names the address.
     """
-    address = parse_address(url)
-    loop = asyncio.get_running_loop()
+    sock = await connect_socket(parse_address(url), timeout)
     try:
-        async with asyncio.timeout(timeout):
-            if address.scheme == "tcp":
-                return await loop.create_connection(protocol_factory, address.host, address.port)
-            if address.scheme == "unix":
-                return await loop.create_unix_connection(protocol_factory, address.path)
-    except TimeoutError:
-        raise ConnectTimeout(
-            f"connect to {address} timed out after {timeout}s", str(address)
-        ) from None
-    except OSError as exc:
-        raise _connect_error(exc, address) from None
-    raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
+        return await asyncio.get_running_loop().connect_accepted_socket(protocol_factory, sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
-def _connect_error(exc: OSError, address: Address) -> TransportError:
-    if isinstance(exc, ConnectionRefusedError) or exc.errno in _REFUSED:
-        return ConnectionRefused(f"connection refused by {address}", str(address))
-    reason = exc.strerror or str(exc)
-    return TransportError(f"cannot connect to {address}: {reason}", str(address))
+class ServerGroup:
+    """The listening sockets of one address (IPv4 and IPv6 for a name), as one server: the part of
+    `asyncio.Server` namewire uses (``sockets``, ``close``, ``wait_closed``)."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        self._servers = servers
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            await server.wait_closed()
 
 
 async def start_stream_server(
@@ -60,43 +68,31 @@ async def start_stream_server(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     *,
     backlog: int = 1024,
-) -> asyncio.Server:
-    """Listen on a tcp:// or unix:// address (port 0 picks a free port).
+) -> ServerGroup:
+    """Listen on a stream address (port 0 picks a free port); `TransportError` if it cannot.
 
     A stale unix socket file (nobody accepting) is replaced; a live one is `TransportError`.
     """
-    address = parse_address(url)
+    sockets = await bind_sockets(parse_address(url), backlog)
+    return await serve_sockets(sockets, protocol_factory, backlog=backlog)
+
+
+async def serve_sockets(
+    sockets: list[socket.socket],
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    *,
+    backlog: int = 1024,
+) -> ServerGroup:
+    """Accept on bound, listening ``sockets`` with the loop's transports."""
     loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
     try:
-        if address.scheme == "tcp":
-            return await loop.create_server(
-                protocol_factory, address.host, address.port, backlog=backlog, reuse_address=True
-            )
-        if address.scheme == "unix":
-            _remove_stale_socket(address)
-            return await loop.create_unix_server(protocol_factory, address.path, backlog=backlog)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise TransportError(f"cannot listen on {address}: {reason}", str(address)) from None
-    raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
-
-
-def _remove_stale_socket(address: Address) -> None:
-    try:
-        mode = os.stat(address.path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise TransportError(
-            f"cannot listen on {address}: path exists and is not a socket", str(address)
-        )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(address.path)
-    except OSError:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(address.path)
-    else:
-        raise TransportError(f"cannot listen on {address}: address in use", str(address))
-    finally:
-        probe.close()
+        for sock in sockets:
+            servers.append(await loop.create_server(protocol_factory, sock=sock, backlog=backlog))
+    except BaseException:
+        for server in servers:
+            server.close()
+        for sock in sockets[len(servers):]:
+            sock.close()
+        raise
+    return ServerGroup(servers)

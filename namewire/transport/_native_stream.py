@@ -24,10 +24,10 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import ConnectionReset, ConnectTimeout, ProtocolError, TransportError
+from ..errors import ConnectionReset, ProtocolError, TransportError
 from ..wire import oversize_message
-from ._address import Address, parse_address, sockaddr_url
-from ._endpoints import _connect_error, _remove_stale_socket
+from ._address import Address, sockaddr_url
+from ._schemes import bind_sockets, connect_socket
 from ._stream import SocketState, StreamSocket, broken_stream, stream_names
 
 _native: Any
@@ -53,6 +53,16 @@ _ACCEPT_PAUSE = 0.5
 def available() -> bool:
     """True when the C reactor is built and not turned off with ``NAMEWIRE_NATIVE=0``."""
     return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
+
+
+def native_sessions() -> bool:
+    """True when node sessions run on the C reactor too (it is available and has session mode)."""
+    return available() and hasattr(_native.Conn, "set_receiver")
+
+
+def native_frame_stream(sock: socket.socket) -> Any:
+    """A `Stream` on the C reactor for the connected socket ``sock`` (see `native_sessions`)."""
+    return NativeFrameStream(sock)  # type: ignore[name-defined]  # noqa: F821
 
 
 _reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
@@ -389,93 +399,20 @@ async def native_listen(
     *,
     backlog: int,
 ) -> NativeServer:
-    """Listen on a tcp:// or unix:// address; each accepted socket goes to ``make``."""
-    loop = asyncio.get_running_loop()
-    sockets: list[socket.socket] = []
-    try:
-        if address.scheme == "tcp":
-            infos = await loop.getaddrinfo(
-                address.host or None,
-                address.port,
-                type=socket.SOCK_STREAM,
-                flags=socket.AI_PASSIVE,
-            )
-            seen = set()
-            for family, kind, proto, _, sockaddr in infos:
-                if (family, sockaddr) in seen:
-                    continue
-                seen.add((family, sockaddr))
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(sockaddr)
-        elif address.scheme == "unix":
-            _remove_stale_socket(address)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(address.path)
-        else:
-            raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
-        for sock in sockets:
-            sock.listen(backlog)
-            sock.setblocking(False)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        reason = exc.strerror or str(exc)
-        raise TransportError(f"cannot listen on {address}: {reason}", str(address)) from None
-    bound = address
-    if address.scheme == "tcp":
-        bound = parse_address(sockaddr_url("tcp", sockets[0].getsockname()))
-    return NativeServer(sockets, make, str(bound))
+    """Listen on a stream address of the scheme table; each accepted socket goes to ``make``."""
+    sockets = await bind_sockets(address, backlog)
+    return NativeServer(sockets, make, sockaddr_url(address.scheme, sockets[0].getsockname()))
 
 
 async def native_connect(
     address: Address, timeout: float | None, **options: Any
 ) -> NativeStreamSocket:
-    """Connect to a tcp:// or unix:// address; errors name the address, as `open_stream`'s do."""
-    loop = asyncio.get_running_loop()
-    sock: socket.socket | None = None
+    """Connect to a stream address of the scheme table; errors name the address."""
+    sock = await connect_socket(address, timeout)
     try:
-        async with asyncio.timeout(timeout):
-            if address.scheme == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                await loop.sock_connect(sock, address.path)
-            elif address.scheme == "tcp":
-                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
-                error: OSError | None = None
-                for family, kind, proto, _, sockaddr in infos:
-                    sock = socket.socket(family, kind, proto)
-                    sock.setblocking(False)
-                    try:
-                        await loop.sock_connect(sock, sockaddr)
-                    except OSError as exc:
-                        sock.close()
-                        sock, error = None, exc
-                        continue
-                    break
-                if sock is None:
-                    raise error or OSError(errno.EHOSTUNREACH, "no address to connect to")
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            else:
-                raise ValueError(f"{address} is not a stream address (tcp:// or unix://)")
-            return NativeStreamSocket(sock, **options)
-    except TimeoutError:
-        if sock is not None:
-            sock.close()
-        raise ConnectTimeout(
-            f"connect to {address} timed out after {timeout}s", str(address)
-        ) from None
-    except OSError as exc:
-        if sock is not None:
-            sock.close()
-        raise _connect_error(exc, address) from None
+        return NativeStreamSocket(sock, **options)
     except BaseException:
-        if sock is not None:
-            sock.close()
+        sock.close()
         raise
 
 

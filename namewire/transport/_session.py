@@ -1,64 +1,59 @@
-"""`Session`: one namewire connection carrying messages and calls both ways.
+"""`Session`: the asyncio adapter that runs the wire layer's `RpcConnection` over any `Stream`.
 
-A session wraps the sans-I/O `WireConnection` in an asyncio protocol: hello handshake, then envelopes.
-It owns the calls it made (pending futures by id) and hands what the peer sends (messages, calls,
-cancels) to a `SessionHandler`. It knows the peer's node name from the hello, but nothing of how names
-are resolved; that is the node's business.
+The protocol (hello, calls, replies, errors, deadlines, liveness, message credit) is all in
+`RpcConnection`; this module only moves bytes and time in and events out: it feeds what the stream
+reads, writes what the connection has to send once per loop turn, arms one timer at the
+connection's next deadline, resolves the futures of calls, parks senders for drain or message
+credit, and reports what the peer sends (messages, calls, cancels) to a `SessionHandler`. It knows
+the peer's node name from the hello, but nothing of how names are resolved: that is the node's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from ..errors import (
-    CallTimeout,
-    EncodeError,
-    NamewireError,
-    NoSuchFunction,
-    PeerLost,
-    ProtocolError,
-    RemoteError,
-)
+from ..errors import EncodeError, PeerLost, ProtocolError
 from ..wire import (
     DEFAULT_MAX_FRAME,
-    ERROR_NO_SUCH_FUNCTION,
-    ERROR_REMOTE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WINDOW,
+    Answered,
     Call,
     Cancel,
-    Error,
-    Hello,
-    Msg,
-    Ping,
-    Pong,
-    Reply,
-    WireConnection,
+    Closed,
+    Failed,
+    MessageReceived,
+    Opened,
+    RpcConnection,
+    SenderBlocked,
+    WindowOpened,
 )
-from ._deadlines import DeadlineWheel
-from ._flow import WriteFlow
+from ._streams import Stream
 
-__all__ = ["Session", "SessionHandler"]
+__all__ = ["FLUSH_BYTES", "Session", "SessionHandler"]
 
 log = logging.getLogger("namewire.transport")
 
-# Write buffer above which `send_msg`/`call` wait for drain.
-WRITE_HIGH_WATER = 256 * 1024
-# Write buffer above which we also stop reading from the peer: a peer that floods us with calls but
-# does not read the replies must not grow our memory without bound. Far above the high-water mark so
-# two peers that both write hard do not stop reading each other at the same time.
-READ_STOP_WRITE_BUFFER = 8 * 1024 * 1024
 # Queued frames past this size are written at once instead of at the end of the loop turn.
 FLUSH_BYTES = 8192
+# Output buffered in the stream above which we also stop reading from the peer: a peer that floods
+# us with calls but does not read the replies must not grow our memory without bound. Far above the
+# stream's high-water mark so two peers that both write hard do not stop reading each other at once.
+READ_STOP_WRITE_BUFFER = 8 * 1024 * 1024
 
 
 class SessionHandler(Protocol):
-    """What a session reports to its owner. Called from protocol callbacks: never block."""
+    """What a session reports to its owner. Called from loop callbacks: never block."""
 
     def session_opened(self, session: Session) -> None: ...
 
-    def message_received(self, session: Session, payload: Any) -> None: ...
+    def message_received(self, session: Session, payload: Any, size: int) -> None:
+        """A message; the owner calls ``session.message_consumed(size)`` once it is taken."""
 
     def call_received(self, session: Session, call: Call) -> None: ...
 
@@ -67,33 +62,33 @@ class SessionHandler(Protocol):
     def session_closed(self, session: Session, reason: BaseException | None) -> None: ...
 
 
-class Session(asyncio.Protocol):
+class Session:
     """A namewire connection. ``codec`` None means this side accepted and adopts the peer's codec.
 
-    Until the peer's hello arrives, ``peer_name`` is None; `wait_open` waits for it. Calls and messages
-    may be written before that: they are pipelined behind our hello.
+    Made unattached; `attach` gives it its stream. Until the peer's hello arrives ``peer_name`` is
+    None (`wait_open` waits for it); calls written before that are pipelined behind our hello.
+    ``ping_interval``/``ping_timeout``/``window`` are `RpcConnection`'s liveness and message flow.
     """
 
     __slots__ = (
-        "_accepting",
-        "_close_reason",
         "_closed",
         "_closing",
-        "_deadlines",
-        "_flow",
+        "_conn",
+        "_drain_waiters",
         "_flush_scheduled",
         "_handler",
         "_loop",
         "_lost",
-        "_next_id",
+        "_msg_waiters",
         "_opened",
-        "_outbox",
-        "_outbox_bytes",
-        "_pending",
         "_reading_held",
+        "_rearm_below",
         "_receiving",
-        "_transport",
-        "_wire",
+        "_stream",
+        "_timer",
+        "_timer_at",
+        "_write_paused",
+        "close_reason",
         "origin",
         "peer_info",
         "peer_name",
@@ -109,125 +104,57 @@ class Session(asyncio.Protocol):
         info: dict[str, Any] | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         origin: str = "",
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        window: tuple[int, int] = DEFAULT_WINDOW,
     ) -> None:
-        self._wire = WireConnection(
-            local_name, codec=codec, info=info, max_frame=max_frame, origin=origin
+        self._loop = loop = asyncio.get_running_loop()
+        self._conn = RpcConnection(
+            local_name,
+            codec=codec,
+            info=info,
+            max_frame=max_frame,
+            origin=origin,
+            clock=loop.time,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            window=window,
         )
-        self._accepting = codec is None
         self._handler = handler
-        self._loop = asyncio.get_running_loop()
-        self._flow = WriteFlow(self._loop)
-        self._transport: asyncio.Transport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
-        self._next_id = 1
-        self._deadlines = DeadlineWheel(self._loop, self._pending, self._expire)
-        # Closing starts with abort() or the loss of the connection; `_lost` once it is gone. The
-        # futures exist only while somebody waits (memory per idle connection matters).
-        self._closing = False
-        self._lost = False
-        self._close_reason: BaseException | None = None
-        self._opened: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[BaseException | None] | None = None
-        self._reading_held: set[str] | None = None
-        # Frames written in one loop turn leave in one transport.write (see `_send_frame`).
-        self._outbox: list[bytes] = []
-        self._outbox_bytes = 0
+        self._stream: Stream | None = None
+        # A call with a timeout under this may be due before the armed timer (see `call`).
+        self._rearm_below = (
+            max(ping_interval, ping_timeout) if ping_interval is not None else float("inf")
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._flush_scheduled = False
         self._receiving = False
+        self._write_paused = False
+        self._reading_held = False
+        # Closing starts with close()/abort() or the end of the protocol; `_lost` once the stream is
+        # gone. The futures exist only while somebody waits (memory per idle connection matters).
+        self._closing = False
+        self._lost = False
+        self.close_reason: BaseException | None = None
+        self._opened: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[BaseException | None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._msg_waiters: deque[asyncio.Future[None]] | None = None
         self.origin = origin
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
         self.running: dict[int, asyncio.Task[Any]] = {}
 
-    # -- asyncio protocol callbacks ------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, though they implement it.
-        transport = cast(asyncio.Transport, transport)
-        self._transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+    def attach(self, stream: Stream) -> None:
+        """Run over ``stream`` (connected); our hello, if we speak first, leaves at once."""
+        self._stream = stream
         if not self.origin:
-            self.origin = _peer_url(transport.get_extra_info("peername"))
-            self._wire.set_origin(self.origin)
-        if not self._accepting:
-            transport.write(self._wire.hello())
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            envelopes = self._wire.receive_data(data)
-        except ProtocolError as exc:
-            log.warning("closing connection %s: %s", self._describe(), exc)
-            self.abort(exc)
-            return
-        pending = self._pending
-        handler = self._handler
-        # Replies written while handling this read go out together when it is done.
-        self._receiving = True
-        try:
-            self._dispatch(envelopes, pending, handler)
-        finally:
-            self._receiving = False
-            self._flush()
-
-    def _dispatch(
-        self,
-        envelopes: list[Any],
-        pending: dict[int, tuple[asyncio.Future[Any], str]],
-        handler: SessionHandler,
-    ) -> None:
-        for env in envelopes:
-            kind = type(env)
-            if kind is Call:
-                handler.call_received(self, env)
-            elif kind is Reply:
-                entry = pending.pop(env.id, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(env.result)
-            elif kind is Msg:
-                handler.message_received(self, env.payload)
-            elif kind is Error:
-                self._call_failed(env)
-            elif kind is Cancel:
-                handler.cancel_received(self, env.id)
-            elif kind is Hello:
-                self._hello_received(env)
-            elif kind is Ping:
-                self._write(Pong(env.token))
-            if self._closing:
-                return
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        reason: BaseException | None = self._close_reason if self._closing else exc
-        self._closing = self._lost = True
-        self._close_reason = reason
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(reason)
-        why = f"{reason}" if reason is not None else "connection closed"
-        lost = PeerLost(self.peer_name, why, address=self.origin)
-        self._flow.close(lost)
-        self._deadlines.close()
-        self._outbox.clear()
-        pending, self._pending = self._pending, {}
-        for fut, func in pending.values():
-            if not fut.done():
-                fut.set_exception(PeerLost(self.peer_name, why, function=func, address=self.origin))
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_exception(lost)
-            self._opened.exception()  # retrieved: nobody may be waiting for it
-        for task in self.running.values():
-            task.cancel()
-        self._handler.session_closed(self, reason)
-
-    def pause_writing(self) -> None:
-        self._flow.pause()
-
-    def resume_writing(self) -> None:
-        self._flow.resume()
-        self.release_reading("write")
+            self.origin = stream.where
+            self._conn.set_origin(stream.where)
+        stream.start(self, max_frame=self._conn.max_frame)
+        self._flush()
 
     # -- what the owner uses ----------------------------------------------------------------------
 
@@ -242,14 +169,20 @@ class Session(asyncio.Protocol):
     @property
     def pending_count(self) -> int:
         """Calls this side made on the session that are still waiting for an answer."""
-        return len(self._pending)
+        return self._conn.pending_count
+
+    @property
+    def connection(self) -> RpcConnection:
+        """The protocol state (read-only use: counters, the peer's window)."""
+        return self._conn
 
     async def wait_open(self) -> None:
         """Wait for the peer's hello; raise `PeerLost` if the connection ends first."""
         if self.peer_name is not None:
             return
-        if self._lost:
-            raise PeerLost(None, "lost before its hello", address=self.origin)
+        if self._lost or self._closing:
+            raise PeerLost(None, self._conn.end_reason or "lost before its hello",
+                           address=self.origin or None)
         if self._opened is None:
             self._opened = self._loop.create_future()
         await asyncio.shield(self._opened)
@@ -257,147 +190,298 @@ class Session(asyncio.Protocol):
     async def wait_closed(self) -> BaseException | None:
         """Wait until the connection is gone; return why (None for a clean close)."""
         if self._lost:
-            return self._close_reason
+            return self.close_reason
         if self._closed is None:
             self._closed = self._loop.create_future()
         return await asyncio.shield(self._closed)
 
-    async def call(self, func: str, args: Sequence[Any], timeout: float | None) -> Any:
+    def deadline_of(self, call: Call) -> float | None:
+        """The absolute deadline (loop time) a received ``call`` carries, if any."""
+        meta = call.meta
+        if meta is None:
+            return None
+        budget = meta.get("d")
+        if type(budget) is not int:
+            return None
+        return self._conn.last_received + budget / 1000
+
+    async def call(
+        self,
+        func: str,
+        args: Sequence[Any],
+        timeout: float | None,
+        deadline: float | None = None,
+        request: int | None = None,
+    ) -> Any:
         """Call ``func(*args)`` on the peer and return its result.
 
-        Raises `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`. Cancelling the
-        awaiting task sends a cancel to the peer.
+        ``deadline`` (loop time) is an inherited limit, ``request`` the request id to carry. Raises
+        `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`,
+        `MessageTooLarge`. Cancelling the awaiting task sends a cancel to the peer.
         """
         if self._closing:
-            raise PeerLost(self.peer_name, "connection closed", function=func, address=self.origin)
-        call_id = self._next_id
-        self._next_id = call_id + 1
-        frame = self._wire.encode_call(call_id, func, args)
+            raise self._lost_error(func)
         fut = self._loop.create_future()
-        self._pending[call_id] = (fut, func)
-        self._send_frame(frame)
-        timer = self._deadlines.add(call_id, timeout) if timeout is not None else None
+        conn = self._conn
+        call_id = conn.call(func, args, fut, timeout=timeout, deadline=deadline, request=request)
+        if self._timer is None or deadline is not None or (
+            timeout is not None and timeout < self._rearm_below
+        ):
+            self._arm()
+        self._written()
         try:
-            if self._flow.paused:
-                await self._flow.drain()
+            if self._write_paused:
+                await self._drain()
             return await fut
         except asyncio.CancelledError:
-            if self._pending.pop(call_id, None) is not None and not self._closing:
-                self._write(Cancel(call_id))
+            if conn.cancel(call_id) is not None:
+                self._written()
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
 
     async def send_msg(self, payload: Any) -> None:
-        """Write a message; wait only while the write buffer is above its high-water mark."""
+        """Send a message. Waits while the peer's window is full (its mailbox holds what we sent
+        and it has not read) and while the stream's buffer is above its high-water mark."""
         if self._closing:
-            raise PeerLost(
-                self.peer_name, "connection closed", operation="send_msg", address=self.origin
-            )
-        self._send_frame(self._wire.encode_msg(payload))
-        if self._flow.paused:
-            await self._flow.drain()
+            raise self._lost_error(None)
+        if self._msg_waiters or not self._conn.send_msg(payload):
+            await self._wait_for_credit(payload)
+        self._written()
+        if self._write_paused:
+            await self._drain()
 
     def push(self, payload: Any) -> None:
-        """Write a message without waiting (small notices); dropped if the session is closed."""
+        """Write a control message without waiting (registry notices); dropped once closing."""
         if not self._closing:
-            self._send_frame(self._wire.encode_msg(payload))
+            self._conn.send_msg(payload, control=True)
+            self._written()
 
-    def reply(self, call_id: int, result: Any) -> None:
-        try:
-            frame = self._wire.encode_reply(call_id, result)
-        except EncodeError as exc:
-            self.reply_error(call_id, ERROR_REMOTE, "EncodeError", f"cannot send the result: {exc}")
-            return
-        self._send_frame(frame)
+    def reply(self, call_id: int, result: Any) -> EncodeError | None:
+        """Answer a call; a result that cannot be sent is answered with an error, and returned."""
+        problem = self._conn.reply(call_id, result)
+        self._written()
+        return problem
 
     def reply_error(
         self, call_id: int, code: str, type_name: str, message: str, traceback: str = ""
     ) -> None:
-        self._write(Error(call_id, code, type_name, message, traceback))
+        self._conn.reply_error(call_id, code, type_name, message, traceback)
+        self._written()
 
-    def hold_reading(self, reason: str) -> None:
-        """Stop reading from the peer until `release_reading` with the same reason."""
-        if not self._reading_held and self._transport is not None and not self._closing:
-            self._transport.pause_reading()
-        if self._reading_held is None:
-            self._reading_held = set()
-        self._reading_held.add(reason)
-
-    def release_reading(self, reason: str) -> None:
-        if self._reading_held and reason in self._reading_held:
-            self._reading_held.discard(reason)
-            if not self._reading_held and self._transport is not None and not self._closing:
-                self._transport.resume_reading()
+    def message_consumed(self, size: int) -> None:
+        """The owner took a message of ``size`` bytes out of its mailbox: credit to the sender."""
+        self._conn.message_consumed(size)
+        if not self._flush_scheduled and not self._receiving:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     def close(self) -> None:
         """Close after flushing what is written."""
+        if not self._closing:
+            self._closing = True
         self._flush()
-        if self._transport is not None:
-            self._transport.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def abort(self, reason: BaseException | None = None) -> None:
         """Close at once, dropping unwritten data; ``reason`` is what pending calls are told."""
         if not self._closing:
             self._closing = True
-            self._close_reason = reason
-        if self._transport is not None:
-            self._transport.abort()
+            self.close_reason = reason
+        if self._stream is not None:
+            self._stream.abort()
+
+    # -- StreamHandler ------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data)
+        self._receiving = True
+        try:
+            self._dispatch(conn.events_received())
+        finally:
+            self._receiving = False
+        self._flush()
+
+    def frames_received(self, frames: list[bytes]) -> None:
+        conn = self._conn
+        conn.receive_frames(frames)
+        self._receiving = True
+        try:
+            self._dispatch(conn.events_received())
+        finally:
+            self._receiving = False
+        self._flush()
+
+    def writing_paused(self) -> None:
+        self._write_paused = True
+
+    def writing_resumed(self) -> None:
+        self._write_paused = False
+        if self._reading_held:
+            self._reading_held = False
+            if self._stream is not None and not self._closing:
+                self._stream.resume_reading()
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def stream_lost(self, exc: BaseException | None) -> None:
+        reason = self.close_reason if self._closing and self.close_reason is not None else exc
+        self._closing = self._lost = True
+        self.close_reason = reason
+        conn = self._conn
+        conn.connection_lost(reason)
+        self._dispatch(conn.events_received())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        lost = PeerLost(self.peer_name, conn.end_reason or "connection closed",
+                        address=self.origin or None)
+        for waiters in (self._drain_waiters, self._msg_waiters):
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_exception(lost)
+        self._drain_waiters = self._msg_waiters = None
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(lost)
+            self._opened.exception()  # retrieved: nobody may be waiting for it
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(reason)
+        for task in self.running.values():
+            task.cancel()
+        self._stream = None  # no cycle through the stream: a closed session is freed at once
+        self._handler.session_closed(self, reason)
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _hello_received(self, hello: Hello) -> None:
-        if self.peer_name is not None:
-            self.abort(ProtocolError(f"second hello from {self._describe()}"))
-            return
-        if self._accepting:
-            self._send_frame(self._wire.hello())
-        self.peer_name = hello.name
-        self.peer_info = hello.info
+    def _dispatch(self, events: list[Any]) -> None:
+        handler = self._handler
+        for event in events:
+            kind = type(event)
+            if kind is Answered:
+                fut = event.handle
+                if not fut.done():
+                    fut.set_result(event.result)
+            elif kind is Call:
+                handler.call_received(self, event)
+            elif kind is MessageReceived:
+                handler.message_received(self, event.payload, event.size)
+            elif kind is Failed:
+                fut = event.handle
+                if not fut.done():
+                    fut.set_exception(event.error)
+            elif kind is Cancel:
+                handler.cancel_received(self, event.id)
+            elif kind is WindowOpened:
+                self._wake_sender()
+            elif kind is Opened:
+                self._hello_received(event)
+            elif kind is SenderBlocked:
+                self._sender_blocked(event)
+            elif kind is Closed:
+                self._protocol_closed(event.reason)
+
+    def _hello_received(self, opened: Opened) -> None:
+        self.peer_name = opened.peer
+        self.peer_info = opened.info
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
         self._handler.session_opened(self)
 
-    def _call_failed(self, err: Error) -> None:
-        entry = self._pending.pop(err.id, None)
-        if entry is None or entry[0].done():
-            return
-        fut, func = entry
-        exc: NamewireError
-        if err.code == ERROR_NO_SUCH_FUNCTION:
-            exc = NoSuchFunction(self.peer_name, func)
-        else:
-            exc = RemoteError(self.peer_name, func, err.type, err.message, err.traceback)
-        fut.set_exception(exc)
+    def _protocol_closed(self, reason: BaseException | None) -> None:
+        if self._lost:
+            return  # the stream ended: stream_lost is doing the rest
+        if reason is not None:
+            level = logging.WARNING if isinstance(reason, ProtocolError | PeerLost) else logging.INFO
+            log.log(level, "%r: closing connection %s: %s", self._conn.name, self._describe(),
+                    reason)
+        self.abort(reason)
 
-    def _expire(self, call_id: int, timeout: float) -> None:
-        entry = self._pending.pop(call_id, None)
-        if entry is None:
+    def _sender_blocked(self, event: SenderBlocked) -> None:
+        count, limit = self._conn.window
+        log.warning(
+            "%r: mailbox full for sender %r: %d messages (%d bytes) unread, the bound per sender "
+            "is %d messages / %d bytes; its send_msg() waits until get_msg() takes some",
+            self._conn.name, self.peer_name, event.unread, event.unread_bytes, count, limit,
+        )
+
+    async def _wait_for_credit(self, payload: Any) -> None:
+        """Queue behind earlier senders until the peer's window has room for ``payload``."""
+        waiters = self._msg_waiters
+        if waiters is None:
+            waiters = self._msg_waiters = deque()
+        waiter = self._loop.create_future()
+        waiters.append(waiter)
+        try:
+            while True:
+                await waiter
+                if self._closing:
+                    raise self._lost_error(None)
+                if self._conn.send_msg(payload):
+                    return
+                waiter = self._loop.create_future()
+                waiters.appendleft(waiter)  # still first in line
+        finally:
+            if waiters and waiters[0] is waiter and waiter.done():
+                waiters.popleft()
+            elif waiter in waiters:
+                waiters.remove(waiter)
+            self._wake_sender()  # the next in line may fit too
+
+    def _wake_sender(self) -> None:
+        waiters = self._msg_waiters
+        if waiters:
+            head = waiters[0]
+            if not head.done():
+                head.set_result(None)
+
+    async def _drain(self) -> None:
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _lost_error(self, func: str | None) -> PeerLost:
+        why = self._conn.end_reason or "connection closed"
+        if func is None:
+            return PeerLost(self.peer_name, why, operation="send_msg", address=self.origin or None)
+        return PeerLost(self.peer_name, why, function=func, address=self.origin or None)
+
+    def _arm(self) -> None:
+        """Put the one timer at the connection's next deadline (or remove it)."""
+        due = self._conn.next_deadline()
+        timer = self._timer
+        if due is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
             return
-        fut, func = entry
-        if not fut.done():
-            fut.set_exception(
-                CallTimeout(self.peer_name, func, timeout)
-            )
+        if timer is not None:
+            if self._timer_at <= due:
+                return
+            timer.cancel()
+        self._timer_at = due
+        self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        conn = self._conn
+        conn.handle_timeout()
+        self._dispatch(conn.events_received())
         if not self._closing:
-            self._write(Cancel(call_id))
+            self._arm()
+        self._flush()
 
-    def _write(self, envelope: Any) -> None:
-        self._send_frame(self._wire.encode(envelope))
+    def _written(self) -> None:
+        """Something was queued: write it at the end of this loop turn, or now past FLUSH_BYTES.
 
-    def _send_frame(self, frame: bytes) -> None:
-        """Queue ``frame``; the queue is written at the end of this loop turn in one call.
-
-        A transport.write costs about as much as building a small frame, so writing each frame on
-        its own would double the cost of a call. The queue is flushed early past FLUSH_BYTES, so a
-        task that sends in a loop without yielding still has bounded memory and feels back-pressure.
+        A stream write costs about as much as building a small frame, so writing each frame on its
+        own would double the cost of a call; flushing early past FLUSH_BYTES keeps the memory of a
+        task that sends in a loop without yielding bounded, and lets it feel back-pressure.
         """
-        if self._closing:
-            return
-        self._outbox.append(frame)
-        self._outbox_bytes += len(frame)
-        if self._outbox_bytes >= FLUSH_BYTES:
+        if self._conn.queued_bytes >= FLUSH_BYTES:
             self._flush()
         elif not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
@@ -405,27 +489,27 @@ class Session(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        outbox = self._outbox
-        transport = self._transport
-        if not outbox or transport is None:
+        stream = self._stream
+        if stream is None or self._lost:
             return
-        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-        outbox.clear()
-        self._outbox_bytes = 0
-        if self._closing:
-            return
-        transport.write(data)
-        if self._flow.paused and transport.get_write_buffer_size() > READ_STOP_WRITE_BUFFER:
-            self.hold_reading("write")
+        conn = self._conn
+        if stream.takes_frames:
+            for body in conn.frames_to_send():
+                stream.write(body)
+        else:
+            data = conn.data_to_send()
+            if not data:
+                return
+            stream.write(data)
+        if (
+            self._write_paused
+            and not self._reading_held
+            and stream.write_buffer_size() > READ_STOP_WRITE_BUFFER
+        ):
+            self._reading_held = True
+            stream.pause_reading()
 
     def _describe(self) -> str:
         if self.peer_name:
             return f"{self.peer_name!r} ({self.origin})" if self.origin else repr(self.peer_name)
         return self.origin or "(unknown peer)"
-
-
-def _peer_url(peername: Any) -> str:
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        host = f"[{peername[0]}]" if ":" in str(peername[0]) else peername[0]
-        return f"tcp://{host}:{peername[1]}"
-    return f"unix://{peername}" if peername else "unix://(unnamed)"

@@ -29,7 +29,7 @@ from ..errors import ConnectionReset, NamewireError
 from ..wire import DEFAULT_MAX_FRAME
 from ._address import Address, parse_address, sockaddr_url
 from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datagram
-from ._endpoints import DEFAULT_CONNECT_TIMEOUT, open_stream, start_stream_server
+from ._endpoints import DEFAULT_CONNECT_TIMEOUT, ServerGroup, open_stream, start_stream_server
 from ._native_stream import (
     NativeServer,
     NativeStreamSocket,
@@ -37,6 +37,7 @@ from ._native_stream import (
     native_connect,
     native_listen,
 )
+from ._schemes import scheme_of
 from ._stream import DEFAULT_QUEUE_LIMIT, StreamSocket
 
 __all__ = ["Listener", "connect", "listen"]
@@ -62,7 +63,7 @@ class Listener:
         self,
         address: str,
         handler: Callable[[Any], Awaitable[object]],
-        server: asyncio.Server | NativeServer | None = None,
+        server: ServerGroup | NativeServer | None = None,
         datagram: DatagramSocket | None = None,
     ) -> None:
         self.address = address
@@ -189,7 +190,8 @@ async def listen(
     removed again by ``close()``. Raises `TransportError` naming the address if it cannot listen.
     """
     address = parse_address(url)
-    if address.scheme == "udp":
+    scheme = scheme_of(address)
+    if not scheme.stream:
         sock = await bind(address, max_datagram=max_datagram, queue_limit=queue_limit)
         listener = Listener(sock.local_address, handler, datagram=sock)
         listener._start(sock)
@@ -216,11 +218,10 @@ async def listen(
             ),
             backlog=backlog,
         )
-    scheme = address.scheme
     sockets = listener._server.sockets
     if sockets:
-        listener.address = sockaddr_url(scheme, sockets[0].getsockname())
-    if scheme == "unix":
+        listener.address = sockaddr_url(address.scheme, sockets[0].getsockname())
+    if scheme.makes_file:
         with contextlib.suppress(OSError):
             info = os.stat(address.path)
             listener._unix_inode = (info.st_dev, info.st_ino)
@@ -243,7 +244,7 @@ async def connect(
     seconds; None waits as long as the OS does) or `TransportError`; each message names the address.
     """
     address = parse_address(url)
-    if address.scheme == "udp":
+    if not scheme_of(address).stream:
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)
     if available():
         native = await native_connect(

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import cast
 
 from ..errors import ConnectionReset, ProtocolError, TransportError
-from ..wire import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameDecoder
+from ..wire import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameDecoder, pack_header, unpack_header
 from ._address import sockaddr_url
 from ._flow import WriteFlow
 
@@ -33,11 +33,9 @@ __all__ = ["DEFAULT_QUEUE_LIMIT", "StreamSocket"]
 DEFAULT_QUEUE_LIMIT = 1024 * 1024
 """Bytes of received packets held for ``recv()`` before reading from the socket pauses."""
 
-# Same layout as the wire layer's frame header: 4-byte big-endian body length. Packing it here
-# saves a function call per send on the hot path.
-_HEADER = struct.Struct(">I")
-_pack_header = _HEADER.pack
-_unpack_header = _HEADER.unpack_from
+# The wire layer's frame header, bound here: one function call less per send on the hot path.
+_pack_header = pack_header
+_unpack_header = unpack_header
 _MAX_BODY = 2**32 - 1
 # Up to this size, header and body are joined into one bytes object (one buffer for the loop);
 # above it they are written as two buffers, so a big body is not copied just to prepend 4 bytes.
@@ -442,6 +440,3 @@ def _peer_pid(sock: socket.socket) -> str:
         return str(pid)
     return "?"
 
-
-# The frame header format above must stay the wire layer's.
-assert HEADER_SIZE == struct.calcsize(">I")

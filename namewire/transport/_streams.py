@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from ._address import sockaddr_url
 
-__all__ = ["AsyncioStream", "Stream", "StreamHandler", "WRITE_HIGH_WATER"]
+__all__ = ["WRITE_HIGH_WATER", "AsyncioStream", "Stream", "StreamHandler"]
 
 # Buffered output above which a stream reports writing_paused (drains to a quarter of it).
 WRITE_HIGH_WATER = 256 * 1024
@@ -95,11 +96,10 @@ class Stream(abc.ABC):
 class AsyncioStream(Stream, asyncio.Protocol):
     """A `Stream` over an asyncio transport; it is the transport's protocol."""
 
-    __slots__ = ("_handler", "_transport")
-
-    def __init__(self) -> None:
+    def __init__(self, on_connected: Callable[[AsyncioStream], None] | None = None) -> None:
         self._handler: StreamHandler | None = None
         self._transport: asyncio.Transport | None = None
+        self._on_connected = on_connected
 
     # -- asyncio protocol ---------------------------------------------------------------------
 
@@ -114,6 +114,9 @@ class AsyncioStream(Stream, asyncio.Protocol):
         if self.peer_address == "unix://":
             self.peer_address = self.local_address
         self.where = self.peer_address
+        if self._on_connected is not None:
+            on_connected, self._on_connected = self._on_connected, None
+            on_connected(self)
 
     def data_received(self, data: bytes) -> None:
         assert self._handler is not None

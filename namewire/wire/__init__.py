@@ -1,15 +1,20 @@
-"""The wire protocol, sans-I/O: frames, envelopes, codecs and the handshake. No sockets here.
+"""The wire protocol, sans-I/O: frames, envelopes, codecs, and `RpcConnection`. No sockets here.
 
-Layers above feed bytes in and take envelopes out (`WireConnection`), or use the pieces directly
-(`FrameDecoder`, `encode_frame`, codecs, `to_wire`/`from_wire`).
+`RpcConnection` is the one protocol core: handshake, calls, deadlines, liveness and message flow, fed
+bytes (or frames) and asked for bytes (or frames). The pieces below it (`FrameDecoder`,
+`encode_frame`, codecs, `to_wire`/`from_wire`) are public for tools and tests.
 """
 
 from ._codecs import Codec, JsonCodec, MsgpackCodec, codec_named, sniff_codec
-from ._connection import WireConnection
 from ._envelopes import (
+    ERROR_BAD_REQUEST,
+    ERROR_NO_SUCH_FUNCTION,
+    ERROR_REMOTE,
+    ERROR_TOO_LARGE,
     PROTOCOL_VERSION,
     Call,
     Cancel,
+    Credit,
     Envelope,
     Error,
     Hello,
@@ -20,38 +25,78 @@ from ._envelopes import (
     from_wire,
     to_wire,
 )
-from ._frames import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameDecoder, encode_frame, oversize_message
-
-# Error codes carried by `Error` envelopes.
-ERROR_NO_SUCH_FUNCTION = "no_such_function"
-ERROR_REMOTE = "remote_error"
-ERROR_BAD_REQUEST = "bad_request"
+from ._events import (
+    Answered,
+    Closed,
+    Event,
+    Failed,
+    MessageReceived,
+    Opened,
+    PongReceived,
+    SenderBlocked,
+    WindowOpened,
+)
+from ._frames import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    FrameDecoder,
+    encode_frame,
+    join_frames,
+    oversize_message,
+    pack_header,
+    unpack_header,
+)
+from ._rpc import (
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WINDOW,
+    Authenticator,
+    RpcConnection,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_WINDOW",
     "ERROR_BAD_REQUEST",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
+    "ERROR_TOO_LARGE",
     "HEADER_SIZE",
     "PROTOCOL_VERSION",
+    "Answered",
+    "Authenticator",
     "Call",
     "Cancel",
+    "Closed",
     "Codec",
+    "Credit",
     "Envelope",
     "Error",
+    "Event",
+    "Failed",
     "FrameDecoder",
     "Hello",
     "JsonCodec",
+    "MessageReceived",
     "Msg",
     "MsgpackCodec",
+    "Opened",
     "Ping",
     "Pong",
+    "PongReceived",
     "Reply",
-    "WireConnection",
+    "RpcConnection",
+    "SenderBlocked",
+    "WindowOpened",
     "codec_named",
     "encode_frame",
     "from_wire",
+    "join_frames",
     "oversize_message",
+    "pack_header",
     "sniff_codec",
     "to_wire",
+    "unpack_header",
 ]

@@ -13,9 +13,14 @@ from typing import Any, NamedTuple
 from ..errors import ProtocolError
 
 __all__ = [
+    "ERROR_BAD_REQUEST",
+    "ERROR_NO_SUCH_FUNCTION",
+    "ERROR_REMOTE",
+    "ERROR_TOO_LARGE",
     "PROTOCOL_VERSION",
     "Call",
     "Cancel",
+    "Credit",
     "Envelope",
     "Error",
     "Hello",
@@ -28,6 +33,12 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+
+# Error codes carried by `Error` envelopes.
+ERROR_NO_SUCH_FUNCTION = "no_such_function"
+ERROR_REMOTE = "remote_error"
+ERROR_BAD_REQUEST = "bad_request"
+ERROR_TOO_LARGE = "too_large"  # the result did not fit in the caller's frame limit
 
 
 class Hello(NamedTuple):
@@ -45,11 +56,18 @@ class Msg(NamedTuple):
 
 
 class Call(NamedTuple):
-    """Run ``func(*args)`` and answer with a `Reply` or an `Error` carrying the same ``id``."""
+    """Run ``func(*args)`` and answer with a `Reply` or an `Error` carrying the same ``id``.
+
+    ``meta`` is the call's metadata, a map with short keys (None or absent on the wire: none):
+    ``"d"`` the caller's remaining budget in milliseconds (its deadline), ``"r"`` the request id
+    shared by every call made on behalf of one request, ``"t"`` W3C trace context (reserved).
+    Unknown keys are ignored, so the map can grow without a new protocol version.
+    """
 
     id: int
     func: str
     args: list[Any]
+    meta: dict[str, Any] | None = None
 
 
 class Reply(NamedTuple):
@@ -81,24 +99,34 @@ class Pong(NamedTuple):
     token: int
 
 
-Envelope = Hello | Msg | Call | Reply | Error | Cancel | Ping | Pong
+class Credit(NamedTuple):
+    """The receiver's application took ``messages`` messages of ``size`` bytes in all out of its
+    mailbox: the sender may have that many more unread there (see `RpcConnection`)."""
+
+    messages: int
+    size: int
+
+
+Envelope = Hello | Msg | Call | Reply | Error | Cancel | Ping | Pong | Credit
 
 # Kind codes: the first item of every envelope array. Never renumber.
-_KINDS: tuple[type[Any], ...] = (Hello, Msg, Call, Reply, Error, Cancel, Ping, Pong)
+_KINDS: tuple[type[Any], ...] = (Hello, Msg, Call, Reply, Error, Cancel, Ping, Pong, Credit)
 _CODE = {cls: code for code, cls in enumerate(_KINDS)}
 KIND_MSG = _CODE[Msg]
 KIND_CALL = _CODE[Call]
 KIND_REPLY = _CODE[Reply]
+KIND_CREDIT = _CODE[Credit]
 # Expected type of each field, checked on the way in so layers above can trust what they get.
 _FIELD_TYPES: dict[type[Any], tuple[type | tuple[type, ...] | None, ...]] = {
     Hello: (int, str, dict),
     Msg: (None,),
-    Call: (int, str, list),
+    Call: (int, str, list, (dict, type(None))),
     Reply: (int, None),
     Error: (int, str, str, str, str),
     Cancel: (int,),
     Ping: (int,),
     Pong: (int,),
+    Credit: (int, int),
 }
 
 
@@ -113,9 +141,15 @@ def from_wire(item: Any) -> Envelope:
     if type(item) is list and item and type(item[0]) is int:
         code = item[0]
         size = len(item)
-        if code == _CALL_CODE and size == 4:
-            if type(item[1]) is int and type(item[2]) is str and type(item[3]) is list:
-                return _new(Call, (item[1], item[2], item[3]))
+        if code == _CALL_CODE and size == 5:
+            meta = item[4]
+            if (
+                type(item[1]) is int
+                and type(item[2]) is str
+                and type(item[3]) is list
+                and (type(meta) is dict or meta is None)
+            ):
+                return _new(Call, (item[1], item[2], item[3], meta))
         elif code == _REPLY_CODE and size == 3:
             if type(item[1]) is int:
                 return _new(Reply, (item[1], item[2]))
@@ -139,6 +173,8 @@ def _checked(item: Any) -> Envelope:
         raise ProtocolError(f"unknown envelope kind {reprlib.repr(code)}")
     cls = _KINDS[code]
     types = _FIELD_TYPES[cls]
+    if cls is Call and len(item) == len(types):
+        item = [*item, None]  # metadata is optional on the wire (a minimal JSON client omits it)
     if len(item) != len(types) + 1:
         raise ProtocolError(
             f"{cls.__name__.lower()} envelope needs {len(types)} "

@@ -8,20 +8,42 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..errors import ProtocolError
+from ..errors import FrameTooLarge, ProtocolError
 
-__all__ = ["DEFAULT_MAX_FRAME", "HEADER_SIZE", "FrameDecoder", "encode_frame", "oversize_message"]
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HEADER_SIZE",
+    "FrameDecoder",
+    "encode_frame",
+    "join_frames",
+    "oversize_message",
+    "pack_header",
+    "unpack_header",
+]
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 HEADER_SIZE = 4
 _HEADER = Struct(">I")
-_unpack_header = _HEADER.unpack_from
-_pack_header = _HEADER.pack
+# The one place Python packs and reads a frame header; `StreamSocket` binds them (hot path).
+pack_header = _HEADER.pack
+unpack_header = _HEADER.unpack_from
+_unpack_header = unpack_header
 
 
 def encode_frame(body: bytes) -> bytes:
     """Return ``body`` with its length prefix."""
-    return _pack_header(len(body)) + body
+    return pack_header(len(body)) + body
+
+
+def join_frames(bodies: list[bytes]) -> bytes:
+    """The frames of ``bodies``, back to back, as one bytes object (one copy of each body)."""
+    if len(bodies) == 1:
+        return pack_header(len(bodies[0])) + bodies[0]
+    parts: list[bytes] = []
+    for body in bodies:
+        parts.append(pack_header(len(body)))
+        parts.append(body)
+    return b"".join(parts)
 
 
 class FrameDecoder:
@@ -72,7 +94,7 @@ class FrameDecoder:
                 (size,) = _unpack_header(source, pos)
                 if size > max_size:
                     self._error = self._oversize(size)
-                    raise ProtocolError(self._error)
+                    raise FrameTooLarge(size, max_size, self.origin or None)
                 stop = pos + HEADER_SIZE + size
                 if stop > end:
                     break
@@ -96,7 +118,6 @@ class FrameDecoder:
 
 
 def oversize_message(size: int, max_size: int, origin: str = "") -> str:
-    """The `ProtocolError` text for a frame announcing ``size`` bytes over the ``max_size`` limit;
+    """The `FrameTooLarge` text for a frame announcing ``size`` bytes over the ``max_size`` limit;
     ``origin`` (an address) is named when given."""
-    where = f" (from {origin})" if origin else ""
-    return f"frame of {size} bytes exceeds limit of {max_size} bytes{where}"
+    return str(FrameTooLarge(size, max_size, origin or None))

@@ -1,0 +1,684 @@
+"""`RpcConnection`: everything a namewire connection means, with no I/O.
+
+Feed it what the stream read (`receive_data` for bytes, `receive_frames` for streams that cut frames
+themselves, such as the C reactor or a WebSocket), pull what happened (`events_received`), write what
+it has to say (`data_to_send`, or `frames_to_send` for message streams), and give it the time when it
+asks (`next_deadline`, `handle_timeout`). It owns:
+
+- the handshake: version, node name, codec (the accepting side adopts the caller's), the peer's frame
+  limit and message window, and an authentication step (`Authenticator`; none by default);
+- calls it made: ids, the pending table, deadlines on the injected clock (any order, exact), the
+  budget sent with each call, cancel, and error envelopes mapped to exceptions;
+- liveness: while anything waits on the peer (calls, unread messages), silence for ``ping_interval``
+  sends a ping, and no answer within ``ping_timeout`` ends the connection with `PeerLost`;
+- message flow: a per-connection credit window, so a receiver that does not read its mailbox stops
+  one sender's messages while calls and replies on the same connection keep flowing.
+
+The clock is a function returning seconds (``time.monotonic`` by default; the asyncio adapter passes
+``loop.time``; tests pass a fake). A ``handle`` is whatever the caller wants back with the answer
+(the adapter files a future); the core never looks at it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..errors import (
+    AuthError,
+    CallTimeout,
+    EncodeError,
+    FrameTooLarge,
+    MessageTooLarge,
+    NoSuchFunction,
+    PeerLost,
+    ProtocolError,
+    RemoteError,
+    call_site,
+)
+from ._codecs import Codec, codec_named, sniff_codec
+from ._envelopes import (
+    ERROR_NO_SUCH_FUNCTION,
+    ERROR_REMOTE,
+    ERROR_TOO_LARGE,
+    KIND_CALL,
+    KIND_MSG,
+    KIND_REPLY,
+    PROTOCOL_VERSION,
+    Call,
+    Cancel,
+    Credit,
+    Envelope,
+    Error,
+    Hello,
+    Msg,
+    Ping,
+    Pong,
+    Reply,
+    from_wire,
+    to_wire,
+)
+from ._events import (
+    Answered,
+    Closed,
+    Event,
+    Failed,
+    MessageReceived,
+    Opened,
+    PongReceived,
+    SenderBlocked,
+    WindowOpened,
+)
+from ._frames import DEFAULT_MAX_FRAME, FrameDecoder, join_frames
+
+__all__ = [
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "Authenticator",
+    "RpcConnection",
+]
+
+DEFAULT_PING_INTERVAL = 2.0
+"""Seconds of silence from a peer we wait on before pinging it."""
+DEFAULT_PING_TIMEOUT = 4.0
+"""Seconds a ping may go unanswered (with nothing else heard) before the peer is lost."""
+DEFAULT_WINDOW = (1000, 4 * 1024 * 1024)
+"""Messages, and bytes of them, one sender may have unread in a receiver's mailbox."""
+
+_new = tuple.__new__
+_WINDOW_OPENED = WindowOpened()
+_PROVIDES = re.compile(r"\(it provides: (.*)\)$")
+# The deadline heap keeps answered calls until they reach the top; rebuild it when they dominate.
+_HEAP_SLACK = 256
+
+
+class Authenticator(Protocol):
+    """The handshake's authentication step. The default accepts every peer."""
+
+    def hello_info(self) -> dict[str, Any]:
+        """Entries for our hello's info map (credentials, a challenge)."""
+
+    def verify(self, hello: Hello) -> None:
+        """Accept the peer's hello or raise `AuthError` saying why."""
+
+
+class _NoAuth:
+    def hello_info(self) -> dict[str, Any]:
+        return {}
+
+    def verify(self, hello: Hello) -> None:
+        return None
+
+
+class RpcConnection:
+    """One end of a namewire connection; see the module docstring.
+
+    ``codec`` is what a connecting side speaks ("msgpack" or "json"); an accepting side passes None
+    and answers in the codec of the peer's hello. ``max_frame`` bounds what we accept (and is told to
+    the peer, which then fails oversize calls on its side instead of sending them). ``window`` is
+    (messages, bytes) the peer may have unread here; ``ping_interval`` None turns liveness off.
+    """
+
+    __slots__ = (
+        "_auth",
+        "_blocked",
+        "_clock",
+        "_codec",
+        "_consumed",
+        "_consumed_bytes",
+        "_credit_due",
+        "_deadlines",
+        "_decoder",
+        "_ended",
+        "_events",
+        "_info",
+        "_next_id",
+        "_out",
+        "_peer_max_frame",
+        "_pending",
+        "_ping_sent",
+        "_ping_token",
+        "_send_window",
+        "_unacked",
+        "_unacked_bytes",
+        "_unread",
+        "_unread_bytes",
+        "accepting",
+        "end_reason",
+        "last_received",
+        "max_frame",
+        "name",
+        "origin",
+        "peer",
+        "peer_info",
+        "ping_interval",
+        "ping_timeout",
+        "queued_bytes",
+        "window",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        codec: str | None = "msgpack",
+        info: dict[str, Any] | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        origin: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        window: tuple[int, int] = DEFAULT_WINDOW,
+        auth: Authenticator | None = None,
+    ) -> None:
+        if ping_interval is not None and ping_interval <= 0:
+            raise ValueError(f"ping_interval must be positive or None, not {ping_interval}")
+        if ping_timeout <= 0:
+            raise ValueError(f"ping_timeout must be positive, not {ping_timeout}")
+        if len(window) != 2 or window[0] <= 0 or window[1] <= 0:
+            raise ValueError(f"window must be (messages, bytes), both positive, not {window}")
+        self.name = name
+        self.accepting = codec is None
+        self.origin = origin
+        self.max_frame = max_frame
+        self.window = (int(window[0]), int(window[1]))
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.peer: str | None = None
+        self.peer_info: dict[str, Any] = {}
+        self.end_reason: str | None = None  # why the connection ended, once it has
+        self.queued_bytes = 0  # bytes of frame bodies waiting in data_to_send (read-only)
+        self._auth: Authenticator = auth if auth is not None else _NoAuth()
+        self._info = {
+            **(info or {}),
+            **self._auth.hello_info(),
+            "max_frame": max_frame,
+            "window": list(self.window),
+        }
+        self._codec: Codec | None = codec_named(codec) if codec is not None else None
+        self._decoder = FrameDecoder(max_frame, origin)
+        self._clock = clock
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._ended = False
+        # Calls we made: id -> (handle, func, timeout shown in errors, inherited deadline?).
+        self._pending: dict[int, tuple[Any, str, float, bool]] = {}
+        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, id)
+        self._next_id = 1
+        self.last_received = clock()
+        self._ping_sent: float | None = None
+        self._ping_token = 0
+        # Message flow, as sender: the peer's window (None: it asked for none; False: not known yet).
+        self._send_window: tuple[int, int] | None | bool = False
+        self._unacked = 0
+        self._unacked_bytes = 0
+        # ... and as receiver.
+        self._unread = 0
+        self._unread_bytes = 0
+        self._consumed = 0
+        self._consumed_bytes = 0
+        self._credit_due = False
+        self._blocked = False
+        self._peer_max_frame = DEFAULT_MAX_FRAME
+        if self._codec is not None:
+            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, name, self._info))))
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> str | None:
+        return self._codec.name if self._codec is not None else None
+
+    @property
+    def is_open(self) -> bool:
+        """The peer's hello has arrived and the connection has not ended."""
+        return self.peer is not None and not self._ended
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
+    def pending_count(self) -> int:
+        """Calls made on this connection still waiting for an answer."""
+        return len(self._pending)
+
+    @property
+    def unacked(self) -> tuple[int, int]:
+        """Messages (count, bytes) we sent that the peer has not yet consumed."""
+        return self._unacked, self._unacked_bytes
+
+    @property
+    def unread(self) -> tuple[int, int]:
+        """Messages (count, bytes) the peer sent that our side has not yet consumed."""
+        return self._unread, self._unread_bytes
+
+    def set_origin(self, origin: str) -> None:
+        """Name the peer's address in errors (an accepting side may learn it late)."""
+        self.origin = origin
+        self._decoder.origin = origin
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes read from a byte stream, in any chunking."""
+        if self._ended:
+            return
+        self.last_received = self._clock()
+        try:
+            bodies = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._end(exc, str(exc))
+            return
+        if bodies:
+            self._receive(bodies)
+
+    def receive_frames(self, bodies: list[bytes]) -> None:
+        """Whole frame bodies from a stream that cuts frames itself (and enforced ``max_frame``)."""
+        if self._ended or not bodies:
+            return
+        self.last_received = self._clock()
+        self._receive(bodies)
+
+    def receive_frame(self, body: bytes) -> None:
+        """One frame body (a WebSocket message)."""
+        if len(body) > self.max_frame:
+            exc = FrameTooLarge(len(body), self.max_frame, self.origin or None)
+            self._end(exc, str(exc))
+            return
+        self.receive_frames([body])
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The stream ended (``exc`` None: closed cleanly). Every pending call fails with
+        `PeerLost`; a `Closed` event follows unless the connection had already ended."""
+        why = str(exc) if exc is not None and str(exc) else "connection closed"
+        self._end(exc, why)
+
+    def events_received(self) -> list[Event]:
+        """What happened since the last call, in order."""
+        events = self._events
+        if not events:
+            return events
+        self._events = []
+        return events
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Frames to write (length-prefixed, back to back); empty when there is nothing."""
+        bodies = self.frames_to_send()
+        return join_frames(bodies) if bodies else b""
+
+    def frames_to_send(self) -> list[bytes]:
+        """Frame bodies to write, for streams that frame messages themselves."""
+        if self._credit_due:
+            self._return_credit()
+        out = self._out
+        if not out:
+            return out
+        self._out = []
+        self.queued_bytes = 0
+        return out
+
+    def call(
+        self,
+        func: str,
+        args: Sequence[Any],
+        handle: Any,
+        *,
+        timeout: float | None,
+        deadline: float | None = None,
+        request: int | None = None,
+    ) -> int:
+        """File a call of ``func(*args)`` and queue it; returns its id.
+
+        It fails (through a `Failed` event with ``handle``) after ``timeout`` seconds, or at
+        ``deadline`` (on this connection's clock; an inherited deadline) if that is sooner; the
+        remaining budget travels with the call. ``request`` is the request id it carries. Raises at
+        once, sending nothing: `CallTimeout` when the deadline has already passed, `PeerLost` once the
+        connection ended, `EncodeError`, and `MessageTooLarge` above the peer's frame limit.
+        """
+        if self._ended:
+            raise self._lost(func)
+        due = None
+        inherited = False
+        shown = timeout if timeout is not None else 0.0
+        if timeout is not None or deadline is not None:
+            now = self._clock()
+            due = now + timeout if timeout is not None else None
+            if deadline is not None and (due is None or deadline < due):
+                due = deadline
+                inherited = True
+                shown = max(deadline - now, 0.0)
+            assert due is not None
+            budget = due - now
+            if budget <= 0:
+                raise CallTimeout(self.peer, func, shown, inherited=inherited)
+            meta: dict[str, Any] | None = {"d": int(budget * 1000) + 1}
+        else:
+            meta = None
+        if request is not None:
+            if meta is None:
+                meta = {}
+            meta["r"] = request
+        call_id = self._next_id
+        body = self._encode((KIND_CALL, call_id, func, args, meta))
+        if len(body) > self._peer_max_frame:
+            raise MessageTooLarge(call_site("rpc_call", self.peer, func), len(body),
+                                  self._peer_max_frame)
+        self._next_id = call_id + 1
+        pending = self._pending
+        pending[call_id] = (handle, func, shown, inherited)
+        if due is not None:
+            heap = self._deadlines
+            heapq.heappush(heap, (due, call_id))
+            if len(heap) > 2 * len(pending) + _HEAP_SLACK:
+                self._deadlines = heap = [entry for entry in heap if entry[1] in pending]
+                heapq.heapify(heap)
+        self._queue(body)
+        return call_id
+
+    def cancel(self, call_id: int) -> Any:
+        """The caller gave up on ``call_id``: forget it and tell the peer (which cancels the running
+        function). Returns its handle, or None if it was no longer pending."""
+        entry = self._pending.pop(call_id, None)
+        if entry is None:
+            return None
+        if not self._ended:
+            self._queue(self._encode(to_wire(Cancel(call_id))))
+        return entry[0]
+
+    def reply(self, call_id: int, result: Any) -> EncodeError | None:
+        """Answer call ``call_id``. A result the codec cannot carry, or one over the caller's frame
+        limit, is answered with an error envelope instead; that problem is returned (to be logged)."""
+        if self._ended:
+            return None
+        try:
+            body = self._encode((KIND_REPLY, call_id, result))
+        except EncodeError as exc:
+            self.reply_error(call_id, ERROR_REMOTE, "EncodeError", f"cannot send the result: {exc}")
+            return exc
+        if len(body) > self._peer_max_frame:
+            too_large = MessageTooLarge(f"reply to {self.peer!r}", len(body), self._peer_max_frame)
+            self.reply_error(
+                call_id,
+                ERROR_TOO_LARGE,
+                "MessageTooLarge",
+                f"result of {len(body)} bytes exceeds the caller's frame limit of "
+                f"{self._peer_max_frame} bytes",
+            )
+            return too_large
+        self._queue(body)
+        return None
+
+    def reply_error(
+        self, call_id: int, code: str, type_name: str, message: str, traceback: str = ""
+    ) -> None:
+        """Answer call ``call_id`` with an error (``code``: one of the ``ERROR_*`` codes)."""
+        if not self._ended:
+            # A traceback too big for the caller's frame limit is cut rather than lost.
+            room = self._peer_max_frame - len(message) - len(type_name) - 64
+            if len(traceback) > room:
+                traceback = traceback[-max(room, 0):]
+            self._queue(self._encode(to_wire(Error(call_id, code, type_name, message, traceback))))
+
+    def send_msg(self, payload: Any, *, control: bool = False) -> bool:
+        """Queue a message; False (nothing queued) when the peer's window is full or not known yet:
+        try again after a `WindowOpened` event. ``control`` messages (registry notices) bypass the
+        window. Raises `PeerLost` once ended, `EncodeError`, `MessageTooLarge`."""
+        if self._ended:
+            raise self._lost(None)
+        body = self._encode((KIND_MSG, payload))
+        size = len(body)
+        if size > self._peer_max_frame:
+            raise MessageTooLarge(call_site("send_msg", self.peer), size, self._peer_max_frame)
+        window = self._send_window
+        if window is not None and not control:
+            if window is False:
+                return False
+            assert isinstance(window, tuple)
+            if self._unacked >= window[0] or (
+                self._unacked_bytes and self._unacked_bytes + size > window[1]
+            ):
+                return False
+            self._unacked += 1
+            self._unacked_bytes += size
+        self._queue(body)
+        return True
+
+    def message_consumed(self, size: int) -> None:
+        """Our application took a message of ``size`` bytes (`MessageReceived.size`) out of the
+        mailbox. Credit goes back to the sender with the next `data_to_send`, in batches."""
+        self._unread -= 1
+        self._unread_bytes -= size
+        self._consumed += 1
+        self._consumed_bytes += size
+        count, limit = self.window
+        if (
+            self._unread <= 0
+            or self._consumed >= count >> 1
+            or self._consumed_bytes >= limit >> 1
+        ):
+            self._credit_due = True
+        if self._blocked and self._unread <= count >> 1 and self._unread_bytes <= limit >> 1:
+            self._blocked = False
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timeout` has work: the earliest call deadline or liveness check."""
+        heap = self._deadlines
+        pending = self._pending
+        while heap and heap[0][1] not in pending:
+            heapq.heappop(heap)
+        due = heap[0][0] if heap else None
+        if self.ping_interval is not None and (pending or self._unacked) and not self._ended:
+            sent = self._ping_sent
+            if sent is None or self.last_received > sent:
+                check = self.last_received + self.ping_interval
+            else:
+                check = sent + self.ping_timeout
+            if due is None or check < due:
+                due = check
+        return due
+
+    def handle_timeout(self) -> None:
+        """Expire the calls whose deadline has passed (`Failed` with `CallTimeout`, and a cancel to
+        the peer), ping a silent peer, and give up on one that does not answer (`Closed`)."""
+        if self._ended:
+            return
+        now = self._clock()
+        heap = self._deadlines
+        pending = self._pending
+        while heap and heap[0][0] <= now:
+            _, call_id = heapq.heappop(heap)
+            entry = pending.pop(call_id, None)
+            if entry is not None:
+                handle, func, shown, inherited = entry
+                self._events.append(
+                    Failed(handle, CallTimeout(self.peer, func, shown, inherited=inherited))
+                )
+                self._queue(self._encode(to_wire(Cancel(call_id))))
+        if self.ping_interval is None or not (pending or self._unacked):
+            self._ping_sent = None
+            return
+        sent = self._ping_sent
+        if sent is not None and self.last_received > sent:
+            sent = self._ping_sent = None  # heard from the peer since: it is alive
+        if sent is None:
+            if now - self.last_received >= self.ping_interval:
+                self._ping_token += 1
+                self._ping_sent = now
+                self._queue(self._encode(to_wire(Ping(self._ping_token))))
+        elif now - sent >= self.ping_timeout:
+            why = (
+                f"no answer to ping within {self.ping_timeout:g}s "
+                f"(nothing heard for {now - self.last_received:.1f}s)"
+            )
+            self._end(PeerLost(self.peer, why, address=self.origin or None), why)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _encode(self, item: Any) -> bytes:
+        codec = self._codec
+        if codec is None:
+            raise RuntimeError("nothing can be sent before the peer's hello has arrived")
+        return codec.encode(item)
+
+    def _queue(self, body: bytes) -> None:
+        self._out.append(body)
+        self.queued_bytes += len(body)
+
+    def _lost(self, func: str | None) -> PeerLost:
+        why = self.end_reason or "connection closed"
+        if func is None:
+            return PeerLost(self.peer, why, operation="send_msg", address=self.origin or None)
+        return PeerLost(self.peer, why, function=func, address=self.origin or None)
+
+    def _end(self, exc: BaseException | None, why: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.end_reason = why
+        pending, self._pending = self._pending, {}
+        events = self._events
+        address = self.origin or None
+        for handle, func, _, _ in pending.values():
+            events.append(Failed(handle, PeerLost(self.peer, why, function=func, address=address)))
+        self._deadlines = []
+        self._out = []
+        self.queued_bytes = 0
+        self._credit_due = False
+        events.append(Closed(exc))
+
+    def _receive(self, bodies: list[bytes]) -> None:
+        try:
+            if self.peer is None:
+                bodies = self._handshake(bodies)
+            assert self._codec is not None
+            decode = self._codec.decode
+            events = self._events
+            pending = self._pending
+            for body in bodies:
+                env = from_wire(decode(body))
+                kind = type(env)
+                if kind is Reply:
+                    entry = pending.pop(env.id, None)  # type: ignore[union-attr]
+                    if entry is not None:
+                        events.append(_new(Answered, (entry[0], env.result)))  # type: ignore[union-attr]
+                elif kind is Call or kind is Cancel:
+                    events.append(env)  # type: ignore[arg-type]
+                elif kind is Msg:
+                    self._message(env.payload, len(body))  # type: ignore[union-attr]
+                else:
+                    self._control(env)
+                if self._ended:
+                    return
+        except (ProtocolError, AuthError) as exc:
+            self._end(exc, str(exc))
+
+    def _control(self, env: Envelope) -> None:
+        kind = type(env)
+        if kind is Error:
+            assert isinstance(env, Error)
+            self._error_received(env)
+        elif kind is Credit:
+            assert isinstance(env, Credit)
+            self._unacked = max(self._unacked - env.messages, 0)
+            self._unacked_bytes = max(self._unacked_bytes - env.size, 0)
+            self._events.append(_WINDOW_OPENED)
+        elif kind is Ping:
+            assert isinstance(env, Ping)
+            self._queue(self._encode(to_wire(Pong(env.token))))
+        elif kind is Pong:
+            assert isinstance(env, Pong)
+            sent = self._ping_sent
+            if sent is not None and env.token == self._ping_token:
+                self._ping_sent = None
+                self._events.append(PongReceived(self._clock() - sent))
+        elif kind is Hello:
+            raise ProtocolError(f"second hello from {self._describe()}", origin=self.origin or None)
+
+    def _handshake(self, bodies: list[bytes]) -> list[bytes]:
+        first = bodies[0]
+        if self._codec is None:
+            self._codec = sniff_codec(first)
+        hello = from_wire(self._codec.decode(first))
+        where = f" from {self.origin}" if self.origin else ""
+        if not isinstance(hello, Hello):
+            raise ProtocolError(f"expected hello{where}, got {type(hello).__name__.lower()}",
+                                origin=self.origin or None)
+        if hello.version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"peer {hello.name!r}{where} speaks protocol version {hello.version}, "
+                f"this side speaks {PROTOCOL_VERSION}",
+                origin=self.origin or None,
+            )
+        self._auth.verify(hello)
+        info = hello.info
+        limit = info.get("max_frame")
+        if type(limit) is int and limit > 0:
+            self._peer_max_frame = limit
+        window = info.get("window")
+        if (
+            isinstance(window, list)
+            and len(window) == 2
+            and all(type(w) is int and w > 0 for w in window)
+        ):
+            self._send_window = (window[0], window[1])
+        else:
+            self._send_window = None  # the peer asks for no flow control (a minimal client)
+        self.peer = hello.name
+        self.peer_info = info
+        if self.accepting:
+            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, self.name, self._info))))
+        self._events.append(Opened(hello.name, info))
+        self._events.append(_WINDOW_OPENED)
+        return bodies[1:]
+
+    def _message(self, payload: Any, size: int) -> None:
+        self._unread += 1
+        self._unread_bytes += size
+        count, limit = self.window
+        if self._unread > count or self._unread_bytes > limit + self.max_frame:
+            raise ProtocolError(
+                f"{self._describe()} sent {self._unread} messages ({self._unread_bytes} bytes) "
+                f"past its window of {count} messages / {limit} bytes",
+                origin=self.origin or None,
+            )
+        self._events.append(_new(MessageReceived, (payload, size)))
+        if not self._blocked and (self._unread >= count or self._unread_bytes >= limit):
+            self._blocked = True
+            self._events.append(SenderBlocked(self._unread, self._unread_bytes))
+
+    def _return_credit(self) -> None:
+        self._credit_due = False
+        if self._consumed and not self._ended:
+            self._queue(self._encode(to_wire(Credit(self._consumed, self._consumed_bytes))))
+            self._consumed = self._consumed_bytes = 0
+
+    def _error_received(self, err: Error) -> None:
+        entry = self._pending.pop(err.id, None)
+        if entry is None:
+            return
+        handle, func, _, _ = entry
+        exc: BaseException
+        if err.code == ERROR_NO_SUCH_FUNCTION:
+            found = _PROVIDES.search(err.message)
+            provided = None
+            if found is not None:
+                listed = found.group(1)
+                provided = [] if listed == "none" else listed.split(", ")
+            exc = NoSuchFunction(self.peer, func, provided)
+        else:
+            exc = RemoteError(self.peer, func, err.type, err.message, err.traceback)
+        self._events.append(Failed(handle, exc))
+
+    def _describe(self) -> str:
+        if self.peer:
+            return f"{self.peer!r} ({self.origin})" if self.origin else repr(self.peer)
+        return self.origin or "(unknown peer)"
