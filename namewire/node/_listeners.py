@@ -47,7 +47,7 @@ class Listeners:
             return node.new_session(accepting=True)
 
         urls = list(urls)
-        if unix and unix_sockets_supported() and not any(u.startswith("unix://") for u in urls):
+        if unix and unix_sockets_supported() and not any(scheme_of(u).makes_file for u in urls):
             urls.append("unix://" + default_unix_path(node.name))
         servers: list[Any] = []
         addresses: list[str] = []

@@ -51,4 +51,4 @@ def sockaddr_url(scheme: str, sockaddr: object) -> str:
         return f"{scheme}://{'@' + path[1:] if path.startswith(chr(0)) else path}"
     if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
         return str(Address(scheme, host=str(sockaddr[0]), port=int(sockaddr[1])))
-    return f"{scheme}://?" if scheme != "unix" else "unix://"
+    return f"{scheme}://?"

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from ..errors import ConnectionRefused, DatagramTooLarge, TransportError
 from ._address import Address, parse_address, sockaddr_url
+from ._schemes import scheme_of
 from ._flow import WriteFlow
 
 __all__ = ["DEFAULT_MAX_DATAGRAM", "DatagramSocket", "bind", "connect_datagram"]
@@ -33,7 +34,7 @@ def _url_of(sockaddr: tuple[object, ...]) -> str:
 @lru_cache(maxsize=4096)
 def _sockaddr_of(url: str) -> tuple[str, int]:
     address = parse_address(url)
-    if address.scheme != "udp":
+    if scheme_of(address).stream:
         raise ValueError(f"{url!r} is not a udp:// address")
     return (address.host, address.port)
 
@@ -311,6 +312,6 @@ async def _endpoint(
 
 def _udp(url: str | Address) -> Address:
     address = parse_address(url)
-    if address.scheme != "udp":
+    if scheme_of(address).stream:
         raise ValueError(f"{address} is not a udp:// address")
     return address
