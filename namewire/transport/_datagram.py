@@ -13,8 +13,8 @@ from typing import Any, cast
 
 from ..errors import ConnectionRefused, DatagramTooLarge, TransportError
 from ._address import Address, parse_address, sockaddr_url
-from ._schemes import scheme_of
 from ._flow import WriteFlow
+from ._schemes import scheme_of
 
 __all__ = ["DEFAULT_MAX_DATAGRAM", "DatagramSocket", "bind", "connect_datagram"]
 

@@ -9,6 +9,7 @@ from namewire.wire import (
     PROTOCOL_VERSION,
     Call,
     Cancel,
+    Credit,
     Envelope,
     Error,
     FrameDecoder,
@@ -27,7 +28,11 @@ from namewire.wire import (
 EVERY_KIND: list[tuple[Envelope, tuple[Any, ...]]] = [
     (Hello(1, "PlusServer", {"auth": "s3cret"}), (0, 1, "PlusServer", {"auth": "s3cret"})),
     (Msg({"event": "started"}), (1, {"event": "started"})),
-    (Call(17, "plus", [1, 2]), (2, 17, "plus", [1, 2])),
+    (Call(17, "plus", [1, 2]), (2, 17, "plus", [1, 2], None)),
+    (
+        Call(17, "plus", [1, 2], {"d": 2001, "r": 7}),
+        (2, 17, "plus", [1, 2], {"d": 2001, "r": 7}),
+    ),
     (Reply(17, 3), (3, 17, 3)),
     (
         Error(17, "remote_error", "ZeroDivisionError", "division by zero", "Traceback ..."),
@@ -36,8 +41,12 @@ EVERY_KIND: list[tuple[Envelope, tuple[Any, ...]]] = [
     (Cancel(17), (5, 17)),
     (Ping(99), (6, 99)),
     (Pong(99), (7, 99)),
+    (Credit(3, 120), (8, 3, 120)),
 ]
-KIND_IDS = [type(envelope).__name__ for envelope, _ in EVERY_KIND]
+KIND_IDS = [
+    type(envelope).__name__ + ("+meta" if type(envelope) is Call and envelope.meta else "")
+    for envelope, _ in EVERY_KIND
+]
 
 
 def test_protocol_version() -> None:
@@ -70,13 +79,49 @@ def test_round_trip_through_frame_and_codec(
 def test_exact_msgpack_bytes() -> None:
     assert MsgpackCodec().encode(to_wire(Ping(7))) == b"\x92\x06\x07"
     assert MsgpackCodec().encode(to_wire(Call(17, "plus", [1, 2]))) == (
-        b"\x94\x02\x11\xa4plus\x92\x01\x02"
+        b"\x95\x02\x11\xa4plus\x92\x01\x02\xc0"
     )
+    assert MsgpackCodec().encode(to_wire(Call(17, "plus", [1, 2], {"d": 5}))) == (
+        b"\x95\x02\x11\xa4plus\x92\x01\x02\x81\xa1d\x05"
+    )
+    assert MsgpackCodec().encode(to_wire(Credit(2, 300))) == b"\x93\x08\x02\xcd\x01\x2c"
 
 
 def test_exact_json_bytes() -> None:
     assert JsonCodec().encode(to_wire(Ping(7))) == b"[6,7]"
-    assert JsonCodec().encode(to_wire(Call(17, "plus", [1, 2]))) == b'[2,17,"plus",[1,2]]'
+    assert JsonCodec().encode(to_wire(Call(17, "plus", [1, 2]))) == b'[2,17,"plus",[1,2],null]'
+    assert JsonCodec().encode(to_wire(Call(17, "plus", [1, 2], {"r": 9}))) == (
+        b'[2,17,"plus",[1,2],{"r":9}]'
+    )
+    assert JsonCodec().encode(to_wire(Credit(2, 300))) == b"[8,2,300]"
+
+
+def test_credit_fields() -> None:
+    credit = from_wire([8, 3, 120])
+    assert type(credit) is Credit
+    assert (credit.messages, credit.size) == (3, 120)
+
+
+def test_call_meta_defaults_to_none() -> None:
+    assert Call(1, "f", []).meta is None
+    assert to_wire(Call(1, "f", [])) == (2, 1, "f", [], None)
+
+
+@pytest.mark.parametrize("item", [[2, 17, "plus", [1, 2]], (2, 17, "plus", [1, 2])])
+def test_call_without_meta_on_the_wire(item: Any) -> None:
+    # A minimal JSON client sends four items; the metadata is then None.
+    decoded = from_wire(item)
+    assert type(decoded) is Call
+    assert decoded == Call(17, "plus", [1, 2], None)
+    assert decoded.meta is None
+
+
+@pytest.mark.parametrize("codec", [MsgpackCodec(), JsonCodec()], ids=["msgpack", "json"])
+def test_call_meta_round_trips_unknown_keys(codec: MsgpackCodec | JsonCodec) -> None:
+    envelope = Call(1, "f", [], {"d": 2001, "r": 7, "t": "00-abc-01", "future": [1, {"x": None}]})
+    decoded = from_wire(codec.decode(codec.encode(to_wire(envelope))))
+    assert decoded == envelope
+    assert decoded.meta == envelope.meta
 
 
 @pytest.mark.parametrize(
@@ -129,7 +174,7 @@ def test_not_an_array(item: Any, message: str) -> None:
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ([8, 1], "unknown envelope kind 8"),
+        ([9, 1], "unknown envelope kind 9"),
         ([-1, 1], "unknown envelope kind -1"),
         (["call", 1], "unknown envelope kind 'call'"),
         ([True, 1], "unknown envelope kind True"),
@@ -146,8 +191,10 @@ def test_unknown_kind(item: list[Any], message: str) -> None:
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ([2, 17, "plus"], "call envelope needs 3 fields, got 2"),
-        ([2, 17, "plus", [], "extra"], "call envelope needs 3 fields, got 4"),
+        ([2, 17, "plus"], "call envelope needs 4 fields, got 2"),
+        ([2, 17, "plus", [], None, "extra"], "call envelope needs 4 fields, got 5"),
+        ([8, 1], "credit envelope needs 2 fields, got 1"),
+        ([8, 1, 2, 3], "credit envelope needs 2 fields, got 3"),
         ([0, 1, "A"], "hello envelope needs 3 fields, got 2"),
         ([4, 1, "remote_error", "E", "boom"], "error envelope needs 5 fields, got 4"),
         ([3, 1], "reply envelope needs 2 fields, got 1"),
@@ -167,6 +214,16 @@ def test_wrong_field_count(item: list[Any], message: str) -> None:
         ([2, "17", "plus", []], "call envelope field 'id' must be int, got str"),
         ([2, 17, b"plus", []], "call envelope field 'func' must be str, got bytes"),
         ([2, 17, "plus", {}], "call envelope field 'args' must be list, got dict"),
+        ([2, 17, "plus", {}, None], "call envelope field 'args' must be list, got dict"),
+        (
+            [2, 17, "plus", [], "extra"],
+            "call envelope field 'meta' must be dict or NoneType, got str",
+        ),
+        ([2, 17, "plus", [], []], "call envelope field 'meta' must be dict or NoneType, got list"),
+        ([2, 17, "plus", [], 5], "call envelope field 'meta' must be dict or NoneType, got int"),
+        ([8, "1", 2], "credit envelope field 'messages' must be int, got str"),
+        ([8, 1, 2.0], "credit envelope field 'size' must be int, got float"),
+        ([8, 1, True], "credit envelope field 'size' must be int, got bool"),
         ([0, "1", "A", {}], "hello envelope field 'version' must be int, got str"),
         ([0, 1, None, {}], "hello envelope field 'name' must be str, got NoneType"),
         ([0, 1, "A", []], "hello envelope field 'info' must be dict, got list"),
