@@ -151,13 +151,15 @@ class NameService:
         if self._leases.get(name) is lease:
             del self._leases[name]
             if notify:
-                self._notify(name, set(lease.registration.functions))
+                self._notify(name, set(lease.registration.functions), left=True)
 
-    def _notify(self, name: str, functions: set[str]) -> None:
+    def _notify(self, name: str, functions: set[str], *, left: bool = False) -> None:
         sessions = set(self._name_watchers.get(name, ()))
         for func in functions:
             sessions |= self._func_watchers.get(func, set())
-        notice = {"event": EVENT_CHANGED, "name": name, "functions": sorted(functions)}
+        notice = {
+            "event": EVENT_CHANGED, "name": name, "functions": sorted(functions), "left": left
+        }
         for session in sessions:
             session.push(notice)
 

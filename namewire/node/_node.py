@@ -240,6 +240,7 @@ class Node:
                     nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
                 )
             if registry is not None:
+                registry.name_left = self._routes.retire
                 await registry.start()
                 self._registry = registry
                 if self._listeners is not None:

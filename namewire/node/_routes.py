@@ -56,6 +56,11 @@ class RouteTable:
                 break
         return True
 
+    def retire(self, name: str) -> None:
+        """``name`` left the registry: new calls look it up again (and fail if it is gone), while
+        calls already pending on its session are answered or fail there."""
+        self.by_name.pop(name, None)
+
     def running_calls(self) -> list[asyncio.Task[object]]:
         """Tasks running calls that peers made to us (async functions)."""
         return [task for session in self.sessions for task in session.running.values()]

@@ -154,7 +154,10 @@ class NameServiceClient(Registry):
         session.message_consumed(size)  # notices are handled at once: no mailbox
         if isinstance(payload, dict) and payload.get("event") == EVENT_CHANGED:
             self._epoch += 1
-            self._cache.pop(str(payload.get("name")), None)
+            name = str(payload.get("name"))
+            self._cache.pop(name, None)
+            if payload.get("left") is True and self.name_left is not None:
+                self.name_left(name)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
 

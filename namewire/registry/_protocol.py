@@ -29,5 +29,6 @@ FN_PROVIDERS = "providers"
 FN_SERVICES = "services"
 
 # Notice pushed to sessions that looked the name up or asked for providers of one of its functions:
-# {"event": "changed", "name": NAME, "functions": [FUNC, ...]} (old and new functions).
+# {"event": "changed", "name": NAME, "functions": [FUNC, ...], "left": bool} (old and new
+# functions; "left" is true when the name is no longer registered at all).
 EVENT_CHANGED = "changed"

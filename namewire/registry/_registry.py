@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from ._records import Registration, ServiceInfo
 
@@ -16,6 +17,10 @@ class Registry(ABC):
     registry restarts) from `register` until `deregister` or `close`. Look-ups may be cached; the
     backend drops cached entries when the registry reports a change.
     """
+
+    name_left: Callable[[str], None] | None = None
+    """Called with a name when the registry reports that it left (its lease ended or was given
+    up), so that its owner stops sending it new calls at once."""
 
     @abstractmethod
     async def start(self) -> None:

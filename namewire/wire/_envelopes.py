@@ -176,10 +176,10 @@ def _checked(item: Any) -> Envelope:
     if cls is Call and len(item) == len(types):
         item = [*item, None]  # metadata is optional on the wire (a minimal JSON client omits it)
     if len(item) != len(types) + 1:
-        raise ProtocolError(
-            f"{cls.__name__.lower()} envelope needs {len(types)} "
-            f"field{'s' if len(types) != 1 else ''}, got {len(item) - 1}"
+        needed = "3 or 4 fields" if cls is Call else (
+            f"{len(types)} field{'s' if len(types) != 1 else ''}"
         )
+        raise ProtocolError(f"{cls.__name__.lower()} envelope needs {needed}, got {len(item) - 1}")
     for name, expected, value in zip(cls._fields, types, item[1:], strict=True):
         if expected is None:
             continue

@@ -191,8 +191,8 @@ def test_unknown_kind(item: list[Any], message: str) -> None:
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ([2, 17, "plus"], "call envelope needs 4 fields, got 2"),
-        ([2, 17, "plus", [], None, "extra"], "call envelope needs 4 fields, got 5"),
+        ([2, 17, "plus"], "call envelope needs 3 or 4 fields, got 2"),
+        ([2, 17, "plus", [], None, "extra"], "call envelope needs 3 or 4 fields, got 5"),
         ([8, 1], "credit envelope needs 2 fields, got 1"),
         ([8, 1, 2, 3], "credit envelope needs 2 fields, got 3"),
         ([0, 1, "A"], "hello envelope needs 3 fields, got 2"),
