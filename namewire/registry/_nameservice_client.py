@@ -140,10 +140,11 @@ class NameServiceClient(Registry):
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
-        if self._session is not None:
-            self._session.close()
+        session, self._session = self._session, None  # no cycle through it once closed
+        if session is not None:
+            session.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._session.wait_closed(), 1.0)
+                await asyncio.wait_for(session.wait_closed(), 1.0)
 
     # -- SessionHandler (the name service's side of our session) ------------------------------------
 
