@@ -16,6 +16,7 @@ from ..errors import (
     NamewireError,
     NoSuchFunction,
     PeerLost,
+    RegistryUnavailable,
     RemoteError,
     TransportError,
 )
@@ -307,8 +308,13 @@ class Node:
             providers = [p for p in await self.get_remote_func_provider(func) if p not in tried]
             if not providers:
                 if tried:
-                    raise PeerLost(f"rpc_call_any({func!r}): every provider was lost ({sorted(tried)})")
-                raise NoSuchFunction(f"rpc_call_any({func!r}): no live service provides it")
+                    raise PeerLost(
+                        None,
+                        f"every provider was lost: {', '.join(sorted(tried))}",
+                        function=func,
+                        operation="rpc_call_any",
+                    )
+                raise NoSuchFunction(None, func, operation="rpc_call_any")
             target = self._choose(func, providers, strategy)
             registry = self._registry
             idempotent = registry is not None and func in (await registry.lookup(target)).idempotent
@@ -322,7 +328,13 @@ class Node:
 
     async def get_remote_func_provider(self, func: str) -> list[str]:
         """Names of all live services providing ``func``, except this node (sorted)."""
-        registry = self._require_registry(f"get_remote_func_provider({func!r})")
+        registry = self._registry
+        if registry is None:
+            if not self._running:
+                raise RuntimeError(f"get_remote_func_provider({func!r}): node {self.name!r} is not running")
+            raise RegistryUnavailable(
+                f"get_remote_func_provider({func!r}): node {self.name!r} runs without a registry"
+            )
         return [p for p in await registry.providers(func) if p != self.name]
 
     async def get_msg(self) -> tuple[str, Any]:
@@ -390,13 +402,9 @@ class Node:
 
     async def _call_self(self, func: str, args: tuple[Any, ...], timeout: float | None) -> Any:
         """A call to this node's own name: run locally, with the errors a remote call would give."""
-        where = f"rpc_call({self.name!r}, {func!r})"
         entry = self.functions.by_name.get(func)
         if entry is None:
-            provided = ", ".join(self.functions.names()) or "none"
-            raise NoSuchFunction(
-                f"{where}: {self.name!r} has no function {func!r} (it provides: {provided})"
-            )
+            raise NoSuchFunction(self.name, func, self.functions.names())
         call_args = self._through_codec(list(args))
         if entry.with_caller:
             call_args = [Caller(self.name, None), *call_args]
@@ -408,10 +416,10 @@ class Node:
                     result = await result
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
-                raise CallTimeout(f"{where}: no answer within {timeout}s") from None
-            kind = _type_name(exc)
+                assert timeout is not None
+                raise CallTimeout(self.name, func, timeout) from None
             raise RemoteError(
-                f"{where}: {kind}: {exc}", kind, str(exc), "".join(traceback.format_exception(exc))
+                self.name, func, _type_name(exc), str(exc), "".join(traceback.format_exception(exc))
             ) from exc
         return self._through_codec(result)
 
@@ -430,12 +438,6 @@ class Node:
             metadata=metadata,
         )
 
-    def _require_registry(self, what: str) -> Registry:
-        if self._registry is None:
-            if not self._running:
-                raise RuntimeError(f"{what}: node {self.name!r} is not running")
-            raise NameNotFound(f"{what}: node {self.name!r} has no name service to ask")
-        return self._registry
 
     def _choose(self, func: str, providers: list[str], strategy: str) -> str:
         if strategy == "least_pending":
@@ -453,7 +455,11 @@ class Node:
     async def _route(self, name: str) -> Session:
         if not self._running or self._stopping:
             raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
-        return await self._routes.open(name, self._require_registry(f"no connection to {name!r} and"))
+        if self._registry is None:
+            raise NameNotFound(
+                name, f"no connection to {name!r} and node {self.name!r} has no name service to ask"
+            )
+        return await self._routes.open(name, self._registry)
 
 
 async def _answer(session: Session, call_id: int, coro: Any) -> None:

@@ -210,7 +210,7 @@ class NameServiceClient(Registry):
         epoch = self._epoch
         data = await self._call(FN_LOOKUP, name)
         if data is None:
-            raise NameNotFound(f"no service named {name!r} (name service {self.url})")
+            raise NameNotFound(name, registry=self.url)
         registration = Registration.from_dict(data)
         if epoch == self._epoch:
             self._cache[name] = registration
