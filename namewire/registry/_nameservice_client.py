@@ -165,6 +165,8 @@ class NameServiceClient(Registry):
         pass
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        if session is not self._session:
+            return  # one we gave up on while connecting: the current session, if any, is fine
         if not self._closing:
             log.warning("lost the name service at %s (%s); reconnecting", self.url,
                         reason or "closed")
@@ -176,6 +178,12 @@ class NameServiceClient(Registry):
     # -- internals ---------------------------------------------------------------------------------
 
     async def _connect(self) -> Session:
+        """A new session to the name service, its hello received.
+
+        Whatever fails once the connection is made (no hello in time, a closed connection, a
+        cancelled caller), the connection is aborted before the error leaves: nothing is left open.
+        """
+        session: Session | None = None
         try:
             _, protocol = await open_stream(
                 self.url,
@@ -183,15 +191,20 @@ class NameServiceClient(Registry):
                 timeout=self._connect_timeout,
             )
             assert isinstance(protocol, Session)
+            session = protocol
             async with asyncio.timeout(self._connect_timeout):
-                await protocol.wait_open()
-        except (TransportError, PeerLost, TimeoutError) as exc:
+                await session.wait_open()
+        except BaseException as exc:
+            if session is not None:
+                session.abort()
+            if not isinstance(exc, (TransportError, PeerLost, TimeoutError)):
+                raise
             why = str(exc) or f"no answer within {self._connect_timeout}s"
             raise RegistryUnavailable(
                 f"cannot reach the name service at {self.url}: {why} "
                 "(start one with `namewire nameservice`)"
             ) from None
-        return protocol
+        return session
 
     async def _call(self, func: str, *args: Any) -> Any:
         session = self._session

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 import namewire
+from namewire.nameservice import NameService
 from namewire.registry import NameServiceClient, Registration
 from tests.conftest import Processes, free_port
 
@@ -131,3 +135,56 @@ async def test_start_without_a_name_service_names_the_address() -> None:
     client = NameServiceClient(url, node_name="lonely", connect_timeout=1.0)
     with pytest.raises(namewire.RegistryUnavailable, match=f"cannot reach the name service at {url}"):
         await client.start()
+
+
+@contextlib.asynccontextmanager
+async def nameservice(service: NameService | None = None) -> AsyncIterator[str]:
+    """A name service in this process, on a free loopback port: its URL."""
+    async with (service or NameService()).serve("tcp://127.0.0.1:0") as running:
+        yield running.address
+
+
+async def test_a_name_service_that_never_says_hello_is_hung_up_on() -> None:
+    held: list[asyncio.StreamReader] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(reader)  # accepts, reads nothing, answers nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    url = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        client = NameServiceClient(url, node_name="Impatient", connect_timeout=0.3)
+        with pytest.raises(namewire.RegistryUnavailable, match="no answer within 0.3s"):
+            await client.start()
+        [reader] = held
+        # The client's hello, then end of stream: the client closed the connection it gave up on.
+        await asyncio.wait_for(reader.read(), 2.0)
+        assert reader.at_eof()
+    finally:
+        server.close()
+
+
+async def test_a_stale_session_closing_keeps_the_caches_of_the_current_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with nameservice() as url:
+        owner = await started(url, "Owner")
+        reader = await started(url, "Reader")
+        try:
+            await owner.register(registration("Owner", "f"))
+            assert (await reader.lookup("Owner")).name == "Owner"
+            assert await reader.providers("f") == ["Owner"]
+            # A second, real session to the name service reporting to the same client, which then
+            # dies: it is not the client's session, so nothing the client holds is stale.
+            stale = await reader._connect()
+            with caplog.at_level(logging.WARNING, logger="namewire.registry"):
+                stale.abort()
+                await stale.wait_closed()
+                await asyncio.sleep(0.05)
+            assert "Owner" in reader._cache and "f" in reader._providers
+            assert not reader._wake.is_set()
+            assert "lost the name service" not in caplog.text
+            assert reader._session is not None and reader._session.is_open
+        finally:
+            await owner.close()
+            await reader.close()
