@@ -136,10 +136,13 @@ class NameServiceClient(Registry):
     async def close(self) -> None:
         self._closing = True
         await self.deregister()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.wait([keeper])  # never raises what the keeper met: that was logged
+            if not keeper.cancelled() and keeper.exception() is not None:
+                log.error("lease keeper of %r had stopped", self.node_name,
+                          exc_info=keeper.exception())
         if self._session is not None:
             self._session.close()
             with contextlib.suppress(Exception):
@@ -230,7 +233,20 @@ class NameServiceClient(Registry):
         return registration
 
     async def _keep_alive(self) -> None:
-        """Renew the lease every ttl/3; after losing the name service, reconnect and re-register."""
+        """Renew the lease every ttl/3; after losing the name service, reconnect and re-register.
+
+        Runs until `close`: a failure is logged and the keeper carries on, since a keeper that died
+        would let the lease lapse without a word.
+        """
+        while True:
+            try:
+                await self._keep_alive_until_failure()
+            except Exception:
+                log.exception("lease keeper of %r (name service %s) failed; carrying on",
+                              self.node_name, self.url)
+                await asyncio.sleep(self.ttl / 3)
+
+    async def _keep_alive_until_failure(self) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             session = self._session
@@ -260,6 +276,11 @@ class NameServiceClient(Registry):
             alive = await self._call(FN_RENEW, self._lease)
         except RegistryUnavailable:
             return  # the keeper reconnects
+        except NamewireError as exc:  # RemoteError, NoSuchFunction...: the name service refused
+            log.warning("renewing the lease of %r at %s failed (%s); registering again",
+                        self.node_name, self.url, exc)
+            await self._register_again()
+            return
         if not alive:
             log.warning("lease of %r expired at the name service; registering again",
                         self.node_name)
@@ -274,6 +295,10 @@ class NameServiceClient(Registry):
         except NameTaken as exc:
             # Someone took the name while we were away; the keeper tries again each period.
             self._lease = None
-            log.error("cannot register again: %s", exc)
+            log.error("cannot register %r again: %s", self.node_name, exc)
         except RegistryUnavailable:
             pass
+        except NamewireError as exc:
+            self._lease = None  # the keeper tries again each period
+            log.warning("registering %r again at %s failed (%s); trying again in %.3gs",
+                        self.node_name, self.url, exc, self.ttl / 3)

@@ -14,6 +14,7 @@ import pytest
 
 import namewire
 from namewire.nameservice import NameService
+from namewire.node import Caller
 from namewire.registry import NameServiceClient, Registration
 from tests.conftest import Processes, free_port
 
@@ -188,3 +189,50 @@ async def test_a_stale_session_closing_keeps_the_caches_of_the_current_one(
         finally:
             await owner.close()
             await reader.close()
+
+
+class BrokenRenewals(NameService):
+    """A real name service whose first ``failures`` renewals raise."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.renewals = 0
+
+    def _renew(self, caller: Caller, lease_id: str) -> bool:
+        self.renewals += 1
+        if self.renewals <= self.failures:
+            raise ValueError("renewals are broken today")
+        return super()._renew(caller, lease_id)
+
+
+async def test_a_failing_renewal_is_logged_and_the_keeper_keeps_the_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = BrokenRenewals(failures=3)
+    async with nameservice(service) as url:
+        owner = namewire.Node("Owner")
+        reader = await started(url, "Reader")
+        try:
+            with caplog.at_level(logging.WARNING, logger="namewire.registry"):
+                async with owner.serve(nameservice=url, lease_ttl=0.3, unix=False):
+                    await asyncio.sleep(1.5)  # five lease lengths, ten renewal periods
+                    assert service.renewals > 5, "the keeper stopped renewing"
+                    reader.forget("Owner")
+                    assert (await reader.lookup("Owner")).name == "Owner"
+                # Leaving the block (Node.stop) did not re-raise anything the keeper met.
+            failures = [r for r in caplog.records if "renewals are broken today" in r.getMessage()]
+            assert len(failures) == 3
+            assert all("'Owner'" in r.getMessage() for r in failures)
+        finally:
+            await reader.close()
+
+
+async def test_close_does_not_reraise_what_the_keeper_met() -> None:
+    service = BrokenRenewals(failures=1_000_000)
+    async with nameservice(service) as url:
+        owner = await started(url, "Owner", ttl=0.3)
+        await owner.register(registration("Owner", "f"))
+        await asyncio.sleep(0.5)
+        assert service.renewals >= 2
+        await owner.close()
