@@ -109,8 +109,15 @@ class NameServiceClient(Registry):
         if shared is None:
             shared = asyncio.ensure_future(self._lookup(name))
             self._lookups[name] = shared
-            shared.add_done_callback(lambda _: self._lookups.pop(name, None))
+            shared.add_done_callback(lambda done: self._lookup_settled(name, done))
         return await asyncio.shield(shared)
+
+    def _lookup_settled(self, name: str, shared: asyncio.Future[Registration]) -> None:
+        self._lookups.pop(name, None)
+        if not shared.cancelled():
+            # Mark retrieved: every waiter may have been cancelled (shield then drops its own
+            # callback), and the NameNotFound would be logged as "never retrieved" when collected.
+            shared.exception()
 
     async def providers(self, func: str) -> list[str]:
         cached = self._providers.get(func)

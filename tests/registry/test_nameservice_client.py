@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -236,3 +238,37 @@ async def test_close_does_not_reraise_what_the_keeper_met() -> None:
         await asyncio.sleep(0.5)
         assert service.renewals >= 2
         await owner.close()
+
+
+@contextlib.contextmanager
+def loop_reports() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the loop's exception handler ("exception was never retrieved" among others)."""
+    loop = asyncio.get_running_loop()
+    reports: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reports.append(context))
+    try:
+        yield reports
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_a_failed_look_up_whose_waiters_all_left_is_not_reported_as_unretrieved() -> None:
+    async with nameservice() as url:
+        reader = await started(url, "Reader")
+        try:
+            with loop_reports() as reports:
+                for _ in range(3):
+                    waiters = [asyncio.ensure_future(reader.lookup("Ghost")) for _ in range(3)]
+                    await asyncio.sleep(0)  # the shared look-up is on its way
+                    for waiter in waiters:
+                        waiter.cancel()
+                    await asyncio.gather(*waiters, return_exceptions=True)
+                    del waiters
+                    await asyncio.sleep(0.05)  # its NameNotFound arrives, nobody to take it
+                with pytest.raises(namewire.NameNotFound):  # and one with a waiter, for contrast
+                    await reader.lookup("Ghost")
+                gc.collect()
+                await asyncio.sleep(0)
+            assert [r["message"] for r in reports] == []
+        finally:
+            await reader.close()

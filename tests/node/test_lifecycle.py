@@ -1,0 +1,53 @@
+"""A node's own life in one process: stopping (cancelled or not), and what it leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import namewire
+from namewire.nameservice import NameService
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@contextlib.asynccontextmanager
+async def nameservice() -> AsyncIterator[str]:
+    """A name service in this process, on a free loopback port: its URL."""
+    async with NameService().serve("tcp://127.0.0.1:0") as running:
+        yield running.address
+
+
+@contextlib.contextmanager
+def loop_reports() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the loop's exception handler ("exception was never retrieved" among others)."""
+    loop = asyncio.get_running_loop()
+    reports: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reports.append(context))
+    try:
+        yield reports
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_failed_first_uses_whose_callers_all_left_are_not_reported_as_unretrieved() -> None:
+    async with nameservice() as url:
+        async with namewire.Node("Caller").serve(nameservice=url, listen=None) as me:
+            with loop_reports() as reports:
+                for _ in range(3):
+                    calls = [asyncio.ensure_future(me.rpc_call("Ghost", "f")) for _ in range(3)]
+                    calls.append(asyncio.ensure_future(me.send_msg("Ghost", "boo")))
+                    await asyncio.sleep(0)  # the shared look-up + connect is under way
+                    for call in calls:
+                        call.cancel()
+                    await asyncio.gather(*calls, return_exceptions=True)
+                    del calls
+                    await asyncio.sleep(0.05)  # it fails with NameNotFound, nobody waiting
+                gc.collect()
+                await asyncio.sleep(0)
+            assert [r["message"] for r in reports] == []
