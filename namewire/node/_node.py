@@ -92,6 +92,7 @@ class Node:
         self._round_robin: dict[str, int] = {}
         self._running = False
         self._stopping = False
+        self._teardown: asyncio.Task[None] | None = None
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -206,25 +207,56 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Leave cleanly: deregister, stop accepting, let running calls finish within ``grace``
-        seconds, then close every connection (calls still waiting on them get `PeerLost`)."""
-        if not self._running or self._stopping:
+        seconds, then close every connection (calls still waiting on them get `PeerLost`).
+
+        The teardown runs in a task of its own: cancelling ``stop`` cancels only the wait for it,
+        and the node still closes everything. A ``stop`` while one is under way waits for that
+        same teardown (its ``grace`` is the first one's); on a stopped node it returns at once.
+        """
+        if not self._running:
             return
+        teardown = self._teardown
+        if teardown is None:
+            teardown = asyncio.get_running_loop().create_task(
+                self._stop(grace), name=f"namewire.stop({self.name})"
+            )
+            self._teardown = teardown
+            teardown.add_done_callback(self._stopped)
+        await asyncio.shield(teardown)
+
+    async def _stop(self, grace: float) -> None:
         self._stopping = True
         registry, self._registry = self._registry, None
-        if registry is not None:
-            await registry.deregister()
-        if self._listeners is not None:
-            await self._listeners.close()
-        running = self._routes.running_calls()
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
-        await self._routes.close_all()
-        if registry is not None:
-            await registry.close()
-        if self._listeners is not None:
-            self._listeners.remove_files()
-            self._listeners = None
-        self._running = False
+        listeners = self._listeners
+        try:
+            if registry is not None:
+                await registry.deregister()
+            if listeners is not None:
+                await listeners.close()
+            running = self._routes.running_calls()
+            if running and grace > 0:
+                await asyncio.wait(running, timeout=grace)
+        finally:
+            # Even when the steps above fail (or the loop's shutdown cancels this task), close what
+            # is open: connections, the registry session, the listeners' socket files.
+            try:
+                await self._routes.close_all()
+            finally:
+                try:
+                    if registry is not None:
+                        await registry.close()
+                finally:
+                    if listeners is not None:
+                        await listeners.close()
+                        listeners.remove_files()
+                    self._listeners = None
+                    self._running = False
+
+    def _stopped(self, teardown: asyncio.Task[None]) -> None:
+        self._teardown = None
+        if not teardown.cancelled() and teardown.exception() is not None:
+            # Retrieved here too: every stop() awaiting it may have been cancelled.
+            log.error("node %r: stopping failed", self.name, exc_info=teardown.exception())
 
     @property
     def addresses(self) -> tuple[str, ...]:
