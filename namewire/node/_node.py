@@ -28,7 +28,7 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
-from ..transport import Session
+from ..transport import Session, parse_address
 from ..wire import DEFAULT_MAX_FRAME, ERROR_NO_SUCH_FUNCTION, ERROR_REMOTE, Call, codec_named
 from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
@@ -93,6 +93,7 @@ class Node:
         self._running = False
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
+        self._advertise: tuple[str, ...] = ()
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
+        advertise: str | Sequence[str] | None = None,
         nameservice: str | None = None,
         registry: Registry | None = None,
         standalone: bool = False,
@@ -152,6 +154,7 @@ class Node:
         await self.start(
             listen=listen,
             unix=unix,
+            advertise=advertise,
             nameservice=nameservice,
             registry=registry,
             standalone=standalone,
@@ -168,6 +171,7 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
+        advertise: str | Sequence[str] | None = None,
         nameservice: str | None = None,
         registry: Registry | None = None,
         standalone: bool = False,
@@ -177,7 +181,10 @@ class Node:
         """Listen, connect to the registry and register.
 
         ``listen``: address URL(s) to accept connections on (port 0 picks one); None for a node that
-        only calls out. ``unix`` adds a unix socket, which same-host peers prefer. ``nameservice``:
+        only calls out; a wildcard host (``tcp://0.0.0.0:N``) is advertised under an address of this
+        host that others can reach. ``unix`` adds a unix socket, which same-host peers prefer.
+        ``advertise``: the URL(s) peers are told to use instead of the ``listen`` addresses (NAT,
+        containers, a proxy in front); the unix socket is still advertised. ``nameservice``:
         the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
         ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
         registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
@@ -185,6 +192,10 @@ class Node:
         """
         if self._running:
             raise RuntimeError(f"node {self.name!r} is already running")
+        advertised = _advertise_urls(advertise)
+        if advertised and listen is None:
+            raise ValueError("advertise= names where peers reach the listen= sockets; give listen= too")
+        self._advertise = advertised
         self._running = True
         self._stopping = False
         self._mailbox = Mailbox(self._mailbox_size)
@@ -260,8 +271,17 @@ class Node:
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """The URLs this node accepts connections on (empty when it does not listen)."""
-        return self._listeners.addresses if self._listeners is not None else ()
+        """The URLs peers reach this node at, as registered (empty when it does not listen).
+
+        The ``listen`` addresses (a wildcard host replaced by a reachable one), or the ``advertise``
+        URLs given to `start`, followed by the unix socket if there is one.
+        """
+        if self._listeners is None:
+            return ()
+        if not self._advertise:
+            return self._listeners.addresses
+        unix = tuple(a for a in self._listeners.addresses if a.startswith("unix://"))
+        return self._advertise + unix
 
     @property
     def peers(self) -> list[tuple[str, str]]:
@@ -492,6 +512,14 @@ class Node:
                 name, f"no connection to {name!r} and node {self.name!r} has no name service to ask"
             )
         return await self._routes.open(name, self._registry)
+
+
+def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The ``advertise=`` URLs, checked (`parse_address` raises ValueError) and normalised."""
+    if advertise is None:
+        return ()
+    urls = [advertise] if isinstance(advertise, str) else list(advertise)
+    return tuple(str(parse_address(url)) for url in urls)
 
 
 async def _answer(session: Session, call_id: int, coro: Any) -> None:
