@@ -297,9 +297,11 @@ class Node:
     def send_msg(self, name: str, msg: Any) -> Coroutine[Any, Any, None]:
         """Send ``msg`` to service ``name``; await it. Ordered per sender -> receiver.
 
-        Returns once the message is handed to the connection (waiting only while the connection's
-        write buffer is full). Raises `NameNotFound`, `PeerLost` (cannot reach, or lost),
-        `EncodeError`; a message is never dropped silently. A node may send to its own name.
+        Delivered at most once: returns when the message is handed to the connection (waiting only
+        while the connection's write buffer is full); if the connection dies before the peer reads
+        it, it is lost without a word. Use `rpc_call` when you need to know. Raises `NameNotFound`,
+        `PeerLost` (cannot reach, or the connection is already closed), `EncodeError`. A node may
+        send to its own name.
         """
         session = self._routes.by_name.get(name)
         if session is None:
