@@ -7,8 +7,9 @@
         client.send_msg("Logger", {"event": "hi"})
         sender, msg = client.get_msg(timeout=5)
 
-The client runs a `Node` on an event loop in a background thread; every method submits a coroutine
-there and blocks the calling thread for the result. Errors are the same `NamewireError`s the async
+The client runs a `Node` on an event loop in a background thread; every method runs entirely on that
+loop's thread (the node is never touched from the caller's) and blocks the calling thread for the
+result. Errors are the same `NamewireError`s the async
 API raises. Methods may be called from any thread.
 """
 
@@ -19,7 +20,7 @@ import itertools
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -62,7 +63,7 @@ class Client:
         self._closed = False
         try:
             self._submit(
-                self.node.start(listen=listen, nameservice=nameservice), start_timeout
+                lambda: self.node.start(listen=listen, nameservice=nameservice), start_timeout
             )
         except BaseException:
             self._stop_loop()
@@ -74,26 +75,26 @@ class Client:
 
     def send_msg(self, name: str, msg: Any) -> None:
         """Send ``msg`` to service ``name``; see `Node.send_msg`."""
-        self._submit(self.node.send_msg(name, msg))
+        self._submit(lambda: self.node.send_msg(name, msg))
 
     def rpc_call(
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Any:
         """Call ``func(*args)`` on ``name``; ``timeout`` defaults to ``call_timeout``, None waits
         without limit."""
-        return self._submit(self.node.rpc_call(name, func, *args, timeout=timeout))
+        return self._submit(lambda: self.node.rpc_call(name, func, *args, timeout=timeout))
 
     def rpc_call_any(self, func: str, *args: Any, timeout: float | None = DEFAULT) -> Any:
         """Call ``func`` on any live provider; see `Node.rpc_call_any`."""
-        return self._submit(self.node.rpc_call_any(func, *args, timeout=timeout))
+        return self._submit(lambda: self.node.rpc_call_any(func, *args, timeout=timeout))
 
     def get_remote_func_provider(self, func: str) -> list[str]:
         """Names of the live services providing ``func``, except this client."""
-        return self._submit(self.node.get_remote_func_provider(func))
+        return self._submit(lambda: self.node.get_remote_func_provider(func))
 
     def get_msg(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next message as ``(sender, msg)``; raises TimeoutError after ``timeout`` seconds."""
-        return self._submit(self.node.get_msg(), timeout)
+        return self._submit(self.node.get_msg, timeout)
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the node (deregistering it) and the background loop. Safe to call twice."""
@@ -101,7 +102,7 @@ class Client:
             return
         self._closed = True
         try:
-            self._submit(self.node.stop(grace=grace), grace + 5.0, closing=True)
+            self._submit(lambda: self.node.stop(grace=grace), grace + 5.0, closing=True)
         finally:
             self._stop_loop()
 
@@ -117,12 +118,24 @@ class Client:
         self.close()
 
     def _submit(
-        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, *, closing: bool = False
+        self,
+        call: Callable[[], Awaitable[T]],
+        timeout: float | None = None,
+        *,
+        closing: bool = False,
     ) -> T:
+        """Run ``call()`` on the loop thread, await what it returns there, and block for the result.
+
+        ``call`` itself runs on the loop too: `Node.rpc_call` and `Node.send_msg` are plain
+        functions that read the node's routes before handing back a coroutine.
+        """
         if self._closed and not closing:
-            coro.close()
             raise RuntimeError(f"client {self.node.name!r} is closed")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+        async def on_loop() -> T:
+            return await call()
+
+        future: Future[T] = asyncio.run_coroutine_threadsafe(on_loop(), self._loop)
         try:
             return future.result(timeout)
         except TimeoutError:

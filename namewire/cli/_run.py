@@ -17,6 +17,7 @@ from ..errors import NamewireError
 from ..nameservice import serve_forever
 from ..node import Node
 from ..registry import DEFAULT_LEASE_TTL, DEFAULT_NAMESERVICE
+from ..transport import parse_address
 from ._common import (
     add_logging_options,
     add_nameservice_option,
@@ -45,6 +46,9 @@ def add_parsers(commands: Any) -> None:
     run.add_argument("--listen", metavar="URL", action="append",
                      help="address to accept connections on, repeatable "
                           "(default: tcp://127.0.0.1:0, plus a unix socket)")
+    run.add_argument("--advertise", metavar="URL", action="append",
+                     help="address to register instead of the --listen ones, repeatable: where "
+                          "other hosts reach this service (NAT, containers, a proxy)")
     run.add_argument("--no-unix", action="store_true",
                      help="do not also listen on a unix socket for same-host peers")
     run.add_argument("--lease-ttl", type=float, default=DEFAULT_LEASE_TTL, metavar="SECONDS",
@@ -84,6 +88,11 @@ def load_app(path: str) -> tuple[Node, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args)
+    for url in args.advertise or ():
+        try:
+            parse_address(url)
+        except ValueError as exc:
+            fail(f"--advertise {url}: {exc}")
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
@@ -93,6 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with node.serve(
             listen=args.listen or "tcp://127.0.0.1:0",
             unix=not args.no_unix,
+            advertise=args.advertise,
             nameservice=nameservice_url(args),
             lease_ttl=args.lease_ttl,
             grace=args.grace,

@@ -1,11 +1,20 @@
-"""The sockets a node accepts connections on, and the addresses it advertises for them."""
+"""The sockets a node accepts connections on, and the addresses it advertises for them.
+
+A wildcard bind (``tcp://0.0.0.0:N``, ``tcp://[::]:N``) is advertised under an address of this host
+that other hosts can reach, found without DNS (which blocks the loop and, on Debian, resolves the
+host name to 127.0.1.1): the source address the kernel picks for a route out, else the first
+non-loopback interface address, else loopback. ``Node.serve(advertise=...)`` overrides all of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import socket
+import struct
+import sys
 import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -84,10 +93,65 @@ def _advertised(server: Any, scheme: str) -> str:
     """The URL peers should use: the bound port, and a reachable host for wildcard binds."""
     host, port = server.sockets[0].getsockname()[:2]
     if host in ("0.0.0.0", "::"):
-        try:
-            host = socket.gethostbyname(socket.gethostname())
-        except OSError:
-            host = "127.0.0.1"
+        host = reachable_host(socket.AF_INET6 if host == "::" else socket.AF_INET)
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
+
+
+# Where the route probe points. A UDP connect() sends nothing: the kernel only picks the route, and
+# with it the source address other hosts would see. Neither address is expected to answer.
+_PROBES = {socket.AF_INET: ("10.254.254.254", 9), socket.AF_INET6: ("2001:db8::1", 9)}
+
+
+def reachable_host(family: socket.AddressFamily) -> str:
+    """An address of this host in ``family`` that other hosts can reach, found without DNS.
+
+    The source address of a route out of the host; failing that (no route), the first interface
+    address that is neither loopback nor link-local; failing that, loopback (the only one there is).
+    """
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(_PROBES[family])
+            host = str(probe.getsockname()[0])
+        if _usable(host):
+            return host
+    except OSError:
+        pass
+    for host in _interface_addresses(family):
+        if _usable(host):
+            return host
+    return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+def _usable(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    return not (address.is_loopback or address.is_link_local or address.is_unspecified)
+
+
+def _interface_addresses(family: socket.AddressFamily) -> list[str]:
+    """This host's interface addresses in ``family`` (Linux; elsewhere an empty list)."""
+    if sys.platform != "linux":
+        return []
+    found: list[str] = []
+    try:
+        if family == socket.AF_INET6:
+            with open("/proc/net/if_inet6") as table:  # address, index, prefix, scope, flags, name
+                for line in table:
+                    digits = line.split()[0]
+                    found.append(str(ipaddress.IPv6Address(bytes.fromhex(digits))))
+            return found
+        import fcntl
+
+        siocgifaddr = 0x8915
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _, name in socket.if_nameindex():
+                request = struct.pack("256s", name.encode()[:15])
+                try:
+                    answer = fcntl.ioctl(sock.fileno(), siocgifaddr, request)
+                except OSError:
+                    continue  # no IPv4 address on that interface
+                found.append(socket.inet_ntoa(answer[20:24]))
+    except (OSError, ValueError):
+        pass
+    return found

@@ -19,6 +19,7 @@ from ..errors import (
     NamewireError,
     NoSuchFunction,
     PeerLost,
+    RegistryUnavailable,
     RemoteError,
     TransportError,
 )
@@ -30,7 +31,7 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
-from ..transport import Session
+from ..transport import Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PING_INTERVAL,
@@ -136,6 +137,8 @@ class Node:
         self._round_robin: dict[str, int] = {}
         self._running = False
         self._stopping = False
+        self._teardown: asyncio.Task[None] | None = None
+        self._advertise: tuple[str, ...] = ()
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
+        advertise: str | Sequence[str] | None = None,
         nameservice: str | None = None,
         registry: Registry | None = None,
         standalone: bool = False,
@@ -195,6 +199,7 @@ class Node:
         await self.start(
             listen=listen,
             unix=unix,
+            advertise=advertise,
             nameservice=nameservice,
             registry=registry,
             standalone=standalone,
@@ -211,6 +216,7 @@ class Node:
         *,
         listen: str | Sequence[str] | None = DEFAULT_LISTEN,
         unix: bool = True,
+        advertise: str | Sequence[str] | None = None,
         nameservice: str | None = None,
         registry: Registry | None = None,
         standalone: bool = False,
@@ -220,7 +226,10 @@ class Node:
         """Listen, connect to the registry and register.
 
         ``listen``: address URL(s) to accept connections on (port 0 picks one); None for a node that
-        only calls out. ``unix`` adds a unix socket, which same-host peers prefer. ``nameservice``:
+        only calls out; a wildcard host (``tcp://0.0.0.0:N``) is advertised under an address of this
+        host that others can reach. ``unix`` adds a unix socket, which same-host peers prefer.
+        ``advertise``: the URL(s) peers are told to use instead of the ``listen`` addresses (NAT,
+        containers, a proxy in front); the unix socket is still advertised. ``nameservice``:
         the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
         ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
         registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
@@ -228,6 +237,10 @@ class Node:
         """
         if self._running:
             raise RuntimeError(f"node {self.name!r} is already running")
+        advertised = _advertise_urls(advertise)
+        if advertised and listen is None:
+            raise ValueError("advertise= names where peers reach the listen= sockets; give listen= too")
+        self._advertise = advertised
         self._running = True
         self._stopping = False
         self._mailbox = Mailbox(self._mailbox_size)
@@ -251,30 +264,70 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Leave cleanly: deregister, stop accepting, let running calls finish within ``grace``
-        seconds, then close every connection (calls still waiting on them get `PeerLost`)."""
-        if not self._running or self._stopping:
+        seconds, then close every connection (calls still waiting on them get `PeerLost`).
+
+        The teardown runs in a task of its own: cancelling ``stop`` cancels only the wait for it,
+        and the node still closes everything. A ``stop`` while one is under way waits for that
+        same teardown (its ``grace`` is the first one's); on a stopped node it returns at once.
+        """
+        if not self._running:
             return
+        teardown = self._teardown
+        if teardown is None:
+            teardown = asyncio.get_running_loop().create_task(
+                self._stop(grace), name=f"namewire.stop({self.name})"
+            )
+            self._teardown = teardown
+            teardown.add_done_callback(self._stopped)
+        await asyncio.shield(teardown)
+
+    async def _stop(self, grace: float) -> None:
         self._stopping = True
         registry, self._registry = self._registry, None
-        if registry is not None:
-            await registry.deregister()
-        if self._listeners is not None:
-            await self._listeners.close()
-        running = self._routes.running_calls()
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
-        await self._routes.close_all()
-        if registry is not None:
-            await registry.close()
-        if self._listeners is not None:
-            self._listeners.remove_files()
-            self._listeners = None
-        self._running = False
+        listeners = self._listeners
+        try:
+            if registry is not None:
+                await registry.deregister()
+            if listeners is not None:
+                await listeners.close()
+            running = self._routes.running_calls()
+            if running and grace > 0:
+                await asyncio.wait(running, timeout=grace)
+        finally:
+            # Even when the steps above fail (or the loop's shutdown cancels this task), close what
+            # is open: connections, the registry session, the listeners' socket files.
+            try:
+                await self._routes.close_all()
+            finally:
+                try:
+                    if registry is not None:
+                        await registry.close()
+                finally:
+                    if listeners is not None:
+                        await listeners.close()
+                        listeners.remove_files()
+                    self._listeners = None
+                    self._running = False
+
+    def _stopped(self, teardown: asyncio.Task[None]) -> None:
+        self._teardown = None
+        if not teardown.cancelled() and teardown.exception() is not None:
+            # Retrieved here too: every stop() awaiting it may have been cancelled.
+            log.error("node %r: stopping failed", self.name, exc_info=teardown.exception())
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """The URLs this node accepts connections on (empty when it does not listen)."""
-        return self._listeners.addresses if self._listeners is not None else ()
+        """The URLs peers reach this node at, as registered (empty when it does not listen).
+
+        The ``listen`` addresses (a wildcard host replaced by a reachable one), or the ``advertise``
+        URLs given to `start`, followed by the unix socket if there is one.
+        """
+        if self._listeners is None:
+            return ()
+        if not self._advertise:
+            return self._listeners.addresses
+        local = tuple(a for a in self._listeners.addresses if scheme_of(a).same_host)
+        return self._advertise + local
 
     @property
     def peers(self) -> list[tuple[str, str]]:
@@ -290,9 +343,11 @@ class Node:
     def send_msg(self, name: str, msg: Any) -> Coroutine[Any, Any, None]:
         """Send ``msg`` to service ``name``; await it. Ordered per sender -> receiver.
 
-        Returns once the message is handed to the connection (waiting only while the connection's
-        write buffer is full). Raises `NameNotFound`, `PeerLost` (cannot reach, or lost),
-        `EncodeError`; a message is never dropped silently. A node may send to its own name.
+        Delivered at most once: returns when the message is handed to the connection (waiting only
+        while the connection's write buffer is full); if the connection dies before the peer reads
+        it, it is lost without a word. Use `rpc_call` when you need to know. Raises `NameNotFound`,
+        `PeerLost` (cannot reach, or the connection is already closed), `EncodeError`. A node may
+        send to its own name.
         """
         session = self._routes.by_name.get(name)
         if session is None:
@@ -363,8 +418,13 @@ class Node:
             providers = [p for p in await self.get_remote_func_provider(func) if p not in tried]
             if not providers:
                 if tried:
-                    raise PeerLost(f"rpc_call_any({func!r}): every provider was lost ({sorted(tried)})")
-                raise NoSuchFunction(f"rpc_call_any({func!r}): no live service provides it")
+                    raise PeerLost(
+                        None,
+                        f"every provider was lost: {', '.join(sorted(tried))}",
+                        function=func,
+                        operation="rpc_call_any",
+                    )
+                raise NoSuchFunction(None, func, operation="rpc_call_any")
             target = self._choose(func, providers, strategy)
             registry = self._registry
             idempotent = registry is not None and func in (await registry.lookup(target)).idempotent
@@ -378,7 +438,13 @@ class Node:
 
     async def get_remote_func_provider(self, func: str) -> list[str]:
         """Names of all live services providing ``func``, except this node (sorted)."""
-        registry = self._require_registry(f"get_remote_func_provider({func!r})")
+        registry = self._registry
+        if registry is None:
+            if not self._running:
+                raise RuntimeError(f"get_remote_func_provider({func!r}): node {self.name!r} is not running")
+            raise RegistryUnavailable(
+                f"get_remote_func_provider({func!r}): node {self.name!r} runs without a registry"
+            )
         return [p for p in await registry.providers(func) if p != self.name]
 
     async def get_msg(self) -> tuple[str, Any]:
@@ -514,12 +580,6 @@ class Node:
             metadata=metadata,
         )
 
-    def _require_registry(self, what: str) -> Registry:
-        if self._registry is None:
-            if not self._running:
-                raise RuntimeError(f"{what}: node {self.name!r} is not running")
-            raise NameNotFound(f"{what}: node {self.name!r} has no name service to ask")
-        return self._registry
 
     def _choose(self, func: str, providers: list[str], strategy: str) -> str:
         if strategy == "least_pending":
@@ -537,7 +597,19 @@ class Node:
     async def _route(self, name: str) -> Session:
         if not self._running or self._stopping:
             raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
-        return await self._routes.open(name, self._require_registry(f"no connection to {name!r} and"))
+        if self._registry is None:
+            raise NameNotFound(
+                name, f"no connection to {name!r} and node {self.name!r} has no name service to ask"
+            )
+        return await self._routes.open(name, self._registry)
+
+
+def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The ``advertise=`` URLs, checked (`parse_address` raises ValueError) and normalised."""
+    if advertise is None:
+        return ()
+    urls = [advertise] if isinstance(advertise, str) else list(advertise)
+    return tuple(str(parse_address(url)) for url in urls)
 
 
 async def _answer(session: Session, call_id: int, coro: Any) -> None:

@@ -92,7 +92,7 @@ class RouteTable:
     async def _open(self, name: str, registry: Registry) -> Session:
         registration = await registry.lookup(name)
         if not registration.addresses:
-            raise NameNotFound(f"service {name!r} is registered but accepts no connections")
+            raise NameNotFound(name, f"service {name!r} is registered but accepts no connections")
         failures = []
         for url in _preferred(registration):
             try:
@@ -103,7 +103,7 @@ class RouteTable:
             except (TransportError, PeerLost, TimeoutError) as exc:
                 failures.append(f"{url}: {exc}")
         registry.forget(name)
-        raise PeerLost(f"cannot reach {name!r}: " + "; ".join(failures))
+        raise PeerLost(name, "; ".join(failures), operation="connect")
 
     async def _connect(self, url: str, name: str) -> Session:
         node = self._node

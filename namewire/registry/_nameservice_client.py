@@ -109,8 +109,15 @@ class NameServiceClient(Registry):
         if shared is None:
             shared = asyncio.ensure_future(self._lookup(name))
             self._lookups[name] = shared
-            shared.add_done_callback(lambda _: self._lookups.pop(name, None))
+            shared.add_done_callback(lambda done: self._lookup_settled(name, done))
         return await asyncio.shield(shared)
+
+    def _lookup_settled(self, name: str, shared: asyncio.Future[Registration]) -> None:
+        self._lookups.pop(name, None)
+        if not shared.cancelled():
+            # Mark retrieved: every waiter may have been cancelled (shield then drops its own
+            # callback), and the NameNotFound would be logged as "never retrieved" when collected.
+            shared.exception()
 
     async def providers(self, func: str) -> list[str]:
         cached = self._providers.get(func)
@@ -136,10 +143,13 @@ class NameServiceClient(Registry):
     async def close(self) -> None:
         self._closing = True
         await self.deregister()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.wait([keeper])  # never raises what the keeper met: that was logged
+            if not keeper.cancelled() and keeper.exception() is not None:
+                log.error("lease keeper of %r had stopped", self.node_name,
+                          exc_info=keeper.exception())
         session, self._session = self._session, None  # no cycle through it once closed
         if session is not None:
             session.close()
@@ -170,6 +180,8 @@ class NameServiceClient(Registry):
         pass
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        if session is not self._session:
+            return  # one we gave up on while connecting: the current session, if any, is fine
         if not self._closing:
             log.warning("lost the name service at %s (%s); reconnecting", self.url,
                         reason or "closed")
@@ -181,18 +193,28 @@ class NameServiceClient(Registry):
     # -- internals ---------------------------------------------------------------------------------
 
     async def _connect(self) -> Session:
+        """A new session to the name service, its hello received.
+
+        Whatever fails once the connection is made (no hello in time, a closed connection, a
+        cancelled caller), the connection is aborted before the error leaves: nothing is left open.
+        """
+        session: Session | None = None
         try:
-            protocol = Session(self.node_name, self, origin=self.url)
-            await connect_session(self.url, protocol, timeout=self._connect_timeout)
+            session = Session(self.node_name, self, origin=self.url)
+            await connect_session(self.url, session, timeout=self._connect_timeout)
             async with asyncio.timeout(self._connect_timeout):
-                await protocol.wait_open()
-        except (TransportError, PeerLost, TimeoutError) as exc:
+                await session.wait_open()
+        except BaseException as exc:
+            if session is not None:
+                session.abort()
+            if not isinstance(exc, (TransportError, PeerLost, TimeoutError)):
+                raise
             why = str(exc) or f"no answer within {self._connect_timeout}s"
             raise RegistryUnavailable(
                 f"cannot reach the name service at {self.url}: {why} "
                 "(start one with `namewire nameservice`)"
             ) from None
-        return protocol
+        return session
 
     async def _call(self, func: str, *args: Any) -> Any:
         session = self._session
@@ -211,14 +233,27 @@ class NameServiceClient(Registry):
         epoch = self._epoch
         data = await self._call(FN_LOOKUP, name)
         if data is None:
-            raise NameNotFound(f"no service named {name!r} (name service {self.url})")
+            raise NameNotFound(name, registry=self.url)
         registration = Registration.from_dict(data)
         if epoch == self._epoch:
             self._cache[name] = registration
         return registration
 
     async def _keep_alive(self) -> None:
-        """Renew the lease every ttl/3; after losing the name service, reconnect and re-register."""
+        """Renew the lease every ttl/3; after losing the name service, reconnect and re-register.
+
+        Runs until `close`: a failure is logged and the keeper carries on, since a keeper that died
+        would let the lease lapse without a word.
+        """
+        while True:
+            try:
+                await self._keep_alive_until_failure()
+            except Exception:
+                log.exception("lease keeper of %r (name service %s) failed; carrying on",
+                              self.node_name, self.url)
+                await asyncio.sleep(self.ttl / 3)
+
+    async def _keep_alive_until_failure(self) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             session = self._session
@@ -248,6 +283,11 @@ class NameServiceClient(Registry):
             alive = await self._call(FN_RENEW, self._lease)
         except RegistryUnavailable:
             return  # the keeper reconnects
+        except NamewireError as exc:  # RemoteError, NoSuchFunction...: the name service refused
+            log.warning("renewing the lease of %r at %s failed (%s); registering again",
+                        self.node_name, self.url, exc)
+            await self._register_again()
+            return
         if not alive:
             log.warning("lease of %r expired at the name service; registering again",
                         self.node_name)
@@ -262,6 +302,10 @@ class NameServiceClient(Registry):
         except NameTaken as exc:
             # Someone took the name while we were away; the keeper tries again each period.
             self._lease = None
-            log.error("cannot register again: %s", exc)
+            log.error("cannot register %r again: %s", self.node_name, exc)
         except RegistryUnavailable:
             pass
+        except NamewireError as exc:
+            self._lease = None  # the keeper tries again each period
+            log.warning("registering %r again at %s failed (%s); trying again in %.3gs",
+                        self.node_name, self.url, exc, self.ttl / 3)

@@ -89,6 +89,11 @@ DEFAULT_PING_TIMEOUT = 4.0
 DEFAULT_WINDOW = (1000, 4 * 1024 * 1024)
 """Messages, and bytes of them, one sender may have unread in a receiver's mailbox."""
 
+DEFAULT_CANCEL_GRACE = 0.2
+"""Seconds after a call timed out before it is cancelled at the peer: the peer's copy of the
+deadline (inherited by the calls it makes) ends after ours by the one-way latency, and it should see
+its budget run out (`CallTimeout`) rather than be cancelled under its feet."""
+
 _new = tuple.__new__
 _WINDOW_OPENED = WindowOpened()
 _PROVIDES = re.compile(r"\(it provides: (.*)\)$")
@@ -126,6 +131,8 @@ class RpcConnection:
     __slots__ = (
         "_auth",
         "_blocked",
+        "_cancel_grace",
+        "_cancels",
         "_clock",
         "_codec",
         "_consumed",
@@ -174,6 +181,7 @@ class RpcConnection:
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         window: tuple[int, int] = DEFAULT_WINDOW,
         auth: Authenticator | None = None,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
     ) -> None:
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError(f"ping_interval must be positive or None, not {ping_interval}")
@@ -208,6 +216,8 @@ class RpcConnection:
         # Calls we made: id -> (handle, func, timeout shown in errors, inherited deadline?).
         self._pending: dict[int, tuple[Any, str, float, bool]] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, id)
+        self._cancel_grace = cancel_grace
+        self._cancels: list[tuple[float, int]] = []  # timed-out calls to cancel at the peer, by when
         self._next_id = 1
         self.last_received = clock()
         self._ping_sent: float | None = None
@@ -358,7 +368,7 @@ class RpcConnection:
             budget = due - now
             if budget <= 0:
                 raise CallTimeout(self.peer, func, shown, inherited=inherited)
-            meta: dict[str, Any] | None = {"d": int(budget * 1000) + 1}
+            meta: dict[str, Any] | None = {"d": int(budget * 1000)}  # rounded down
         else:
             meta = None
         if request is not None:
@@ -486,6 +496,8 @@ class RpcConnection:
         while heap and heap[0][1] not in pending:
             heapq.heappop(heap)
         due = heap[0][0] if heap else None
+        if self._cancels and (due is None or self._cancels[0][0] < due):
+            due = self._cancels[0][0]
         if self.ping_interval is not None and (pending or self._unacked) and not self._ended:
             sent = self._ping_sent
             if sent is None or self.last_received > sent:
@@ -512,7 +524,10 @@ class RpcConnection:
                 self._events.append(
                     Failed(handle, CallTimeout(self.peer, func, shown, inherited=inherited))
                 )
-                self._queue(self._encode(to_wire(Cancel(call_id))))
+                heapq.heappush(self._cancels, (now + self._cancel_grace, call_id))
+        cancels = self._cancels
+        while cancels and cancels[0][0] <= now:
+            self._queue(self._encode(to_wire(Cancel(heapq.heappop(cancels)[1]))))
         if self.ping_interval is None or not (pending or self._unacked):
             self._ping_sent = None
             return
@@ -561,6 +576,7 @@ class RpcConnection:
         for handle, func, _, _ in pending.values():
             events.append(Failed(handle, PeerLost(self.peer, why, function=func, address=address)))
         self._deadlines = []
+        self._cancels = []
         self._out = []
         self.queued_bytes = 0
         self._credit_due = False

@@ -111,3 +111,13 @@ def test_run_writes_a_json_log_file_naming_the_node(procs: Processes, tmp_path) 
     serving = [r for r in records if "serving on" in r["message"]]
     assert serving and serving[0]["node"] == "Logged"
     assert serving[0]["level"] == "INFO"
+
+
+def test_run_advertise_is_what_ls_shows(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    procs.service("worker.py", "Natted", ns, "--listen", "tcp://0.0.0.0:0", "--no-unix",
+                  "--advertise", "tcp://203.0.113.7:7000")
+    rows = wait_listed(ns, "Natted")
+    assert next(r for r in rows if r["name"] == "Natted")["addresses"] == ["tcp://203.0.113.7:7000"]
+    bad = namewire("run", "tests/apps/worker.py", "--advertise", "203.0.113.7:7000")
+    assert bad.returncode == 2 and "--advertise 203.0.113.7:7000: bad address" in bad.stderr

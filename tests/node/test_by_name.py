@@ -116,7 +116,6 @@ async def test_unknown_name_unknown_function_and_remote_errors(procs: Processes)
         with pytest.raises(namewire.NoSuchFunction) as missing:
             await me.rpc_call("A", "minus", 1, 2)
         assert "'A' has no function 'minus'" in str(missing.value)
-        assert "plus" in str(missing.value)  # says what it does provide
         with pytest.raises(namewire.RemoteError) as failed:
             await me.rpc_call("A", "fail", "bad input")
         assert failed.value.remote_type == "ValueError"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 import namewire
+from namewire.nameservice import NameService
+from namewire.node import Caller
 from namewire.registry import NameServiceClient, Registration
 from tests.conftest import Processes, free_port
 
@@ -131,3 +138,137 @@ async def test_start_without_a_name_service_names_the_address() -> None:
     client = NameServiceClient(url, node_name="lonely", connect_timeout=1.0)
     with pytest.raises(namewire.RegistryUnavailable, match=f"cannot reach the name service at {url}"):
         await client.start()
+
+
+@contextlib.asynccontextmanager
+async def nameservice(service: NameService | None = None) -> AsyncIterator[str]:
+    """A name service in this process, on a free loopback port: its URL."""
+    async with (service or NameService()).serve("tcp://127.0.0.1:0") as running:
+        yield running.address
+
+
+async def test_a_name_service_that_never_says_hello_is_hung_up_on() -> None:
+    held: list[asyncio.StreamReader] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(reader)  # accepts, reads nothing, answers nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    url = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        client = NameServiceClient(url, node_name="Impatient", connect_timeout=0.3)
+        with pytest.raises(namewire.RegistryUnavailable, match="no answer within 0.3s"):
+            await client.start()
+        [reader] = held
+        # The client's hello, then end of stream: the client closed the connection it gave up on.
+        await asyncio.wait_for(reader.read(), 2.0)
+        assert reader.at_eof()
+    finally:
+        server.close()
+
+
+async def test_a_stale_session_closing_keeps_the_caches_of_the_current_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with nameservice() as url:
+        owner = await started(url, "Owner")
+        reader = await started(url, "Reader")
+        try:
+            await owner.register(registration("Owner", "f"))
+            assert (await reader.lookup("Owner")).name == "Owner"
+            assert await reader.providers("f") == ["Owner"]
+            # A second, real session to the name service reporting to the same client, which then
+            # dies: it is not the client's session, so nothing the client holds is stale.
+            stale = await reader._connect()
+            with caplog.at_level(logging.WARNING, logger="namewire.registry"):
+                stale.abort()
+                await stale.wait_closed()
+                await asyncio.sleep(0.05)
+            assert "Owner" in reader._cache and "f" in reader._providers
+            assert not reader._wake.is_set()
+            assert "lost the name service" not in caplog.text
+            assert reader._session is not None and reader._session.is_open
+        finally:
+            await owner.close()
+            await reader.close()
+
+
+class BrokenRenewals(NameService):
+    """A real name service whose first ``failures`` renewals raise."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.renewals = 0
+
+    def _renew(self, caller: Caller, lease_id: str) -> bool:
+        self.renewals += 1
+        if self.renewals <= self.failures:
+            raise ValueError("renewals are broken today")
+        return super()._renew(caller, lease_id)
+
+
+async def test_a_failing_renewal_is_logged_and_the_keeper_keeps_the_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = BrokenRenewals(failures=3)
+    async with nameservice(service) as url:
+        owner = namewire.Node("Owner")
+        reader = await started(url, "Reader")
+        try:
+            with caplog.at_level(logging.WARNING, logger="namewire.registry"):
+                async with owner.serve(nameservice=url, lease_ttl=0.3, unix=False):
+                    await asyncio.sleep(1.5)  # five lease lengths, ten renewal periods
+                    assert service.renewals > 5, "the keeper stopped renewing"
+                    reader.forget("Owner")
+                    assert (await reader.lookup("Owner")).name == "Owner"
+                # Leaving the block (Node.stop) did not re-raise anything the keeper met.
+            failures = [r for r in caplog.records if "renewals are broken today" in r.getMessage()]
+            assert len(failures) == 3
+            assert all("'Owner'" in r.getMessage() for r in failures)
+        finally:
+            await reader.close()
+
+
+async def test_close_does_not_reraise_what_the_keeper_met() -> None:
+    service = BrokenRenewals(failures=1_000_000)
+    async with nameservice(service) as url:
+        owner = await started(url, "Owner", ttl=0.3)
+        await owner.register(registration("Owner", "f"))
+        await asyncio.sleep(0.5)
+        assert service.renewals >= 2
+        await owner.close()
+
+
+@contextlib.contextmanager
+def loop_reports() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the loop's exception handler ("exception was never retrieved" among others)."""
+    loop = asyncio.get_running_loop()
+    reports: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reports.append(context))
+    try:
+        yield reports
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_a_failed_look_up_whose_waiters_all_left_is_not_reported_as_unretrieved() -> None:
+    async with nameservice() as url:
+        reader = await started(url, "Reader")
+        try:
+            with loop_reports() as reports:
+                for _ in range(3):
+                    waiters = [asyncio.ensure_future(reader.lookup("Ghost")) for _ in range(3)]
+                    await asyncio.sleep(0)  # the shared look-up is on its way
+                    for waiter in waiters:
+                        waiter.cancel()
+                    await asyncio.gather(*waiters, return_exceptions=True)
+                    del waiters
+                    await asyncio.sleep(0.05)  # its NameNotFound arrives, nobody to take it
+                with pytest.raises(namewire.NameNotFound):  # and one with a waiter, for contrast
+                    await reader.lookup("Ghost")
+                gc.collect()
+                await asyncio.sleep(0)
+            assert [r["message"] for r in reports] == []
+        finally:
+            await reader.close()

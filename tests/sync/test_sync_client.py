@@ -83,3 +83,30 @@ def test_no_name_service_is_a_clear_error_and_leaves_no_thread() -> None:
     with pytest.raises(namewire.RegistryUnavailable, match="cannot reach the name service"):
         Client(nameservice=url)
     assert threading.active_count() == before
+
+
+def test_every_method_runs_on_the_loop_thread_only(procs: Processes) -> None:
+    """Node.rpc_call and send_msg are plain functions that read the route table and build a
+    coroutine: called from the caller's thread, they would touch loop state from outside it."""
+    ns, _ = procs.nameservice()
+    procs.service("worker.py", "A", ns)
+    with Client(nameservice=ns) as client:
+        wait_for(client, "A")
+        node = client.node
+        seen: dict[str, set[int]] = {}
+        methods = ("rpc_call", "send_msg", "rpc_call_any", "get_remote_func_provider", "get_msg")
+        for method in methods:
+
+            def spy(*args, _original=getattr(node, method), _method=method, **kwargs):
+                seen.setdefault(_method, set()).add(threading.get_ident())
+                return _original(*args, **kwargs)
+
+            setattr(node, method, spy)
+        assert client.rpc_call("A", "plus", 1, 2) == 3  # an open route: the plain-function path
+        client.send_msg("A", "hi")
+        assert client.get_msg(timeout=5) == ("A", {"from": "A", "echo": "hi"})
+        assert client.rpc_call_any("plus", 2, 3) == 5
+        assert client.get_remote_func_provider("plus") == ["A"]
+        loop_thread = client._thread.ident
+        assert loop_thread is not None and loop_thread != threading.get_ident()
+        assert seen == {method: {loop_thread} for method in methods}

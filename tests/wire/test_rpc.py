@@ -77,7 +77,9 @@ def connect(
 ) -> tuple[RpcConnection, RpcConnection, FakeClock]:
     """A connecting "Client" and an accepting "Server" (at ORIGIN) after the handshake, drained."""
     clock = clock if clock is not None else FakeClock()
-    c = RpcConnection("Client", codec=codec, clock=clock, **(client or {}))
+    # Cancels of timed-out calls leave at once here; test_cancel_grace_delays_the_cancel covers
+    # the grace period connections have by default.
+    c = RpcConnection("Client", codec=codec, clock=clock, **{"cancel_grace": 0.0, **(client or {})})
     s = RpcConnection("Server", codec=None, clock=clock, **{"origin": ORIGIN, **(server or {})})
     s.receive_data(c.data_to_send())
     c.receive_data(s.data_to_send())
@@ -532,11 +534,11 @@ def test_call_ids_count_up() -> None:
     ("kwargs", "meta"),
     [
         ({"timeout": None}, None),
-        ({"timeout": 2.0}, {"d": 2001}),
-        ({"timeout": 0.25, "request": 7}, {"d": 251, "r": 7}),
+        ({"timeout": 2.0}, {"d": 2000}),
+        ({"timeout": 0.25, "request": 7}, {"d": 250, "r": 7}),
         ({"timeout": None, "request": 7}, {"r": 7}),
-        ({"timeout": 10.0, "deadline": 103.0}, {"d": 3001}),
-        ({"timeout": None, "deadline": 100.5, "request": 1}, {"d": 501, "r": 1}),
+        ({"timeout": 10.0, "deadline": 103.0}, {"d": 3000}),
+        ({"timeout": None, "deadline": 100.5, "request": 1}, {"d": 500, "r": 1}),
     ],
 )
 def test_call_meta_carries_budget_and_request(kwargs: dict[str, Any], meta: Any) -> None:
@@ -889,7 +891,7 @@ def test_no_deadline_without_timeout() -> None:
 def test_inherited_deadline_sooner_than_the_timeout() -> None:
     client, server, clock = connect(client={"ping_interval": None})
     client.call("f", [], "h", timeout=10, deadline=103.0)
-    assert deliver(client, server) == [Call(1, "f", [], {"d": 3001})]
+    assert deliver(client, server) == [Call(1, "f", [], {"d": 3000})]
     assert client.next_deadline() == 103.0
     (event,) = expire(client, clock, 103.0)
     handle, shown, inherited = timed_out(event)
@@ -903,7 +905,7 @@ def test_inherited_deadline_sooner_than_the_timeout() -> None:
 def test_inherited_deadline_later_than_the_timeout() -> None:
     client, server, clock = connect(client={"ping_interval": None})
     client.call("f", [], "h", timeout=2, deadline=110.0)
-    assert deliver(client, server) == [Call(1, "f", [], {"d": 2001})]
+    assert deliver(client, server) == [Call(1, "f", [], {"d": 2000})]
     (event,) = expire(client, clock, 102.0)
     assert timed_out(event) == ("h", 2, False)
 
@@ -1406,3 +1408,21 @@ def test_an_empty_result_does_not_fill_up_later() -> None:
     client.handle_timeout()
     assert events == [], events
     assert frames == [], frames
+
+
+def test_cancel_grace_delays_the_cancel() -> None:
+    """A timed-out call fails at once, but the peer is told DEFAULT_CANCEL_GRACE later, so that its
+    copy of the deadline (which ends a latency later) runs out there first."""
+    from namewire.wire._rpc import DEFAULT_CANCEL_GRACE
+
+    client, server, clock = connect(client={"ping_interval": None, "cancel_grace": 0.2})
+    assert DEFAULT_CANCEL_GRACE == 0.2
+    client.call("slow", [], "h", timeout=1.0)
+    deliver(client, server)
+    (event,) = expire(client, clock, clock.now + 1.0)
+    assert timed_out(event) == ("h", 1.0, False)
+    assert client.data_to_send() == b""
+    assert client.next_deadline() == pytest.approx(clock.now + 0.2)
+    assert expire(client, clock, clock.now + 0.2) == []
+    assert deliver(client, server) == [Cancel(1)]
+    assert client.next_deadline() is None
