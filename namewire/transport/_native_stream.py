@@ -105,22 +105,28 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if queue_limit <= 0:
             raise ValueError(f"queue_limit must be positive, not {queue_limit}")
         loop = asyncio.get_running_loop()
-        reactor = _reactor(loop)
-        super().__init__(reactor, sock.fileno(), framed, max_frame, queue_limit, HIGH_WATER)
+        # Everything that can fail comes before the C base registers the socket with epoll:
+        # once registered, the epoll set holds a reference that only detach() gives back.
+        self.local_address, self.peer_address, self._where = stream_names(
+            sock, sock.getsockname(), sock.getpeername()
+        )
         self._loop = loop
-        self._reactor = reactor
         self._max_frame = max_frame
         self._sock = sock
         self._closing = False
+        self._send_exc: TransportError | None = None
         self._lost: asyncio.Future[None] = loop.create_future()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[tuple[int, Any]] | None = None
         self._outcome: tuple[int, Any] | None = None
         self._fiber_context: contextvars.Context | None = None
         self._linger: asyncio.TimerHandle | None = None
-        self.local_address, self.peer_address, self._where = stream_names(
-            sock, sock.getsockname(), sock.getpeername()
-        )
+        self._reactor = reactor = _reactor(loop)
+        try:
+            super().__init__(reactor, sock.fileno(), framed, max_frame, queue_limit, HIGH_WATER)
+        except BaseException:
+            _release_reactor(loop, reactor)
+            raise
 
     # --- the public face (recv and send are inherited from C) ----------------------------------
 
@@ -241,16 +247,20 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if self._closing:
             return
         self._closing = True
-        self.set_send_error(TransportError(f"socket to {self._where} is closed", self.peer_address))
+        self._set_send_error(
+            TransportError(f"socket to {self._where} is closed", self.peer_address)
+        )
         self.finish(None)
+
+    def _set_send_error(self, exc: TransportError) -> None:
+        """From now on send() raises ``exc`` (the first one set stays, as in the C side)."""
+        if self._send_exc is None:
+            self._send_exc = exc
+        self.set_send_error(exc)
 
     def _lose(self, send_exc: TransportError) -> None:
         """The connection is gone (reset, write failure, protocol error): drop it now."""
-        self.set_send_error(send_exc)
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(send_exc)
-            waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
+        self._set_send_error(send_exc)
         self._teardown()
 
     def _teardown_after(self, _: object) -> None:
@@ -259,6 +269,15 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
     def _teardown(self) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        # A send() waiting for drain would wait forever: it gets the send error, as the pure
+        # socket's WriteFlow.close gives it (abort, an expired linger, a lost connection).
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                self._send_exc
+                or ConnectionReset(f"connection to {self._where} is closed", self.peer_address)
+            )
+            waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
         if not self.attached:
             return
         self.detach()
@@ -365,6 +384,11 @@ class NativeServer:
             except OSError:
                 # The peer left before we got to it (getpeername fails): nothing to serve.
                 sock.close()
+            except Exception:
+                # Anything else would escape into the loop's reader callback once per newcomer
+                # and leak its socket; listen() checks its arguments, so this is a bug: say so.
+                sock.close()
+                log.exception("cannot serve a connection accepted on %s", self._where)
 
     def _resume_accepting(self, listening: socket.socket) -> None:
         if not self._closed:
