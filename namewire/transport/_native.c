@@ -97,6 +97,9 @@ struct ConnObject {
     int reading;       /* EPOLLIN wanted (not ended) */
     int eof;           /* the peer closed its side */
     int paused;        /* reading paused: the queue is over its limit */
+    int user_paused;   /* reading paused by pause_reading() (session mode), independent of it */
+    PyObject *receiver; /* session mode: called with each read's whole frames, as one list */
+    PyObject *batch;    /* the frames cut from the read being handled, for the receiver */
     int finished;      /* no packet will be queued any more */
     PyObject *recv_exc; /* raised by recv() once finished and drained */
     PyObject *send_exc; /* raised by send() */
@@ -152,10 +155,16 @@ report_int(ConnObject *c, int kind, long long value)
     Py_DECREF(arg);
 }
 
+static inline int
+wants_read(ConnObject *c)
+{
+    return c->reading && !c->paused && !c->user_paused;
+}
+
 static int
 epoll_update(ConnObject *c)
 {
-    uint32_t want = (c->reading && !c->paused ? EPOLLIN : 0) | (c->out_end > c->out_start ? EPOLLOUT : 0);
+    uint32_t want = (wants_read(c) ? EPOLLIN : 0) | (c->out_end > c->out_start ? EPOLLOUT : 0);
     if (c->fd < 0 || !c->registered || want == c->events)
         return 0;
     struct epoll_event ev = {.events = want, .data.ptr = c};
@@ -411,10 +420,41 @@ set_paused(ConnObject *c, int paused)
     epoll_update_or_report(c);
 }
 
+/* Session mode: hand the frames cut from one read to the receiver, as one list (one call per
+ * read instead of one per frame; the list becomes the receiver's). */
+static void
+flush_batch(ConnObject *c)
+{
+    PyObject *batch = c->batch;
+    if (batch == NULL)
+        return;
+    c->batch = NULL;
+    if (c->receiver != NULL) {
+        PyObject *receiver = Py_NewRef(c->receiver);
+        PyObject *r = PyObject_CallOneArg(receiver, batch);
+        if (r == NULL)
+            PyErr_WriteUnraisable(receiver);
+        Py_XDECREF(r);
+        Py_DECREF(receiver);
+    }
+    Py_DECREF(batch);
+}
+
 /* A packet arrived: hand it to whoever waits for it, or queue it. Steals `packet`. */
 static void
 deliver(ConnObject *c, PyObject *packet)
 {
+    if (c->receiver != NULL) {
+        if (c->batch == NULL && (c->batch = PyList_New(0)) == NULL) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            Py_DECREF(packet);
+            return;
+        }
+        if (PyList_Append(c->batch, packet) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_DECREF(packet);
+        return;
+    }
     if (c->parked && c->qhead == PyList_GET_SIZE(c->queue)) {
         fiber_resume(c, packet, NULL);
         Py_DECREF(packet);
@@ -486,6 +526,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
             c->hdr_have = 0;
         }
         if (size > c->max_frame) {
+            flush_batch(c); /* the frames before the bad one were good */
             report_int(c, EV_OVERSIZE, size);
             return -1;
         }
@@ -511,7 +552,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
 }
 
 static void
-handle_readable(ConnObject *c, char *scratch)
+read_once(ConnObject *c, char *scratch)
 {
     char *buf = scratch;
     Py_ssize_t cap = SCRATCH_SIZE;
@@ -564,6 +605,13 @@ handle_readable(ConnObject *c, char *scratch)
         c->reading = 0;
         epoll_update_or_report(c);
     }
+}
+
+static void
+handle_readable(ConnObject *c, char *scratch)
+{
+    read_once(c, scratch);
+    flush_batch(c);
 }
 
 /* --- the recv() awaitable ------------------------------------------------------------------ */
@@ -899,6 +947,8 @@ conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->coro);
     Py_VISIT(c->host);
     Py_VISIT(c->context);
+    Py_VISIT(c->receiver);
+    Py_VISIT(c->batch);
     Py_VISIT(c->dict);
     return 0;
 }
@@ -914,6 +964,8 @@ conn_clear(ConnObject *c)
     Py_CLEAR(c->coro);
     Py_CLEAR(c->host);
     Py_CLEAR(c->context);
+    Py_CLEAR(c->receiver);
+    Py_CLEAR(c->batch);
     Py_CLEAR(c->dict);
     return 0;
 }
@@ -1118,6 +1170,8 @@ conn_detach(ConnObject *c, PyObject *unused)
     out_reset(c);
     c->want_drain = 0;
     Py_CLEAR(c->partial);
+    /* The receiver is usually the handler of the object that owns this Conn: a cycle. */
+    Py_CLEAR(c->receiver);
     if (registered)
         drop_epoll_ref(c);
     Py_RETURN_NONE;
@@ -1202,6 +1256,92 @@ conn_end_fiber(ConnObject *c, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* --- session mode --------------------------------------------------------------------------- */
+
+static PyObject *
+conn_set_receiver(ConnObject *c, PyObject *callback)
+{
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        PyErr_SetString(PyExc_TypeError, "the receiver must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(c->receiver, callback == Py_None ? NULL : Py_NewRef(callback));
+    Py_RETURN_NONE;
+}
+
+/* write(data) -> bool: queue bytes that already carry their frame headers. True: the output is
+ * over the high-water mark even after trying to send it now; EV_DRAINED follows at the low mark. */
+static PyObject *
+conn_write(ConnObject *c, PyObject *data)
+{
+    if (c->send_exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(c->send_exc), c->send_exc);
+        return NULL;
+    }
+    if (c->fd < 0) /* detached: nothing would ever send it */
+        Py_RETURN_FALSE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int r = view.len ? append_out(c, view.buf, view.len, 0) : 0;
+    PyBuffer_Release(&view);
+    if (r < 0)
+        return NULL;
+    if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+        flush_conn(c);
+        if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+            c->low_water = c->high_water / 4;
+            c->want_drain = 1;
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+conn_pause_reading(ConnObject *c, PyObject *unused)
+{
+    c->user_paused = 1;
+    if (epoll_update(c) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+conn_resume_reading(ConnObject *c, PyObject *unused)
+{
+    c->user_paused = 0;
+    if (epoll_update(c) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+get_out_buffered(ConnObject *c, void *unused)
+{
+    return PyLong_FromSsize_t(c->out_end - c->out_start);
+}
+
+static PyObject *
+get_max_frame(ConnObject *c, void *unused)
+{
+    return PyLong_FromUnsignedLong(c->max_frame);
+}
+
+static int
+set_max_frame(ConnObject *c, PyObject *value, void *unused)
+{
+    unsigned long long v = value ? PyLong_AsUnsignedLongLong(value) : 0;
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (v == 0 || v > MAX_BODY) {
+        PyErr_Format(PyExc_ValueError, "max_frame must be in 1..%u", MAX_BODY);
+        return -1;
+    }
+    c->max_frame = (uint32_t)v;
+    return 0;
+}
+
 static PyObject *
 get_buffered(ConnObject *c, void *unused)
 {
@@ -1224,6 +1364,8 @@ static PyGetSetDef conn_getset[] = {
     {"buffered", (getter)get_buffered, NULL, "bytes received of an incomplete frame", NULL},
     {"send_calls", (getter)get_send_calls, NULL, "send syscalls made so far", NULL},
     {"attached", (getter)get_attached, NULL, "still watched by the reactor", NULL},
+    {"out_buffered", (getter)get_out_buffered, NULL, "bytes written and not yet sent", NULL},
+    {"max_frame", (getter)get_max_frame, (setter)set_max_frame, "largest frame body accepted", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
@@ -1240,6 +1382,10 @@ static PyMethodDef conn_methods[] = {
     {"drive", (PyCFunction)conn_drive, METH_VARARGS, "drive(value, exc) -> (kind, obj)"},
     {"unpark", (PyCFunction)conn_unpark, METH_NOARGS, "stop the fiber's wait in recv()"},
     {"end_fiber", (PyCFunction)conn_end_fiber, METH_NOARGS, "forget the fiber"},
+    {"set_receiver", (PyCFunction)conn_set_receiver, METH_O, "session mode: frames go to callback(list)"},
+    {"write", (PyCFunction)conn_write, METH_O, "queue framed bytes; True: over the high-water mark"},
+    {"pause_reading", (PyCFunction)conn_pause_reading, METH_NOARGS, "stop reading"},
+    {"resume_reading", (PyCFunction)conn_resume_reading, METH_NOARGS, "read again"},
     {NULL},
 };
 
@@ -1357,7 +1503,7 @@ reactor_poll(ReactorObject *r, PyObject *unused)
         ConnObject *c = events[i].data.ptr;
         uint32_t ev = events[i].events;
         Py_INCREF(c);
-        if (c->fd >= 0 && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->reading && !c->paused)
+        if (c->fd >= 0 && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && wants_read(c))
             handle_readable(c, r->scratch);
         else if (c->fd >= 0 && c->registered && (ev & (EPOLLHUP | EPOLLERR)) &&
                  c->out_end == c->out_start) {

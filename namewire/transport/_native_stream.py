@@ -20,15 +20,23 @@ import errno
 import logging
 import os
 import socket
+import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import ConnectionReset, ConnectTimeout, ProtocolError, TransportError
+from ..errors import (
+    ConnectionReset,
+    ConnectTimeout,
+    FrameTooLarge,
+    ProtocolError,
+    TransportError,
+)
 from ..wire import oversize_message
 from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import _connect_error, _remove_stale_socket
 from ._stream import SocketState, StreamSocket, broken_stream, stream_names
+from ._streams import WRITE_HIGH_WATER, Stream, StreamHandler
 
 _native: Any
 try:
@@ -36,7 +44,13 @@ try:
 except ImportError:  # not built (no compiler, not Linux): the pure-asyncio sockets serve instead
     _native = None
 
-__all__ = ["NativeServer", "NativeStreamSocket", "available", "native_connect"]
+__all__ = [
+    "NativeFrameStream",
+    "NativeServer",
+    "NativeStreamSocket",
+    "available",
+    "native_connect",
+]
 
 log = logging.getLogger("namewire.transport")
 
@@ -44,6 +58,8 @@ log = logging.getLogger("namewire.transport")
 # defaults for its transports).
 HIGH_WATER = 64 * 1024
 _CLOSE_LINGER = 10.0
+# How long NativeFrameStream.close() lets queued output drain before it drops it.
+_STREAM_LINGER = 1.0
 # How many connections one readiness callback accepts before letting the loop run again.
 _ACCEPT_BATCH = 128
 # After EMFILE/ENFILE, accepting pauses this long instead of spinning on a full fd table.
@@ -285,6 +301,140 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if not self._lost.done():
             self._lost.set_result(None)
         _release_reactor(self._loop, self._reactor)
+
+
+class NativeFrameStream(Stream, _Base):  # type: ignore[misc]
+    """A `Stream` on the C reactor (session mode): frames are cut in C, and the frames of one read
+    reach ``handler.frames_received`` as one list, called straight from the reactor.
+
+    Built from a connected non-blocking socket, inside the running loop; nothing is read before
+    `start`. Writes are framed bytes (``takes_frames`` False), sent with one ``send`` per
+    connection per loop turn. ``stream_lost`` is called exactly once, from a loop callback of its
+    own (never from inside a call the handler made): None after a clean end between frames,
+    `close()` or `abort()`; `ConnectionReset` for a reset, an error or an end in the middle of a
+    frame; `FrameTooLarge` for a frame over ``max_frame``. Writes after `close()`/`abort()` or
+    after the stream was lost are dropped, as an asyncio transport drops them.
+    """
+
+    cuts_frames = True
+    takes_frames = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        # Everything that can fail comes before the C base registers the socket with epoll.
+        self.local_address, self.peer_address, self.where = stream_names(
+            sock, sock.getsockname(), sock.getpeername()
+        )
+        self._loop = loop
+        self._sock = sock
+        self._handler: StreamHandler | None = None
+        self._read_paused = False  # by pause_reading(), before or after start()
+        self._writing_paused = False
+        self._closing = False  # close() or abort() was called, or the stream was lost
+        self._lost = False  # stream_lost is scheduled (or not needed: never started)
+        self._linger: asyncio.TimerHandle | None = None
+        self._reactor = reactor = _reactor(loop)
+        try:
+            super().__init__(reactor, sock.fileno(), True, _MAX_BODY, sys.maxsize, WRITE_HIGH_WATER)
+        except BaseException:
+            _release_reactor(loop, reactor)
+            raise
+        _conn_pause_reading(self)  # until start()
+
+    # --- Stream --------------------------------------------------------------------------------
+
+    def start(self, handler: StreamHandler, *, max_frame: int) -> None:
+        if self._handler is not None or self._closing:
+            raise RuntimeError(f"stream to {self.where} is already started or closed")
+        self.max_frame = max_frame
+        self._handler = handler
+        self.set_receiver(handler.frames_received)
+        if not self._read_paused:
+            _conn_resume_reading(self)
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if _conn_write(self, data) and not self._writing_paused:
+            self._writing_paused = True
+            if self._handler is not None:
+                self._handler.writing_paused()
+
+    def write_buffer_size(self) -> int:
+        return int(self.out_buffered)
+
+    def pause_reading(self) -> None:
+        self._read_paused = True
+        _conn_pause_reading(self)
+
+    def resume_reading(self) -> None:
+        self._read_paused = False
+        if self._handler is not None:
+            _conn_resume_reading(self)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.finish(None)  # reads no more
+        if self.expect_drain(0):
+            self._lose(None)
+        else:
+            # EV_DRAINED (with _closing set) ends it when the output is out, or the linger does.
+            self._linger = self._loop.call_later(_STREAM_LINGER, self._lose, None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._lose(None)
+
+    # --- called by the C side ------------------------------------------------------------------
+
+    def _event(self, kind: int, arg: Any) -> None:
+        if kind == _native.EV_DRAINED:
+            if self._closing:
+                self._lose(None)
+            elif self._writing_paused:
+                self._writing_paused = False
+                if self._handler is not None:
+                    self._handler.writing_resumed()
+        elif kind == _native.EV_EOF:
+            broken = broken_stream("connection closed", self.where, self.peer_address, arg)
+            self._lose(broken if arg else None)
+        elif kind == _native.EV_OVERSIZE:
+            self._lose(FrameTooLarge(arg, self.max_frame, self.where))
+        elif kind in (_native.EV_RECV_ERROR, _native.EV_SEND_ERROR):
+            reason = (
+                "connection reset"
+                if arg in (errno.ECONNRESET, errno.EPIPE)
+                else f"connection lost ({os.strerror(arg)})"
+            )
+            self._lose(broken_stream(reason, self.where, self.peer_address, self.buffered))
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _lose(self, exc: BaseException | None) -> None:
+        """Drop the connection now; ``stream_lost(exc)`` follows from a callback of its own."""
+        self._closing = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self.attached:
+            self.detach()  # also forgets the receiver
+            self._sock.close()
+            _release_reactor(self._loop, self._reactor)
+        if self._lost:
+            return
+        self._lost = True
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            self._loop.call_soon(handler.stream_lost, exc)
+
+
+if _native is not None:
+    _conn_write = _native.Conn.write
+    _conn_pause_reading = _native.Conn.pause_reading
+    _conn_resume_reading = _native.Conn.resume_reading
+_MAX_BODY = 2**32 - 1
 
 
 class _Wake(asyncio.Future[tuple[int, Any]]):

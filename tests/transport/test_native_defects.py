@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import socket
-import subprocess
 import sys
-import textwrap
-import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from namewire.errors import TransportError
-from namewire.transport import StreamSocket, connect, listen
-from namewire.transport import _native_stream
+from namewire.transport import StreamSocket, _native_stream, connect, listen
 
 from .conftest import echo
 
