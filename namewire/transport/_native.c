@@ -774,20 +774,39 @@ recvop_iternext(RecvOpObject *op)
     return NULL;
 }
 
-static PyObject *
-recvop_throw(RecvOpObject *op, PyObject *const *args, Py_ssize_t nargs)
+/* throw(exc) / throw(type[, value[, tb]]) of the awaitables: raise what was thrown, as a
+ * coroutine that does not catch it would. */
+static int
+check_throw_args(Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
-        return NULL;
+        return -1;
     }
-    recvop_abandon(op);
+    return 0;
+}
+
+static PyObject *
+raise_thrown(PyObject *const *args, Py_ssize_t nargs)
+{
     PyObject *typ = args[0];
     if (PyExceptionInstance_Check(typ))
         PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-    else
+    else if (PyExceptionClass_Check(typ))
         PyErr_SetObject(typ, nargs > 1 ? args[1] : Py_None);
+    else
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
     return NULL;
+}
+
+static PyObject *
+recvop_throw(RecvOpObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_throw_args(nargs) < 0)
+        return NULL;
+    recvop_abandon(op);
+    return raise_thrown(args, nargs);
 }
 
 static PyObject *
@@ -871,6 +890,36 @@ done_iternext(PyObject *self)
     return NULL;
 }
 
+/* send/throw/close make it a full coroutine (asyncio.create_task and gather accept it). It is
+ * stateless, so one instance serves every send(). */
+static PyObject *
+done_send_method(PyObject *self, PyObject *arg)
+{
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *
+done_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_throw_args(nargs) < 0)
+        return NULL;
+    return raise_thrown(args, nargs);
+}
+
+static PyObject *
+done_close(PyObject *self, PyObject *unused)
+{
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef done_methods[] = {
+    {"send", (PyCFunction)done_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))done_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)done_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyAsyncMethods done_async = {.am_await = self_await, .am_send = done_send};
 
 static PyTypeObject DoneType = {
@@ -879,6 +928,7 @@ static PyTypeObject DoneType = {
     .tp_as_async = &done_async,
     .tp_iter = self_await,
     .tp_iternext = done_iternext,
+    .tp_methods = done_methods,
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
@@ -1625,6 +1675,8 @@ PyInit__native(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Reactor", (PyObject *)&ReactorType) < 0 ||
         PyModule_AddObjectRef(m, "Conn", (PyObject *)&ConnType) < 0 ||
+        PyModule_AddObjectRef(m, "RecvOp", (PyObject *)&RecvOpType) < 0 ||
+        PyModule_AddObjectRef(m, "Done", (PyObject *)&DoneType) < 0 ||
         PyModule_AddIntConstant(m, "EV_EOF", EV_EOF) < 0 ||
         PyModule_AddIntConstant(m, "EV_RECV_ERROR", EV_RECV_ERROR) < 0 ||
         PyModule_AddIntConstant(m, "EV_OVERSIZE", EV_OVERSIZE) < 0 ||

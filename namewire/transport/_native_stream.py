@@ -655,3 +655,7 @@ async def native_connect(
 
 if _native is not None:
     StreamSocket.register(NativeStreamSocket)
+    # What recv() and send() return: full coroutines (send, throw, close, __await__), so that
+    # asyncio.create_task, ensure_future and gather take them as they take StreamSocket's.
+    Coroutine.register(_native.RecvOp)
+    Coroutine.register(_native.Done)

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import socket
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -167,4 +168,70 @@ async def test_listener_with_valid_limits_still_serves(stream_url: str) -> None:
         assert isinstance(sock, StreamSocket)
         await sock.send(b"x")
         assert await asyncio.wait_for(sock.recv(), WAIT) == b"x"
+        await sock.close()
+
+
+# --- 3: whatever send() and recv() return is accepted wherever a coroutine is --------------------
+
+
+async def test_send_and_recv_are_coroutines(echo_listener: Any) -> None:
+    sock = await connect(echo_listener.address)
+    assert isinstance(sock, StreamSocket)
+    try:
+        sending = sock.send(b"probe")
+        receiving = sock.recv()
+        for awaitable in (sending, receiving):
+            assert asyncio.iscoroutine(awaitable), type(awaitable)
+            assert isinstance(awaitable, Coroutine)
+        await sending
+        assert await asyncio.wait_for(receiving, WAIT) == b"probe"
+        await asyncio.create_task(sock.send(b"one"))
+        await asyncio.ensure_future(sock.send(b"two"))
+        await asyncio.gather(sock.send(b"three"), sock.send(b"four"))
+        assert await asyncio.wait_for(asyncio.create_task(sock.recv()), WAIT) == b"one"
+        assert await asyncio.wait_for(asyncio.ensure_future(sock.recv()), WAIT) == b"two"
+        got = await asyncio.wait_for(asyncio.gather(sock.recv()), WAIT)
+        assert got == [b"three"]
+        assert await asyncio.wait_for(sock.recv(), WAIT) == b"four"
+    finally:
+        await sock.close()
+
+
+async def test_a_recv_task_can_be_cancelled_and_loses_nothing(echo_listener: Any) -> None:
+    sock = await connect(echo_listener.address)
+    assert isinstance(sock, StreamSocket)
+    try:
+        task = asyncio.create_task(sock.recv())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await sock.send(b"after")
+        assert await asyncio.wait_for(asyncio.create_task(sock.recv()), WAIT) == b"after"
+    finally:
+        await sock.close()
+
+
+async def test_throw_into_send_and_recv_raises_what_was_thrown(echo_listener: Any) -> None:
+    sock = await connect(echo_listener.address)
+    assert isinstance(sock, StreamSocket)
+    try:
+        for make in (lambda: sock.send(b"x"), sock.recv):
+            awaitable = make()
+            with pytest.raises(KeyError, match="thrown"):
+                awaitable.throw(KeyError("thrown"))
+            assert awaitable.close() is None
+    finally:
+        sock.abort()
+
+
+async def test_send_awaitable_driven_by_hand_finishes_with_none(echo_listener: Any) -> None:
+    sock = await connect(echo_listener.address)
+    assert isinstance(sock, StreamSocket)
+    try:
+        with pytest.raises(StopIteration) as caught:
+            sock.send(b"by hand").send(None)
+        assert caught.value.value is None
+        assert await asyncio.wait_for(sock.recv(), WAIT) == b"by hand"
+    finally:
         await sock.close()
