@@ -69,7 +69,13 @@ typedef struct {
     PyObject *leave_task;
     PyObject *flush_cb;  /* bound self.flush, handed to call_soon */
     ConnObject *dirty;   /* connections with output to send (each holds a reference) */
+    /* fd -> Conn for every connection in the epoll set. The reactor holds them, not the set
+     * itself: a loop closed with connections still open then leaves a cycle the garbage
+     * collector can see (loop, reactor, connections), instead of immortal connections that keep
+     * their loop alive. */
+    PyObject *members;
     PyObject *detached;  /* epoll references dropped during poll(), released after it */
+    PyObject *weakrefs;
     int in_poll;
     int flush_scheduled;
     Py_ssize_t conns;
@@ -970,8 +976,15 @@ conn_init(ConnObject *c, PyObject *args, PyObject *kw)
     }
     c->fd = fd;
     c->events = EPOLLIN;
-    c->registered = 1;
-    Py_INCREF(c); /* held by the epoll set until detach() */
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL || PyDict_SetItem(c->reactor->members, key, (PyObject *)c) < 0) {
+        Py_XDECREF(key);
+        epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, fd, NULL);
+        c->fd = -1;
+        return -1;
+    }
+    Py_DECREF(key);
+    c->registered = 1; /* held by reactor.members until detach() */
     c->reactor->conns++;
     return 0;
 }
@@ -1027,8 +1040,12 @@ conn_dealloc(ConnObject *c)
     if (c->weakrefs != NULL)
         PyObject_ClearWeakRefs((PyObject *)c);
     conn_clear(c);
-    if (c->reactor != NULL && c->fd >= 0)
+    if (c->reactor != NULL && c->fd >= 0) {
+        /* Only a connection collected with its reactor gets here still registered. */
+        if (c->registered && c->reactor->epfd >= 0)
+            epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         c->reactor->conns--;
+    }
     Py_CLEAR(c->reactor);
     PyMem_Free(c->out);
     Py_TYPE(c)->tp_free((PyObject *)c);
@@ -1175,18 +1192,23 @@ conn_finish(ConnObject *c, PyObject *exc)
     Py_RETURN_NONE;
 }
 
-/* Give up the epoll set's reference. Inside poll() the connection may still appear further down
- * the batch of events being handled, so it must outlive the batch. */
+/* Give up the epoll set's reference (its entry in reactor.members). Inside poll() the
+ * connection may still appear further down the batch of events being handled, so it must outlive
+ * the batch: if it cannot be kept that long, it is kept for good (a leak beats a crash). */
 static void
-drop_epoll_ref(ConnObject *c)
+drop_epoll_ref(ConnObject *c, int fd)
 {
     ReactorObject *r = c->reactor;
-    if (r->in_poll && r->detached != NULL && PyList_Append(r->detached, (PyObject *)c) == 0) {
-        Py_DECREF(c); /* the list holds it now */
+    if (r->members == NULL)
+        return;
+    if (r->in_poll && (r->detached == NULL || PyList_Append(r->detached, (PyObject *)c) < 0)) {
+        PyErr_WriteUnraisable((PyObject *)c);
         return;
     }
-    PyErr_Clear();
-    Py_DECREF(c);
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL || PyDict_DelItem(r->members, key) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(key);
 }
 
 /* The end of the stream reaches a fiber waiting in recv() (scheduled by finish()). */
@@ -1209,7 +1231,7 @@ conn_detach(ConnObject *c, PyObject *unused)
 {
     if (c->fd < 0)
         Py_RETURN_NONE;
-    int registered = c->registered;
+    int registered = c->registered, fd = c->fd;
     if (registered) {
         epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         c->registered = 0;
@@ -1223,7 +1245,7 @@ conn_detach(ConnObject *c, PyObject *unused)
     /* The receiver is usually the handler of the object that owns this Conn: a cycle. */
     Py_CLEAR(c->receiver);
     if (registered)
-        drop_epoll_ref(c);
+        drop_epoll_ref(c, fd); /* last: may release c */
     Py_RETURN_NONE;
 }
 
@@ -1476,6 +1498,9 @@ reactor_init(ReactorObject *r, PyObject *args, PyObject *kw)
     r->detached = PyList_New(0);
     if (r->detached == NULL)
         return -1;
+    r->members = PyDict_New();
+    if (r->members == NULL)
+        return -1;
     r->scratch = PyMem_Malloc(SCRATCH_SIZE);
     if (r->scratch == NULL) {
         PyErr_NoMemory();
@@ -1510,12 +1535,20 @@ reactor_traverse(ReactorObject *r, visitproc visit, void *arg)
     Py_VISIT(r->leave_task);
     Py_VISIT(r->flush_cb);
     Py_VISIT(r->detached);
+    Py_VISIT(r->members);
     return 0;
 }
 
 static int
 reactor_clear(ReactorObject *r)
 {
+    /* Garbage (with its loop, most likely): nothing may poll it again. Closing the set before
+     * its members go means no event can name a freed connection. */
+    if (r->epfd >= 0) {
+        close(r->epfd);
+        r->epfd = -1;
+    }
+    Py_CLEAR(r->members);
     Py_CLEAR(r->loop);
     Py_CLEAR(r->call_soon);
     Py_CLEAR(r->enter_task);
@@ -1529,6 +1562,8 @@ static void
 reactor_dealloc(ReactorObject *r)
 {
     PyObject_GC_UnTrack(r);
+    if (r->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)r);
     reactor_clear(r);
     if (r->epfd >= 0)
         close(r->epfd);
@@ -1565,7 +1600,7 @@ reactor_poll(ReactorObject *r, PyObject *unused)
             epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
             c->registered = 0;
             c->events = 0;
-            drop_epoll_ref(c);
+            drop_epoll_ref(c, c->fd);
             int was_reading = c->reading;
             c->reading = 0;
             if (err || (was_reading && !c->eof))
@@ -1636,6 +1671,7 @@ static PyTypeObject ReactorType = {
     .tp_getset = reactor_getset,
     .tp_init = (initproc)reactor_init,
     .tp_new = reactor_new,
+    .tp_weaklistoffset = offsetof(ReactorObject, weakrefs),
 };
 
 /* --- module --------------------------------------------------------------------------------- */

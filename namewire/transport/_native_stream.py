@@ -71,24 +71,34 @@ def available() -> bool:
     return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
 
 
-_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+# loop -> a weak reference to its reactor. The reactor holds its loop, so a strong value would
+# keep the key alive for good; what keeps a reactor alive is the loop's reader callback and its
+# connections, and once a closed loop lets go of them, loop, reactor and connections are garbage.
+_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reactor_of(loop: asyncio.AbstractEventLoop) -> Any:
+    ref = _reactors.get(loop)
+    return ref() if ref is not None else None
 
 
 def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
     """The loop's reactor, made (and registered with ``add_reader``) on first use."""
-    reactor = _reactors.get(loop)
+    reactor = _reactor_of(loop)
     if reactor is None:
         reactor = _native.Reactor(
             loop=loop, enter_task=asyncio.tasks._enter_task, leave_task=asyncio.tasks._leave_task
         )
         loop.add_reader(reactor.fileno(), reactor.poll)
-        _reactors[loop] = reactor
+        _reactors[loop] = weakref.ref(reactor)
     return reactor
 
 
 def _release_reactor(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
     """Close the loop's reactor once its last connection is gone (no fd outlives its sockets)."""
-    current = _reactors.get(loop)
+    current = _reactor_of(loop)
     if reactor.conns or current is None or current is not reactor:
         return
     del _reactors[loop]

@@ -6,6 +6,8 @@ import asyncio
 import gc
 import socket
 import sys
+import warnings
+import weakref
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -100,7 +102,7 @@ async def test_failed_constructor_leaves_nothing_registered(sockets_impl: str) -
     loop = asyncio.get_running_loop()
     async with await listen("tcp://127.0.0.1:0", echo) as listener:
         keeper = await connect(listener.address)  # keeps the loop's reactor alive
-        reactor = _native_stream._reactors[loop]
+        reactor = _native_stream._reactor_of(loop)
         conns, before = reactor.conns, live_native_sockets()
         # Not connected, as when the peer left before it was served: getpeername() fails.
         lonely = socket.socket()
@@ -235,3 +237,34 @@ async def test_send_awaitable_driven_by_hand_finishes_with_none(echo_listener: A
         assert await asyncio.wait_for(sock.recv(), WAIT) == b"by hand"
     finally:
         await sock.close()
+
+
+# --- 5: a closed loop that ran native connections is garbage, even with a socket left open -------
+
+
+async def _serve_once(leave_open: bool) -> None:
+    async with await listen("tcp://127.0.0.1:0", echo) as listener:
+        sock = await connect(listener.address)
+        assert isinstance(sock, StreamSocket)
+        await sock.send(b"x")
+        assert await asyncio.wait_for(sock.recv(), WAIT) == b"x"
+        if not leave_open:
+            await sock.close()
+
+
+@pytest.mark.parametrize("leave_open", [False, True], ids=["closed", "left-open"])
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_closed_loop_is_collected(loop_kind: str, leave_open: bool) -> None:
+    import uvloop
+
+    loop = asyncio.new_event_loop() if loop_kind == "asyncio" else uvloop.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the socket left open, on purpose
+        try:
+            loop.run_until_complete(_serve_once(leave_open))
+        finally:
+            loop.close()
+        dead = weakref.ref(loop)
+        del loop
+        gc.collect()
+    assert dead() is None, "the closed loop is still referenced"
