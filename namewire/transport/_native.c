@@ -138,6 +138,61 @@ static PyObject *str_set_result, *str_set_exception, *str_done, *str_blocking;
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
+/* The exception being raised, taken out of the error indicator (normalized, with its traceback),
+ * and put back. Public API only: 3.12 has a one-object form; 3.11 has only the deprecated triple. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Steals `exc` (NULL: nothing to restore). */
+static void
+restore_exception(PyObject *exc)
+{
+    if (exc == NULL)
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Return `value` from send()/__next__: raise StopIteration(value). A tuple or an exception must be
+ * wrapped in the StopIteration first, or raising it would unpack or raise the value itself
+ * (what CPython's generators do, without its private _PyGen_SetStopIterationValue). */
+static void
+set_stop_iteration(PyObject *value)
+{
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    if (!PyTuple_Check(value) && !PyExceptionInstance_Check(value)) {
+        PyErr_SetObject(PyExc_StopIteration, value);
+        return;
+    }
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (stop == NULL)
+        return;
+    PyErr_SetObject(PyExc_StopIteration, stop);
+    Py_DECREF(stop);
+}
+
 static void
 report(ConnObject *c, int kind, PyObject *arg)
 {
@@ -345,13 +400,9 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
         if (result != NULL)
             kind = STEP_YIELD;
         else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-            PyObject *et, *ev, *tb;
-            PyErr_Fetch(&et, &ev, &tb);
-            PyErr_NormalizeException(&et, &ev, &tb);
-            result = ev ? PyObject_GetAttrString(ev, "value") : Py_NewRef(Py_None);
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(tb);
+            PyObject *stop = take_exception();
+            result = stop ? PyObject_GetAttrString(stop, "value") : Py_NewRef(Py_None);
+            Py_XDECREF(stop);
             if (result == NULL)
                 kind = STEP_RAISE;
             else
@@ -362,14 +413,8 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
     }
     c->in_fiber = 0;
     if (kind == STEP_RAISE) {
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        PyErr_NormalizeException(&et, &ev, &tb);
-        if (tb != NULL && ev != NULL)
-            PyException_SetTraceback(ev, tb);
-        Py_XDECREF(et);
-        Py_XDECREF(tb);
-        result = ev ? ev : Py_NewRef(Py_None);
+        PyObject *exc = take_exception();
+        result = exc ? exc : Py_NewRef(Py_None);
     }
     else if (kind == STEP_YIELD && result == Park && c->parked)
         kind = STEP_PARKED;
@@ -747,14 +792,13 @@ recvop_abandon(RecvOpObject *op)
             /* Already completed by deliver(): keep its packet. */
             PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
             if (done == Py_True) {
-                PyObject *et, *ev, *tb;
-                PyErr_Fetch(&et, &ev, &tb);
+                PyObject *pending = take_exception();
                 PyObject *r = PyObject_CallMethodNoArgs(fut, str_result);
                 if (r != NULL && PyBytes_Check(r))
                     requeue_front(c, r);
                 Py_XDECREF(r);
                 PyErr_Clear();
-                PyErr_Restore(et, ev, tb);
+                restore_exception(pending);
             }
             Py_XDECREF(done);
         }
@@ -771,10 +815,7 @@ recvop_iternext(RecvOpObject *op)
     if (r == PYGEN_NEXT)
         return result;
     if (r == PYGEN_RETURN) {
-        if (result == Py_None)
-            PyErr_SetNone(PyExc_StopIteration);
-        else
-            _PyGen_SetStopIterationValue(result);
+        set_stop_iteration(result);
         Py_DECREF(result);
     }
     return NULL;
@@ -830,7 +871,7 @@ recvop_send_method(RecvOpObject *op, PyObject *arg)
     if (r == PYGEN_NEXT)
         return result;
     if (r == PYGEN_RETURN) {
-        _PyGen_SetStopIterationValue(result);
+        set_stop_iteration(result);
         Py_DECREF(result);
     }
     return NULL;
@@ -847,10 +888,9 @@ recvop_dealloc(RecvOpObject *op)
 {
     if (op->state == 1 || op->state == 2) {
         /* Dropped while waiting (its coroutine was closed): an exception may be in flight. */
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *pending = take_exception();
         recvop_abandon(op);
-        PyErr_Restore(et, ev, tb);
+        restore_exception(pending);
     }
     Py_XDECREF(op->conn);
     Py_XDECREF(op->fut);

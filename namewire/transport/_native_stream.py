@@ -84,13 +84,34 @@ def _reactor_of(loop: asyncio.AbstractEventLoop) -> Any:
     return ref() if ref is not None else None
 
 
+_TaskHook = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+
+
+def task_hooks() -> tuple[_TaskHook, _TaskHook]:
+    """asyncio's ``_enter_task`` and ``_leave_task``: the one use of private asyncio API.
+
+    A fiber step runs outside its host task's own step, so the reactor makes the host the current
+    task around it, as a task's step does (``asyncio.current_task()``, and so ``asyncio.timeout``
+    and cancellation, rely on it). tests/transport/test_native_defects.py checks that they still
+    exist and still do that, so a Python release that changes them fails there, loudly.
+    """
+    enter = getattr(asyncio.tasks, "_enter_task", None)
+    leave = getattr(asyncio.tasks, "_leave_task", None)
+    if enter is None or leave is None:
+        raise RuntimeError(
+            "namewire's C reactor needs asyncio.tasks._enter_task and _leave_task, which this "
+            f"Python ({sys.version.split()[0]}) does not have; run with NAMEWIRE_NATIVE=0 to use "
+            "the pure-asyncio sockets"
+        )
+    return enter, leave
+
+
 def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
     """The loop's reactor, made (and registered with ``add_reader``) on first use."""
     reactor = _reactor_of(loop)
     if reactor is None:
-        reactor = _native.Reactor(
-            loop=loop, enter_task=asyncio.tasks._enter_task, leave_task=asyncio.tasks._leave_task
-        )
+        enter, leave = task_hooks()
+        reactor = _native.Reactor(loop=loop, enter_task=enter, leave_task=leave)
         loop.add_reader(reactor.fileno(), reactor.poll)
         _reactors[loop] = weakref.ref(reactor)
     return reactor

@@ -268,3 +268,47 @@ def test_a_closed_loop_is_collected(loop_kind: str, leave_open: bool) -> None:
         del loop
         gc.collect()
     assert dead() is None, "the closed loop is still referenced"
+
+
+# --- 7: the one use of private asyncio API fails loudly if asyncio changes it -------------------
+
+
+HOOKS_CHANGED = (
+    "asyncio.tasks._enter_task/_leave_task no longer make a task the current one: the C "
+    "reactor's fibers rely on them (task_hooks() in namewire/transport/_native_stream.py)"
+)
+
+
+def test_asyncio_task_hooks_still_make_a_task_current(sockets_impl: str) -> None:
+    native_only(sockets_impl)
+    enter, leave = _native_stream.task_hooks()
+    loop = asyncio.new_event_loop()
+    seen: list[object] = []
+
+    async def idle() -> None:
+        await asyncio.sleep(0)
+
+    task = loop.create_task(idle())
+
+    def outside_any_task() -> None:
+        seen.append(asyncio.current_task(loop))
+        enter(loop, task)
+        try:
+            seen.append(asyncio.current_task(loop))
+        finally:
+            leave(loop, task)
+        seen.append(asyncio.current_task(loop))
+
+    try:
+        loop.call_soon(outside_any_task)
+        loop.run_until_complete(task)
+    finally:
+        loop.close()
+    assert seen == [None, task, None], HOOKS_CHANGED
+
+
+def test_missing_task_hooks_are_named(sockets_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    native_only(sockets_impl)
+    monkeypatch.delattr(asyncio.tasks, "_enter_task")
+    with pytest.raises(RuntimeError, match=r"needs asyncio\.tasks\._enter_task and _leave_task"):
+        _native_stream.task_hooks()
