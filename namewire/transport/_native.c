@@ -69,7 +69,13 @@ typedef struct {
     PyObject *leave_task;
     PyObject *flush_cb;  /* bound self.flush, handed to call_soon */
     ConnObject *dirty;   /* connections with output to send (each holds a reference) */
+    /* fd -> Conn for every connection in the epoll set. The reactor holds them, not the set
+     * itself: a loop closed with connections still open then leaves a cycle the garbage
+     * collector can see (loop, reactor, connections), instead of immortal connections that keep
+     * their loop alive. */
+    PyObject *members;
     PyObject *detached;  /* epoll references dropped during poll(), released after it */
+    PyObject *weakrefs;
     int in_poll;
     int flush_scheduled;
     Py_ssize_t conns;
@@ -97,6 +103,9 @@ struct ConnObject {
     int reading;       /* EPOLLIN wanted (not ended) */
     int eof;           /* the peer closed its side */
     int paused;        /* reading paused: the queue is over its limit */
+    int user_paused;   /* reading paused by pause_reading() (session mode), independent of it */
+    PyObject *receiver; /* session mode: called with each read's whole frames, as one list */
+    PyObject *batch;    /* the frames cut from the read being handled, for the receiver */
     int finished;      /* no packet will be queued any more */
     PyObject *recv_exc; /* raised by recv() once finished and drained */
     PyObject *send_exc; /* raised by send() */
@@ -129,6 +138,61 @@ static PyObject *str_set_result, *str_set_exception, *str_done, *str_blocking;
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
+/* The exception being raised, taken out of the error indicator (normalized, with its traceback),
+ * and put back. Public API only: 3.12 has a one-object form; 3.11 has only the deprecated triple. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Steals `exc` (NULL: nothing to restore). */
+static void
+restore_exception(PyObject *exc)
+{
+    if (exc == NULL)
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Return `value` from send()/__next__: raise StopIteration(value). A tuple or an exception must be
+ * wrapped in the StopIteration first, or raising it would unpack or raise the value itself
+ * (what CPython's generators do, without its private _PyGen_SetStopIterationValue). */
+static void
+set_stop_iteration(PyObject *value)
+{
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    if (!PyTuple_Check(value) && !PyExceptionInstance_Check(value)) {
+        PyErr_SetObject(PyExc_StopIteration, value);
+        return;
+    }
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (stop == NULL)
+        return;
+    PyErr_SetObject(PyExc_StopIteration, stop);
+    Py_DECREF(stop);
+}
+
 static void
 report(ConnObject *c, int kind, PyObject *arg)
 {
@@ -152,10 +216,16 @@ report_int(ConnObject *c, int kind, long long value)
     Py_DECREF(arg);
 }
 
+static inline int
+wants_read(ConnObject *c)
+{
+    return c->reading && !c->paused && !c->user_paused;
+}
+
 static int
 epoll_update(ConnObject *c)
 {
-    uint32_t want = (c->reading && !c->paused ? EPOLLIN : 0) | (c->out_end > c->out_start ? EPOLLOUT : 0);
+    uint32_t want = (wants_read(c) ? EPOLLIN : 0) | (c->out_end > c->out_start ? EPOLLOUT : 0);
     if (c->fd < 0 || !c->registered || want == c->events)
         return 0;
     struct epoll_event ev = {.events = want, .data.ptr = c};
@@ -330,13 +400,9 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
         if (result != NULL)
             kind = STEP_YIELD;
         else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-            PyObject *et, *ev, *tb;
-            PyErr_Fetch(&et, &ev, &tb);
-            PyErr_NormalizeException(&et, &ev, &tb);
-            result = ev ? PyObject_GetAttrString(ev, "value") : Py_NewRef(Py_None);
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(tb);
+            PyObject *stop = take_exception();
+            result = stop ? PyObject_GetAttrString(stop, "value") : Py_NewRef(Py_None);
+            Py_XDECREF(stop);
             if (result == NULL)
                 kind = STEP_RAISE;
             else
@@ -347,14 +413,8 @@ fiber_step(ConnObject *c, PyObject *value, PyObject *exc, int enter, PyObject **
     }
     c->in_fiber = 0;
     if (kind == STEP_RAISE) {
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        PyErr_NormalizeException(&et, &ev, &tb);
-        if (tb != NULL && ev != NULL)
-            PyException_SetTraceback(ev, tb);
-        Py_XDECREF(et);
-        Py_XDECREF(tb);
-        result = ev ? ev : Py_NewRef(Py_None);
+        PyObject *exc = take_exception();
+        result = exc ? exc : Py_NewRef(Py_None);
     }
     else if (kind == STEP_YIELD && result == Park && c->parked)
         kind = STEP_PARKED;
@@ -411,10 +471,41 @@ set_paused(ConnObject *c, int paused)
     epoll_update_or_report(c);
 }
 
+/* Session mode: hand the frames cut from one read to the receiver, as one list (one call per
+ * read instead of one per frame; the list becomes the receiver's). */
+static void
+flush_batch(ConnObject *c)
+{
+    PyObject *batch = c->batch;
+    if (batch == NULL)
+        return;
+    c->batch = NULL;
+    if (c->receiver != NULL) {
+        PyObject *receiver = Py_NewRef(c->receiver);
+        PyObject *r = PyObject_CallOneArg(receiver, batch);
+        if (r == NULL)
+            PyErr_WriteUnraisable(receiver);
+        Py_XDECREF(r);
+        Py_DECREF(receiver);
+    }
+    Py_DECREF(batch);
+}
+
 /* A packet arrived: hand it to whoever waits for it, or queue it. Steals `packet`. */
 static void
 deliver(ConnObject *c, PyObject *packet)
 {
+    if (c->receiver != NULL) {
+        if (c->batch == NULL && (c->batch = PyList_New(0)) == NULL) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            Py_DECREF(packet);
+            return;
+        }
+        if (PyList_Append(c->batch, packet) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_DECREF(packet);
+        return;
+    }
     if (c->parked && c->qhead == PyList_GET_SIZE(c->queue)) {
         fiber_resume(c, packet, NULL);
         Py_DECREF(packet);
@@ -486,6 +577,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
             c->hdr_have = 0;
         }
         if (size > c->max_frame) {
+            flush_batch(c); /* the frames before the bad one were good */
             report_int(c, EV_OVERSIZE, size);
             return -1;
         }
@@ -511,7 +603,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
 }
 
 static void
-handle_readable(ConnObject *c, char *scratch)
+read_once(ConnObject *c, char *scratch)
 {
     char *buf = scratch;
     Py_ssize_t cap = SCRATCH_SIZE;
@@ -564,6 +656,13 @@ handle_readable(ConnObject *c, char *scratch)
         c->reading = 0;
         epoll_update_or_report(c);
     }
+}
+
+static void
+handle_readable(ConnObject *c, char *scratch)
+{
+    read_once(c, scratch);
+    flush_batch(c);
 }
 
 /* --- the recv() awaitable ------------------------------------------------------------------ */
@@ -693,14 +792,13 @@ recvop_abandon(RecvOpObject *op)
             /* Already completed by deliver(): keep its packet. */
             PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
             if (done == Py_True) {
-                PyObject *et, *ev, *tb;
-                PyErr_Fetch(&et, &ev, &tb);
+                PyObject *pending = take_exception();
                 PyObject *r = PyObject_CallMethodNoArgs(fut, str_result);
                 if (r != NULL && PyBytes_Check(r))
                     requeue_front(c, r);
                 Py_XDECREF(r);
                 PyErr_Clear();
-                PyErr_Restore(et, ev, tb);
+                restore_exception(pending);
             }
             Py_XDECREF(done);
         }
@@ -717,29 +815,45 @@ recvop_iternext(RecvOpObject *op)
     if (r == PYGEN_NEXT)
         return result;
     if (r == PYGEN_RETURN) {
-        if (result == Py_None)
-            PyErr_SetNone(PyExc_StopIteration);
-        else
-            _PyGen_SetStopIterationValue(result);
+        set_stop_iteration(result);
         Py_DECREF(result);
     }
+    return NULL;
+}
+
+/* throw(exc) / throw(type[, value[, tb]]) of the awaitables: raise what was thrown, as a
+ * coroutine that does not catch it would. */
+static int
+check_throw_args(Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+raise_thrown(PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *typ = args[0];
+    if (PyExceptionInstance_Check(typ))
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    else if (PyExceptionClass_Check(typ))
+        PyErr_SetObject(typ, nargs > 1 ? args[1] : Py_None);
+    else
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
     return NULL;
 }
 
 static PyObject *
 recvop_throw(RecvOpObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+    if (check_throw_args(nargs) < 0)
         return NULL;
-    }
     recvop_abandon(op);
-    PyObject *typ = args[0];
-    if (PyExceptionInstance_Check(typ))
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-    else
-        PyErr_SetObject(typ, nargs > 1 ? args[1] : Py_None);
-    return NULL;
+    return raise_thrown(args, nargs);
 }
 
 static PyObject *
@@ -757,7 +871,7 @@ recvop_send_method(RecvOpObject *op, PyObject *arg)
     if (r == PYGEN_NEXT)
         return result;
     if (r == PYGEN_RETURN) {
-        _PyGen_SetStopIterationValue(result);
+        set_stop_iteration(result);
         Py_DECREF(result);
     }
     return NULL;
@@ -774,10 +888,9 @@ recvop_dealloc(RecvOpObject *op)
 {
     if (op->state == 1 || op->state == 2) {
         /* Dropped while waiting (its coroutine was closed): an exception may be in flight. */
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *pending = take_exception();
         recvop_abandon(op);
-        PyErr_Restore(et, ev, tb);
+        restore_exception(pending);
     }
     Py_XDECREF(op->conn);
     Py_XDECREF(op->fut);
@@ -823,6 +936,36 @@ done_iternext(PyObject *self)
     return NULL;
 }
 
+/* send/throw/close make it a full coroutine (asyncio.create_task and gather accept it). It is
+ * stateless, so one instance serves every send(). */
+static PyObject *
+done_send_method(PyObject *self, PyObject *arg)
+{
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *
+done_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_throw_args(nargs) < 0)
+        return NULL;
+    return raise_thrown(args, nargs);
+}
+
+static PyObject *
+done_close(PyObject *self, PyObject *unused)
+{
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef done_methods[] = {
+    {"send", (PyCFunction)done_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))done_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)done_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyAsyncMethods done_async = {.am_await = self_await, .am_send = done_send};
 
 static PyTypeObject DoneType = {
@@ -831,6 +974,7 @@ static PyTypeObject DoneType = {
     .tp_as_async = &done_async,
     .tp_iter = self_await,
     .tp_iternext = done_iternext,
+    .tp_methods = done_methods,
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
@@ -872,8 +1016,15 @@ conn_init(ConnObject *c, PyObject *args, PyObject *kw)
     }
     c->fd = fd;
     c->events = EPOLLIN;
-    c->registered = 1;
-    Py_INCREF(c); /* held by the epoll set until detach() */
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL || PyDict_SetItem(c->reactor->members, key, (PyObject *)c) < 0) {
+        Py_XDECREF(key);
+        epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, fd, NULL);
+        c->fd = -1;
+        return -1;
+    }
+    Py_DECREF(key);
+    c->registered = 1; /* held by reactor.members until detach() */
     c->reactor->conns++;
     return 0;
 }
@@ -899,6 +1050,8 @@ conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->coro);
     Py_VISIT(c->host);
     Py_VISIT(c->context);
+    Py_VISIT(c->receiver);
+    Py_VISIT(c->batch);
     Py_VISIT(c->dict);
     return 0;
 }
@@ -914,6 +1067,8 @@ conn_clear(ConnObject *c)
     Py_CLEAR(c->coro);
     Py_CLEAR(c->host);
     Py_CLEAR(c->context);
+    Py_CLEAR(c->receiver);
+    Py_CLEAR(c->batch);
     Py_CLEAR(c->dict);
     return 0;
 }
@@ -925,8 +1080,12 @@ conn_dealloc(ConnObject *c)
     if (c->weakrefs != NULL)
         PyObject_ClearWeakRefs((PyObject *)c);
     conn_clear(c);
-    if (c->reactor != NULL && c->fd >= 0)
+    if (c->reactor != NULL && c->fd >= 0) {
+        /* Only a connection collected with its reactor gets here still registered. */
+        if (c->registered && c->reactor->epfd >= 0)
+            epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         c->reactor->conns--;
+    }
     Py_CLEAR(c->reactor);
     PyMem_Free(c->out);
     Py_TYPE(c)->tp_free((PyObject *)c);
@@ -1073,18 +1232,23 @@ conn_finish(ConnObject *c, PyObject *exc)
     Py_RETURN_NONE;
 }
 
-/* Give up the epoll set's reference. Inside poll() the connection may still appear further down
- * the batch of events being handled, so it must outlive the batch. */
+/* Give up the epoll set's reference (its entry in reactor.members). Inside poll() the
+ * connection may still appear further down the batch of events being handled, so it must outlive
+ * the batch: if it cannot be kept that long, it is kept for good (a leak beats a crash). */
 static void
-drop_epoll_ref(ConnObject *c)
+drop_epoll_ref(ConnObject *c, int fd)
 {
     ReactorObject *r = c->reactor;
-    if (r->in_poll && r->detached != NULL && PyList_Append(r->detached, (PyObject *)c) == 0) {
-        Py_DECREF(c); /* the list holds it now */
+    if (r->members == NULL)
+        return;
+    if (r->in_poll && (r->detached == NULL || PyList_Append(r->detached, (PyObject *)c) < 0)) {
+        PyErr_WriteUnraisable((PyObject *)c);
         return;
     }
-    PyErr_Clear();
-    Py_DECREF(c);
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL || PyDict_DelItem(r->members, key) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(key);
 }
 
 /* The end of the stream reaches a fiber waiting in recv() (scheduled by finish()). */
@@ -1107,7 +1271,7 @@ conn_detach(ConnObject *c, PyObject *unused)
 {
     if (c->fd < 0)
         Py_RETURN_NONE;
-    int registered = c->registered;
+    int registered = c->registered, fd = c->fd;
     if (registered) {
         epoll_ctl(c->reactor->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         c->registered = 0;
@@ -1118,8 +1282,10 @@ conn_detach(ConnObject *c, PyObject *unused)
     out_reset(c);
     c->want_drain = 0;
     Py_CLEAR(c->partial);
+    /* The receiver is usually the handler of the object that owns this Conn: a cycle. */
+    Py_CLEAR(c->receiver);
     if (registered)
-        drop_epoll_ref(c);
+        drop_epoll_ref(c, fd); /* last: may release c */
     Py_RETURN_NONE;
 }
 
@@ -1202,6 +1368,92 @@ conn_end_fiber(ConnObject *c, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* --- session mode --------------------------------------------------------------------------- */
+
+static PyObject *
+conn_set_receiver(ConnObject *c, PyObject *callback)
+{
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        PyErr_SetString(PyExc_TypeError, "the receiver must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(c->receiver, callback == Py_None ? NULL : Py_NewRef(callback));
+    Py_RETURN_NONE;
+}
+
+/* write(data) -> bool: queue bytes that already carry their frame headers. True: the output is
+ * over the high-water mark even after trying to send it now; EV_DRAINED follows at the low mark. */
+static PyObject *
+conn_write(ConnObject *c, PyObject *data)
+{
+    if (c->send_exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(c->send_exc), c->send_exc);
+        return NULL;
+    }
+    if (c->fd < 0) /* detached: nothing would ever send it */
+        Py_RETURN_FALSE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int r = view.len ? append_out(c, view.buf, view.len, 0) : 0;
+    PyBuffer_Release(&view);
+    if (r < 0)
+        return NULL;
+    if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+        flush_conn(c);
+        if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+            c->low_water = c->high_water / 4;
+            c->want_drain = 1;
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+conn_pause_reading(ConnObject *c, PyObject *unused)
+{
+    c->user_paused = 1;
+    if (epoll_update(c) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+conn_resume_reading(ConnObject *c, PyObject *unused)
+{
+    c->user_paused = 0;
+    if (epoll_update(c) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+get_out_buffered(ConnObject *c, void *unused)
+{
+    return PyLong_FromSsize_t(c->out_end - c->out_start);
+}
+
+static PyObject *
+get_max_frame(ConnObject *c, void *unused)
+{
+    return PyLong_FromUnsignedLong(c->max_frame);
+}
+
+static int
+set_max_frame(ConnObject *c, PyObject *value, void *unused)
+{
+    unsigned long long v = value ? PyLong_AsUnsignedLongLong(value) : 0;
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (v == 0 || v > MAX_BODY) {
+        PyErr_Format(PyExc_ValueError, "max_frame must be in 1..%u", MAX_BODY);
+        return -1;
+    }
+    c->max_frame = (uint32_t)v;
+    return 0;
+}
+
 static PyObject *
 get_buffered(ConnObject *c, void *unused)
 {
@@ -1224,6 +1476,8 @@ static PyGetSetDef conn_getset[] = {
     {"buffered", (getter)get_buffered, NULL, "bytes received of an incomplete frame", NULL},
     {"send_calls", (getter)get_send_calls, NULL, "send syscalls made so far", NULL},
     {"attached", (getter)get_attached, NULL, "still watched by the reactor", NULL},
+    {"out_buffered", (getter)get_out_buffered, NULL, "bytes written and not yet sent", NULL},
+    {"max_frame", (getter)get_max_frame, (setter)set_max_frame, "largest frame body accepted", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
@@ -1240,6 +1494,10 @@ static PyMethodDef conn_methods[] = {
     {"drive", (PyCFunction)conn_drive, METH_VARARGS, "drive(value, exc) -> (kind, obj)"},
     {"unpark", (PyCFunction)conn_unpark, METH_NOARGS, "stop the fiber's wait in recv()"},
     {"end_fiber", (PyCFunction)conn_end_fiber, METH_NOARGS, "forget the fiber"},
+    {"set_receiver", (PyCFunction)conn_set_receiver, METH_O, "session mode: frames go to callback(list)"},
+    {"write", (PyCFunction)conn_write, METH_O, "queue framed bytes; True: over the high-water mark"},
+    {"pause_reading", (PyCFunction)conn_pause_reading, METH_NOARGS, "stop reading"},
+    {"resume_reading", (PyCFunction)conn_resume_reading, METH_NOARGS, "read again"},
     {NULL},
 };
 
@@ -1280,6 +1538,9 @@ reactor_init(ReactorObject *r, PyObject *args, PyObject *kw)
     r->detached = PyList_New(0);
     if (r->detached == NULL)
         return -1;
+    r->members = PyDict_New();
+    if (r->members == NULL)
+        return -1;
     r->scratch = PyMem_Malloc(SCRATCH_SIZE);
     if (r->scratch == NULL) {
         PyErr_NoMemory();
@@ -1314,12 +1575,20 @@ reactor_traverse(ReactorObject *r, visitproc visit, void *arg)
     Py_VISIT(r->leave_task);
     Py_VISIT(r->flush_cb);
     Py_VISIT(r->detached);
+    Py_VISIT(r->members);
     return 0;
 }
 
 static int
 reactor_clear(ReactorObject *r)
 {
+    /* Garbage (with its loop, most likely): nothing may poll it again. Closing the set before
+     * its members go means no event can name a freed connection. */
+    if (r->epfd >= 0) {
+        close(r->epfd);
+        r->epfd = -1;
+    }
+    Py_CLEAR(r->members);
     Py_CLEAR(r->loop);
     Py_CLEAR(r->call_soon);
     Py_CLEAR(r->enter_task);
@@ -1333,6 +1602,8 @@ static void
 reactor_dealloc(ReactorObject *r)
 {
     PyObject_GC_UnTrack(r);
+    if (r->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)r);
     reactor_clear(r);
     if (r->epfd >= 0)
         close(r->epfd);
@@ -1357,7 +1628,7 @@ reactor_poll(ReactorObject *r, PyObject *unused)
         ConnObject *c = events[i].data.ptr;
         uint32_t ev = events[i].events;
         Py_INCREF(c);
-        if (c->fd >= 0 && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->reading && !c->paused)
+        if (c->fd >= 0 && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && wants_read(c))
             handle_readable(c, r->scratch);
         else if (c->fd >= 0 && c->registered && (ev & (EPOLLHUP | EPOLLERR)) &&
                  c->out_end == c->out_start) {
@@ -1369,7 +1640,7 @@ reactor_poll(ReactorObject *r, PyObject *unused)
             epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
             c->registered = 0;
             c->events = 0;
-            drop_epoll_ref(c);
+            drop_epoll_ref(c, c->fd);
             int was_reading = c->reading;
             c->reading = 0;
             if (err || (was_reading && !c->eof))
@@ -1440,6 +1711,7 @@ static PyTypeObject ReactorType = {
     .tp_getset = reactor_getset,
     .tp_init = (initproc)reactor_init,
     .tp_new = reactor_new,
+    .tp_weaklistoffset = offsetof(ReactorObject, weakrefs),
 };
 
 /* --- module --------------------------------------------------------------------------------- */
@@ -1479,6 +1751,8 @@ PyInit__native(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Reactor", (PyObject *)&ReactorType) < 0 ||
         PyModule_AddObjectRef(m, "Conn", (PyObject *)&ConnType) < 0 ||
+        PyModule_AddObjectRef(m, "RecvOp", (PyObject *)&RecvOpType) < 0 ||
+        PyModule_AddObjectRef(m, "Done", (PyObject *)&DoneType) < 0 ||
         PyModule_AddIntConstant(m, "EV_EOF", EV_EOF) < 0 ||
         PyModule_AddIntConstant(m, "EV_RECV_ERROR", EV_RECV_ERROR) < 0 ||
         PyModule_AddIntConstant(m, "EV_OVERSIZE", EV_OVERSIZE) < 0 ||

@@ -20,15 +20,22 @@ import errno
 import logging
 import os
 import socket
+import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import ConnectionReset, ProtocolError, TransportError
+from ..errors import (
+    ConnectionReset,
+    FrameTooLarge,
+    ProtocolError,
+    TransportError,
+)
 from ..wire import oversize_message
 from ._address import Address, sockaddr_url
 from ._schemes import bind_sockets, connect_socket
 from ._stream import SocketState, StreamSocket, broken_stream, stream_names
+from ._streams import WRITE_HIGH_WATER, Stream, StreamHandler
 
 _native: Any
 try:
@@ -36,7 +43,13 @@ try:
 except ImportError:  # not built (no compiler, not Linux): the pure-asyncio sockets serve instead
     _native = None
 
-__all__ = ["NativeServer", "NativeStreamSocket", "available", "native_connect"]
+__all__ = [
+    "NativeFrameStream",
+    "NativeServer",
+    "NativeStreamSocket",
+    "available",
+    "native_connect",
+]
 
 log = logging.getLogger("namewire.transport")
 
@@ -44,6 +57,8 @@ log = logging.getLogger("namewire.transport")
 # defaults for its transports).
 HIGH_WATER = 64 * 1024
 _CLOSE_LINGER = 10.0
+# How long NativeFrameStream.close() lets queued output drain before it drops it.
+_STREAM_LINGER = 1.0
 # How many connections one readiness callback accepts before letting the loop run again.
 _ACCEPT_BATCH = 128
 # After EMFILE/ENFILE, accepting pauses this long instead of spinning on a full fd table.
@@ -55,34 +70,55 @@ def available() -> bool:
     return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
 
 
-def native_sessions() -> bool:
-    """True when node sessions run on the C reactor too (it is available and has session mode)."""
-    return available() and hasattr(_native.Conn, "set_receiver")
+# loop -> a weak reference to its reactor. The reactor holds its loop, so a strong value would
+# keep the key alive for good; what keeps a reactor alive is the loop's reader callback and its
+# connections, and once a closed loop lets go of them, loop, reactor and connections are garbage.
+_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def native_frame_stream(sock: socket.socket) -> Any:
-    """A `Stream` on the C reactor for the connected socket ``sock`` (see `native_sessions`)."""
-    return NativeFrameStream(sock)  # type: ignore[name-defined]  # noqa: F821
+def _reactor_of(loop: asyncio.AbstractEventLoop) -> Any:
+    ref = _reactors.get(loop)
+    return ref() if ref is not None else None
 
 
-_reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_TaskHook = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+
+
+def task_hooks() -> tuple[_TaskHook, _TaskHook]:
+    """asyncio's ``_enter_task`` and ``_leave_task``: the one use of private asyncio API.
+
+    A fiber step runs outside its host task's own step, so the reactor makes the host the current
+    task around it, as a task's step does (``asyncio.current_task()``, and so ``asyncio.timeout``
+    and cancellation, rely on it). tests/transport/test_native_defects.py checks that they still
+    exist and still do that, so a Python release that changes them fails there, loudly.
+    """
+    enter = getattr(asyncio.tasks, "_enter_task", None)
+    leave = getattr(asyncio.tasks, "_leave_task", None)
+    if enter is None or leave is None:
+        raise RuntimeError(
+            "namewire's C reactor needs asyncio.tasks._enter_task and _leave_task, which this "
+            f"Python ({sys.version.split()[0]}) does not have; run with NAMEWIRE_NATIVE=0 to use "
+            "the pure-asyncio sockets"
+        )
+    return enter, leave
 
 
 def _reactor(loop: asyncio.AbstractEventLoop) -> Any:
     """The loop's reactor, made (and registered with ``add_reader``) on first use."""
-    reactor = _reactors.get(loop)
+    reactor = _reactor_of(loop)
     if reactor is None:
-        reactor = _native.Reactor(
-            loop=loop, enter_task=asyncio.tasks._enter_task, leave_task=asyncio.tasks._leave_task
-        )
+        enter, leave = task_hooks()
+        reactor = _native.Reactor(loop=loop, enter_task=enter, leave_task=leave)
         loop.add_reader(reactor.fileno(), reactor.poll)
-        _reactors[loop] = reactor
+        _reactors[loop] = weakref.ref(reactor)
     return reactor
 
 
 def _release_reactor(loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
     """Close the loop's reactor once its last connection is gone (no fd outlives its sockets)."""
-    current = _reactors.get(loop)
+    current = _reactor_of(loop)
     if reactor.conns or current is None or current is not reactor:
         return
     del _reactors[loop]
@@ -115,22 +151,28 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if queue_limit <= 0:
             raise ValueError(f"queue_limit must be positive, not {queue_limit}")
         loop = asyncio.get_running_loop()
-        reactor = _reactor(loop)
-        super().__init__(reactor, sock.fileno(), framed, max_frame, queue_limit, HIGH_WATER)
+        # Everything that can fail comes before the C base registers the socket with epoll:
+        # once registered, the epoll set holds a reference that only detach() gives back.
+        self.local_address, self.peer_address, self._where = stream_names(
+            sock, sock.getsockname(), sock.getpeername()
+        )
         self._loop = loop
-        self._reactor = reactor
         self._max_frame = max_frame
         self._sock = sock
         self._closing = False
+        self._send_exc: TransportError | None = None
         self._lost: asyncio.Future[None] = loop.create_future()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[tuple[int, Any]] | None = None
         self._outcome: tuple[int, Any] | None = None
         self._fiber_context: contextvars.Context | None = None
         self._linger: asyncio.TimerHandle | None = None
-        self.local_address, self.peer_address, self._where = stream_names(
-            sock, sock.getsockname(), sock.getpeername()
-        )
+        self._reactor = reactor = _reactor(loop)
+        try:
+            super().__init__(reactor, sock.fileno(), framed, max_frame, queue_limit, HIGH_WATER)
+        except BaseException:
+            _release_reactor(loop, reactor)
+            raise
 
     # --- the public face (recv and send are inherited from C) ----------------------------------
 
@@ -251,16 +293,20 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if self._closing:
             return
         self._closing = True
-        self.set_send_error(TransportError(f"socket to {self._where} is closed", self.peer_address))
+        self._set_send_error(
+            TransportError(f"socket to {self._where} is closed", self.peer_address)
+        )
         self.finish(None)
+
+    def _set_send_error(self, exc: TransportError) -> None:
+        """From now on send() raises ``exc`` (the first one set stays, as in the C side)."""
+        if self._send_exc is None:
+            self._send_exc = exc
+        self.set_send_error(exc)
 
     def _lose(self, send_exc: TransportError) -> None:
         """The connection is gone (reset, write failure, protocol error): drop it now."""
-        self.set_send_error(send_exc)
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(send_exc)
-            waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
+        self._set_send_error(send_exc)
         self._teardown()
 
     def _teardown_after(self, _: object) -> None:
@@ -269,6 +315,15 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
     def _teardown(self) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        # A send() waiting for drain would wait forever: it gets the send error, as the pure
+        # socket's WriteFlow.close gives it (abort, an expired linger, a lost connection).
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                self._send_exc
+                or ConnectionReset(f"connection to {self._where} is closed", self.peer_address)
+            )
+            waiter.exception()  # nobody may be waiting any more: do not log it as unretrieved
         if not self.attached:
             return
         self.detach()
@@ -276,6 +331,140 @@ class NativeStreamSocket(SocketState, _Base):  # type: ignore[misc]
         if not self._lost.done():
             self._lost.set_result(None)
         _release_reactor(self._loop, self._reactor)
+
+
+class NativeFrameStream(Stream, _Base):  # type: ignore[misc]
+    """A `Stream` on the C reactor (session mode): frames are cut in C, and the frames of one read
+    reach ``handler.frames_received`` as one list, called straight from the reactor.
+
+    Built from a connected non-blocking socket, inside the running loop; nothing is read before
+    `start`. Writes are framed bytes (``takes_frames`` False), sent with one ``send`` per
+    connection per loop turn. ``stream_lost`` is called exactly once, from a loop callback of its
+    own (never from inside a call the handler made): None after a clean end between frames,
+    `close()` or `abort()`; `ConnectionReset` for a reset, an error or an end in the middle of a
+    frame; `FrameTooLarge` for a frame over ``max_frame``. Writes after `close()`/`abort()` or
+    after the stream was lost are dropped, as an asyncio transport drops them.
+    """
+
+    cuts_frames = True
+    takes_frames = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        # Everything that can fail comes before the C base registers the socket with epoll.
+        self.local_address, self.peer_address, self.where = stream_names(
+            sock, sock.getsockname(), sock.getpeername()
+        )
+        self._loop = loop
+        self._sock = sock
+        self._handler: StreamHandler | None = None
+        self._read_paused = False  # by pause_reading(), before or after start()
+        self._writing_paused = False
+        self._closing = False  # close() or abort() was called, or the stream was lost
+        self._lost = False  # stream_lost is scheduled (or not needed: never started)
+        self._linger: asyncio.TimerHandle | None = None
+        self._reactor = reactor = _reactor(loop)
+        try:
+            super().__init__(reactor, sock.fileno(), True, _MAX_BODY, sys.maxsize, WRITE_HIGH_WATER)
+        except BaseException:
+            _release_reactor(loop, reactor)
+            raise
+        _conn_pause_reading(self)  # until start()
+
+    # --- Stream --------------------------------------------------------------------------------
+
+    def start(self, handler: StreamHandler, *, max_frame: int) -> None:
+        if self._handler is not None or self._closing:
+            raise RuntimeError(f"stream to {self.where} is already started or closed")
+        self.max_frame = max_frame
+        self._handler = handler
+        self.set_receiver(handler.frames_received)
+        if not self._read_paused:
+            _conn_resume_reading(self)
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if _conn_write(self, data) and not self._writing_paused:
+            self._writing_paused = True
+            if self._handler is not None:
+                self._handler.writing_paused()
+
+    def write_buffer_size(self) -> int:
+        return int(self.out_buffered)
+
+    def pause_reading(self) -> None:
+        self._read_paused = True
+        _conn_pause_reading(self)
+
+    def resume_reading(self) -> None:
+        self._read_paused = False
+        if self._handler is not None:
+            _conn_resume_reading(self)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.finish(None)  # reads no more
+        if self.expect_drain(0):
+            self._lose(None)
+        else:
+            # EV_DRAINED (with _closing set) ends it when the output is out, or the linger does.
+            self._linger = self._loop.call_later(_STREAM_LINGER, self._lose, None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._lose(None)
+
+    # --- called by the C side ------------------------------------------------------------------
+
+    def _event(self, kind: int, arg: Any) -> None:
+        if kind == _native.EV_DRAINED:
+            if self._closing:
+                self._lose(None)
+            elif self._writing_paused:
+                self._writing_paused = False
+                if self._handler is not None:
+                    self._handler.writing_resumed()
+        elif kind == _native.EV_EOF:
+            broken = broken_stream("connection closed", self.where, self.peer_address, arg)
+            self._lose(broken if arg else None)
+        elif kind == _native.EV_OVERSIZE:
+            self._lose(FrameTooLarge(arg, self.max_frame, self.where))
+        elif kind in (_native.EV_RECV_ERROR, _native.EV_SEND_ERROR):
+            reason = (
+                "connection reset"
+                if arg in (errno.ECONNRESET, errno.EPIPE)
+                else f"connection lost ({os.strerror(arg)})"
+            )
+            self._lose(broken_stream(reason, self.where, self.peer_address, self.buffered))
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _lose(self, exc: BaseException | None) -> None:
+        """Drop the connection now; ``stream_lost(exc)`` follows from a callback of its own."""
+        self._closing = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self.attached:
+            self.detach()  # also forgets the receiver
+            self._sock.close()
+            _release_reactor(self._loop, self._reactor)
+        if self._lost:
+            return
+        self._lost = True
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            self._loop.call_soon(handler.stream_lost, exc)
+
+
+if _native is not None:
+    _conn_write = _native.Conn.write
+    _conn_pause_reading = _native.Conn.pause_reading
+    _conn_resume_reading = _native.Conn.resume_reading
+_MAX_BODY = 2**32 - 1
 
 
 class _Wake(asyncio.Future[tuple[int, Any]]):
@@ -375,6 +564,11 @@ class NativeServer:
             except OSError:
                 # The peer left before we got to it (getpeername fails): nothing to serve.
                 sock.close()
+            except Exception:
+                # Anything else would escape into the loop's reader callback once per newcomer
+                # and leak its socket; listen() checks its arguments, so this is a bug: say so.
+                sock.close()
+                log.exception("cannot serve a connection accepted on %s", self._where)
 
     def _resume_accepting(self, listening: socket.socket) -> None:
         if not self._closed:
@@ -391,6 +585,16 @@ class NativeServer:
 
     async def wait_closed(self) -> None:
         return None
+
+
+def native_sessions() -> bool:
+    """True when node sessions run on the C reactor too (`NativeFrameStream`)."""
+    return available()
+
+
+def native_frame_stream(sock: socket.socket) -> NativeFrameStream:
+    """A `Stream` on the C reactor for the connected socket ``sock`` (see `native_sessions`)."""
+    return NativeFrameStream(sock)
 
 
 async def native_listen(
@@ -418,3 +622,7 @@ async def native_connect(
 
 if _native is not None:
     StreamSocket.register(NativeStreamSocket)
+    # What recv() and send() return: full coroutines (send, throw, close, __await__), so that
+    # asyncio.create_task, ensure_future and gather take them as they take StreamSocket's.
+    Coroutine.register(_native.RecvOp)
+    Coroutine.register(_native.Done)

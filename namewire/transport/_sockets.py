@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -48,6 +49,16 @@ log = logging.getLogger("namewire.transport")
 _SHUTDOWN_LINGER = 1.0
 
 SocketT = TypeVar("SocketT", StreamSocket, DatagramSocket)
+
+_MAX_FRAME_LIMIT = 2**32 - 1  # the 4-byte length prefix
+
+
+def _check_limits(max_frame: int, queue_limit: int) -> None:
+    """Reject limits no socket can honour before anything is bound, connected or accepted."""
+    if not 1 <= max_frame <= _MAX_FRAME_LIMIT:
+        raise ValueError(f"max_frame must be in 1..{_MAX_FRAME_LIMIT}, not {max_frame}")
+    if not 1 <= queue_limit <= sys.maxsize:
+        raise ValueError(f"queue_limit must be in 1..{sys.maxsize}, not {queue_limit}")
 
 
 class Listener:
@@ -187,8 +198,10 @@ async def listen(
     socket without a handler task.
 
     Port 0 picks a free port: read ``Listener.address``. A stale Unix socket file is replaced, and
-    removed again by ``close()``. Raises `TransportError` naming the address if it cannot listen.
+    removed again by ``close()``. Raises `TransportError` naming the address if it cannot listen,
+    and ValueError for a ``max_frame`` outside 1..2**32-1 or a ``queue_limit`` below 1.
     """
+    _check_limits(max_frame, queue_limit)
     address = parse_address(url)
     scheme = scheme_of(address)
     if not scheme.stream:
@@ -242,7 +255,9 @@ async def connect(
 
     Raises `ConnectionRefused` (nobody listens), `ConnectTimeout` (not connected within ``timeout``
     seconds; None waits as long as the OS does) or `TransportError`; each message names the address.
+    ValueError for a ``max_frame`` outside 1..2**32-1 or a ``queue_limit`` below 1, before connecting.
     """
+    _check_limits(max_frame, queue_limit)
     address = parse_address(url)
     if not scheme_of(address).stream:
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)

@@ -79,32 +79,36 @@ async def test_a_short_timeout_after_a_long_one_fires_on_time(procs: Processes) 
     async with running(ns, (remote, True), (me, False)):
         assert await me.rpc_call("Slow", "plus", 1, 2) == 3  # the route is open
         long_call = asyncio.ensure_future(me.rpc_call("Slow", "slow", 60, "long"))
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
-        with pytest.raises(namewire.CallTimeout) as short:
-            await me.rpc_call("Slow", "slow", 60, "short", timeout=2)
-        took = time.monotonic() - started
-        assert 1.5 <= took <= 6, f"timeout=2 fired after {took:.2f}s"
-        assert short.value.timeout == 2
-        assert short.value.function == "slow"
-        assert short.value.peer == "Slow"
-        assert short.value.inherited is False
-        assert not long_call.done()
+        tasks = [long_call]
+        try:
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            with pytest.raises(namewire.CallTimeout) as short:
+                await me.rpc_call("Slow", "slow", 60, "short", timeout=2)
+            took = time.monotonic() - started
+            assert 1.5 <= took <= 6, f"timeout=2 fired after {took:.2f}s"
+            assert short.value.timeout == 2
+            assert short.value.function == "slow"
+            assert short.value.peer == "Slow"
+            assert short.value.inherited is False
+            assert not long_call.done()
 
-        five = asyncio.ensure_future(me.rpc_call("Slow", "slow", 60, "five", timeout=5))
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-        with pytest.raises(namewire.CallTimeout) as tiny:
-            await me.rpc_call("Slow", "slow", 60, "tiny", timeout=0.3)
-        took = time.monotonic() - started
-        assert 0.2 <= took < 3, f"timeout=0.3 filed after a 5 s one fired after {took:.2f}s"
-        assert tiny.value.timeout == 0.3
-        assert not five.done()
-        with pytest.raises(namewire.CallTimeout) as later:
-            await asyncio.wait_for(five, 10)
-        assert later.value.timeout == 5
-        assert not long_call.done()
-        await cancel_all(long_call)
+            five = asyncio.ensure_future(me.rpc_call("Slow", "slow", 60, "five", timeout=5))
+            tasks.append(five)
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            with pytest.raises(namewire.CallTimeout) as tiny:
+                await me.rpc_call("Slow", "slow", 60, "tiny", timeout=0.3)
+            took = time.monotonic() - started
+            assert 0.2 <= took < 3, f"timeout=0.3 filed after a 5 s one fired after {took:.2f}s"
+            assert tiny.value.timeout == 0.3
+            assert not five.done()
+            with pytest.raises(namewire.CallTimeout) as later:
+                await asyncio.wait_for(five, 10)
+            assert later.value.timeout == 5
+            assert not long_call.done()
+        finally:
+            await cancel_all(*tasks)
 
 
 # -- 2. liveness ------------------------------------------------------------------------------------
@@ -259,17 +263,20 @@ async def test_oversize_call_fails_alone_and_the_connection_carries_on(procs: Pr
         assert await me.rpc_call("Receiver", "length", b"x" * 1000) == 1000
         route = me._routes.by_name["Receiver"]
         pending = asyncio.ensure_future(me.rpc_call("Receiver", "slow", 1.5, "survived"))
-        await asyncio.sleep(0.1)
-        with pytest.raises(MessageTooLarge) as too_large:
-            await me.rpc_call("Receiver", "length", b"x" * 200_000)
-        assert too_large.value.limit == 100_000
-        assert too_large.value.size > 200_000
-        assert "Receiver" in str(too_large.value) and "100000" in str(too_large.value)
-        assert await me.rpc_call("Receiver", "length", b"x" * 50_000) == 50_000
-        assert me._routes.by_name["Receiver"] is route, "reconnected after MessageTooLarge"
-        assert not pending.done()
-        assert await asyncio.wait_for(pending, 5) == "survived"
-        assert [peer for peer, _ in me.peers] == ["Receiver"]
+        try:
+            await asyncio.sleep(0.1)
+            with pytest.raises(MessageTooLarge) as too_large:
+                await me.rpc_call("Receiver", "length", b"x" * 200_000)
+            assert too_large.value.limit == 100_000
+            assert too_large.value.size > 200_000
+            assert "Receiver" in str(too_large.value) and "100000" in str(too_large.value)
+            assert await me.rpc_call("Receiver", "length", b"x" * 50_000) == 50_000
+            assert me._routes.by_name["Receiver"] is route, "reconnected after MessageTooLarge"
+            assert not pending.done()
+            assert await asyncio.wait_for(pending, 5) == "survived"
+            assert [peer for peer, _ in me.peers] == ["Receiver"]
+        finally:
+            await cancel_all(pending)
 
 
 async def test_an_oversize_result_is_a_remote_error_and_the_connection_carries_on(
@@ -287,15 +294,18 @@ async def test_an_oversize_result_is_a_remote_error_and_the_connection_carries_o
         assert await me.rpc_call("Big", "blob", 10) == b"y" * 10
         route = me._routes.by_name["Big"]
         pending = asyncio.ensure_future(me.rpc_call("Big", "slow", 1.5, "survived"))
-        await asyncio.sleep(0.1)
-        with pytest.raises(namewire.RemoteError) as failed:
-            await asyncio.wait_for(me.rpc_call("Big", "blob", 200_000), 5)
-        assert failed.value.remote_type == "MessageTooLarge"
-        assert "100000" in failed.value.remote_message
-        assert failed.value.function == "blob" and failed.value.peer == "Big"
-        assert await me.rpc_call("Big", "blob", 50_000) == b"y" * 50_000
-        assert me._routes.by_name["Big"] is route
-        assert await asyncio.wait_for(pending, 5) == "survived"
+        try:
+            await asyncio.sleep(0.1)
+            with pytest.raises(namewire.RemoteError) as failed:
+                await asyncio.wait_for(me.rpc_call("Big", "blob", 200_000), 5)
+            assert failed.value.remote_type == "MessageTooLarge"
+            assert "100000" in failed.value.remote_message
+            assert failed.value.function == "blob" and failed.value.peer == "Big"
+            assert await me.rpc_call("Big", "blob", 50_000) == b"y" * 50_000
+            assert me._routes.by_name["Big"] is route
+            assert await asyncio.wait_for(pending, 5) == "survived"
+        finally:
+            await cancel_all(pending)
 
 
 # -- 6. deadlines travel ----------------------------------------------------------------------------
