@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml setup.py namewire/transport/_native.c
 	print('namewire: C reactor', 'built' if a() else 'NOT built: pure-asyncio sockets')"
 	touch $(STAMP)
 
+# The whole suite on the C reactor (the transport tests run on both socket implementations and
+# both loops), then everything above the transport again on the stock asyncio path that macOS and
+# Windows users get (NAMEWIRE_NATIVE=0).
 test: setup
 	$(PY) -m pytest
+	NAMEWIRE_NATIVE=0 $(PY) -m pytest tests/node tests/registry tests/sync tests/cli
 
 lint: setup
 	$(PY) -m ruff check namewire
