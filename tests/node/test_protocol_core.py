@@ -371,27 +371,21 @@ async def test_deadlines_and_request_ids_travel_down_a_chain_of_calls(procs: Pro
         assert c_saw == ["slow cancelled"]
         assert requests["B.f"] is not None
         assert requests["C.slow"] == requests["B.f"]
-        # BUG (racy: passes on an idle machine, failed 4 runs in 10 here with one CPU kept busy;
-        # deterministic with latency in the next test): B's nested call should fail with CallTimeout(inherited=True) at the inherited
-        # deadline, but B's deadline ends after A's (see the next test), so A's cancel often
-        # arrives first and B's call is merely cancelled: b_saw == [CancelledError()].
+        # B's own (inherited) deadline runs out before A's cancel reaches it: B sees CallTimeout.
+        # (Racy before 8277a71, when the cancel could arrive first: see the next test.)
         assert isinstance(b_saw[0], namewire.CallTimeout), b_saw
         assert b_saw[0].inherited is True
         assert b_saw[0].function == "slow" and b_saw[0].peer == "C"
 
 
 async def test_an_inherited_deadline_fires_in_the_callee_despite_latency(procs: Processes) -> None:
-    # Found by this test (fixed: budgets are rounded down and a timed-out call is cancelled at
-    # the peer DEFAULT_CANCEL_GRACE later). It was: the callee's inherited deadline is `last_received + (int(budget * 1000) + 1) / 1000`
-    # (Session.deadline_of, RpcConnection.call): measured from when the call *arrived*, and rounded
-    # up. So it always ends one-way latency + up to 1 ms *after* the caller's own deadline. When the
-    # caller's timeout fires it sends a cancel, which reaches B before B's deadline does: B's nested
-    # call ends with CancelledError, never with CallTimeout(inherited=True) as documented by the
-    # Serving contract ("a chain of nested calls cannot outlive the first caller's timeout"), and
-    # B's code cannot tell "my budget ran out" from "cancelled". Here 50 ms of latency is simulated
-    # by blocking the loop while the call to B is in flight. A fix: have the callee's deadline end
-    # before the caller's (round the budget down, and subtract a margin for latency), or make the
-    # caller wait a little past its deadline before it cancels.
+    # Found by this test, fixed in 8277a71. The callee's inherited deadline is measured from when
+    # the call arrived (Session.deadline_of), so it ends one-way latency after the caller's own;
+    # it used to be rounded up too, and the caller sent its cancel the moment its timeout fired.
+    # The cancel reached B first, and B's nested call ended with CancelledError, never with
+    # CallTimeout(inherited=True). Now budgets are rounded down and the cancel follows the
+    # timeout after a grace (DEFAULT_CANCEL_GRACE). Here 50 ms of latency is simulated by blocking
+    # the loop while the call to B is in flight.
     ns, _ = procs.nameservice()
     b_saw: list[BaseException] = []
     c_saw: list[str] = []
