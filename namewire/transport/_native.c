@@ -41,6 +41,11 @@
 #define MAX_BODY 0xFFFFFFFFu
 /* A packet this large is sent straight from its bytes object when nothing is buffered. */
 #define DIRECT_SEND_MIN (64 * 1024)
+/* A body larger than this is first gathered in a staging buffer that grows with what arrives, and
+ * gets its bytes object of the full size only once a quarter of it is in (STAGE_COMMIT_DIV): a
+ * peer announcing a frame and then sending nothing costs this much, not the announced size. */
+#define STAGE_MIN (64 * 1024)
+#define STAGE_COMMIT_DIV 4
 /* An emptied output buffer larger than this is given back to the allocator. */
 #define OUT_KEEP (64 * 1024)
 
@@ -95,8 +100,12 @@ struct ConnObject {
     /* read side */
     unsigned char hdr[HEADER_SIZE];
     int hdr_have;
-    PyObject *partial; /* bytes being filled with the body of a frame */
-    Py_ssize_t partial_have;
+    int in_body;        /* a header was read: body_size bytes of body follow */
+    Py_ssize_t body_size;
+    Py_ssize_t partial_have; /* bytes of that body received */
+    PyObject *partial;  /* the body's bytes object, once committed (see body_room) */
+    char *stage;        /* the body so far, before it is committed */
+    Py_ssize_t stage_cap;
     PyObject *queue; /* list of packets; queue[qhead:] wait for recv() */
     Py_ssize_t qhead;
     Py_ssize_t queued; /* bytes in the queue */
@@ -539,26 +548,129 @@ deliver(ConnObject *c, PyObject *packet)
         set_paused(c, 1);
 }
 
+/* --- assembling a frame body ------------------------------------------------------------------ */
+
+static void
+stage_trim(ConnObject *c)
+{
+    if (c->stage_cap > STAGE_MIN) {
+        PyMem_Free(c->stage);
+        c->stage = NULL;
+        c->stage_cap = 0;
+    }
+}
+
+static void
+body_reset(ConnObject *c)
+{
+    Py_CLEAR(c->partial);
+    c->in_body = 0;
+    c->partial_have = 0;
+    PyMem_Free(c->stage);
+    c->stage = NULL;
+    c->stage_cap = 0;
+}
+
+/* A header announced `size` bytes that are not all here yet. */
+static int
+body_begin(ConnObject *c, Py_ssize_t size)
+{
+    c->in_body = 1;
+    c->body_size = size;
+    c->partial_have = 0;
+    if (size <= STAGE_MIN) {
+        c->partial = PyBytes_FromStringAndSize(NULL, size);
+        return c->partial != NULL ? 0 : -1;
+    }
+    if (c->stage == NULL) {
+        c->stage = PyMem_Malloc(STAGE_MIN);
+        if (c->stage == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->stage_cap = STAGE_MIN;
+    }
+    return 0;
+}
+
+/* Where the next bytes of the body go, and how many fit there (never past the body's end). A full
+ * stage doubles, or once a quarter of the body is in, moves into the body's own bytes object,
+ * which big reads then fill directly. NULL with an exception set when out of memory. */
+static char *
+body_room(ConnObject *c, Py_ssize_t *room)
+{
+    Py_ssize_t size = c->body_size, have = c->partial_have;
+    if (c->partial == NULL && have == c->stage_cap) {
+        if (have >= size / STAGE_COMMIT_DIV) {
+            PyObject *p = PyBytes_FromStringAndSize(NULL, size);
+            if (p == NULL)
+                return NULL;
+            memcpy(PyBytes_AS_STRING(p), c->stage, have);
+            c->partial = p;
+            stage_trim(c);
+        }
+        else {
+            Py_ssize_t cap = c->stage_cap * 2 < size ? c->stage_cap * 2 : size;
+            char *grown = PyMem_Realloc(c->stage, cap);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            c->stage = grown;
+            c->stage_cap = cap;
+        }
+    }
+    if (c->partial != NULL) {
+        *room = size - have;
+        return PyBytes_AS_STRING(c->partial) + have;
+    }
+    *room = c->stage_cap - have;
+    return c->stage + have;
+}
+
+/* `n` more bytes of the body were written where body_room said; a complete body is delivered. */
+static void
+body_took(ConnObject *c, Py_ssize_t n)
+{
+    c->partial_have += n;
+    if (c->partial_have < c->body_size)
+        return;
+    PyObject *p = c->partial;
+    c->partial = NULL;
+    if (p == NULL) /* not reached with STAGE_COMMIT_DIV > 1, but cheap to get right */
+        p = PyBytes_FromStringAndSize(c->stage, c->body_size);
+    c->in_body = 0;
+    c->partial_have = 0;
+    stage_trim(c);
+    if (p == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    else
+        deliver(c, p);
+}
+
+static Py_ssize_t
+partial_frame_bytes(ConnObject *c)
+{
+    return c->hdr_have + (c->in_body ? c->partial_have + HEADER_SIZE : 0);
+}
+
 /* Cut `data` into frames; returns -1 when the connection must stop reading (error reported). */
 static int
 feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
 {
     Py_ssize_t pos = 0;
     while (pos < n && c->fd >= 0 && !c->finished) {
-        if (c->partial != NULL) {
-            Py_ssize_t size = PyBytes_GET_SIZE(c->partial);
-            Py_ssize_t take = size - c->partial_have;
-            if (take > n - pos)
-                take = n - pos;
-            memcpy(PyBytes_AS_STRING(c->partial) + c->partial_have, data + pos, take);
-            c->partial_have += take;
-            pos += take;
-            if (c->partial_have == size) {
-                PyObject *p = c->partial;
-                c->partial = NULL;
-                c->partial_have = 0;
-                deliver(c, p);
+        if (c->in_body) {
+            Py_ssize_t room;
+            char *dst = body_room(c, &room);
+            if (dst == NULL) {
+                PyErr_WriteUnraisable((PyObject *)c);
+                return -1;
             }
+            Py_ssize_t take = room < n - pos ? room : n - pos;
+            memcpy(dst, data + pos, take);
+            pos += take;
+            body_took(c, take);
             continue;
         }
         uint32_t size;
@@ -590,13 +702,9 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
             pos += size;
             deliver(c, p);
         }
-        else {
-            c->partial = PyBytes_FromStringAndSize(NULL, size);
-            if (c->partial == NULL) {
-                PyErr_WriteUnraisable((PyObject *)c);
-                return -1;
-            }
-            c->partial_have = 0;
+        else if (body_begin(c, size) < 0) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            return -1;
         }
     }
     return 0;
@@ -608,11 +716,17 @@ read_once(ConnObject *c, char *scratch)
     char *buf = scratch;
     Py_ssize_t cap = SCRATCH_SIZE;
     int direct = 0;
-    if (c->partial != NULL && PyBytes_GET_SIZE(c->partial) - c->partial_have >= SCRATCH_SIZE) {
-        /* A big frame: read its body straight into the bytes object it will be. */
-        buf = PyBytes_AS_STRING(c->partial) + c->partial_have;
-        cap = PyBytes_GET_SIZE(c->partial) - c->partial_have;
-        direct = 1;
+    if (c->in_body && c->body_size - c->partial_have >= SCRATCH_SIZE) {
+        /* A big frame: read its body straight into where it is being assembled. */
+        Py_ssize_t room;
+        char *dst = body_room(c, &room);
+        if (dst != NULL) {
+            buf = dst;
+            cap = room;
+            direct = 1;
+        }
+        else
+            PyErr_WriteUnraisable((PyObject *)c); /* through the scratch buffer, then */
     }
     ssize_t n;
     do
@@ -631,7 +745,7 @@ read_once(ConnObject *c, char *scratch)
         c->reading = 0;
         c->eof = 1;
         epoll_update_or_report(c);
-        report_int(c, EV_EOF, c->hdr_have + (c->partial ? c->partial_have + HEADER_SIZE : 0));
+        report_int(c, EV_EOF, partial_frame_bytes(c));
         return;
     }
     if (!c->framed) {
@@ -643,13 +757,7 @@ read_once(ConnObject *c, char *scratch)
         return;
     }
     if (direct) {
-        c->partial_have += n;
-        if (c->partial_have == PyBytes_GET_SIZE(c->partial)) {
-            PyObject *p = c->partial;
-            c->partial = NULL;
-            c->partial_have = 0;
-            deliver(c, p);
-        }
+        body_took(c, n);
         return;
     }
     if (feed(c, (const unsigned char *)buf, n) < 0) {
@@ -1088,6 +1196,7 @@ conn_dealloc(ConnObject *c)
     }
     Py_CLEAR(c->reactor);
     PyMem_Free(c->out);
+    PyMem_Free(c->stage);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -1198,7 +1307,7 @@ conn_finish(ConnObject *c, PyObject *exc)
     c->finished = 1;
     c->reading = 0;
     epoll_update_or_report(c);
-    Py_CLEAR(c->partial);
+    body_reset(c);
     if (exc != Py_None)
         c->recv_exc = Py_NewRef(exc);
     if (c->qhead < PyList_GET_SIZE(c->queue))
@@ -1281,7 +1390,7 @@ conn_detach(ConnObject *c, PyObject *unused)
     c->reactor->conns--;
     out_reset(c);
     c->want_drain = 0;
-    Py_CLEAR(c->partial);
+    body_reset(c);
     /* The receiver is usually the handler of the object that owns this Conn: a cycle. */
     Py_CLEAR(c->receiver);
     if (registered)
@@ -1457,7 +1566,7 @@ set_max_frame(ConnObject *c, PyObject *value, void *unused)
 static PyObject *
 get_buffered(ConnObject *c, void *unused)
 {
-    return PyLong_FromSsize_t(c->hdr_have + (c->partial ? c->partial_have + HEADER_SIZE : 0));
+    return PyLong_FromSsize_t(partial_frame_bytes(c));
 }
 
 static PyObject *
