@@ -139,7 +139,7 @@ class NameService:
         now = time.monotonic()
         return [
             {"registration": lease.registration.to_dict(), "lease_age": now - lease.granted,
-             "ttl": lease.ttl}
+             "ttl": lease.ttl, "expires_in": max(0.0, lease.expires - now)}
             for _, lease in sorted(self._leases.items())
         ]
 

@@ -3,5 +3,14 @@
 from ._functions import Caller, RemoteFunction
 from ._mailbox import Mailbox
 from ._node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
+from ._startup import DEFAULT_REGISTRY_WAIT
 
-__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Caller", "Mailbox", "Node", "RemoteFunction"]
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_REGISTRY_WAIT",
+    "Caller",
+    "Mailbox",
+    "Node",
+    "RemoteFunction",
+]

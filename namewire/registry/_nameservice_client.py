@@ -133,7 +133,8 @@ class NameServiceClient(Registry):
         rows = await self._call(FN_SERVICES)
         return [
             ServiceInfo(Registration.from_dict(r["registration"]), float(r["lease_age"]),
-                        float(r["ttl"]))
+                        float(r["ttl"]),
+                        float(r["expires_in"]) if r.get("expires_in") is not None else None)
             for r in rows
         ]
 

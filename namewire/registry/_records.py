@@ -61,11 +61,16 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
-    """A live service as listed by the registry (for ``namewire ls``)."""
+    """A live service as listed by the registry (for ``namewire ls``).
+
+    ``lease_age``: seconds since it registered; ``expires_in``: seconds until its lease runs out
+    unless renewed (None when the registry does not say).
+    """
 
     registration: Registration
     lease_age: float
     ttl: float
+    expires_in: float | None = None
 
 
 _HOST_ID: str | None = None
