@@ -465,9 +465,12 @@ class Node:
     # -- SessionHandler --------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
+        log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
+                  session.origin, f": {reason}" if reason is not None else "")
         if self._routes.closed(session) and self._registry is not None:
             assert session.peer_name is not None
             self._registry.forget(session.peer_name)  # its address may be dead: look it up again
