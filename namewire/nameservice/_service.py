@@ -96,10 +96,9 @@ class NameService:
         now = time.monotonic()
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
-            raise NameTaken(
-                f"name {registration.name!r} is held by a live service "
-                f"(its lease ends in {held.expires - now:.1f}s unless renewed)"
-            )
+            holder = held.registration
+            raise NameTaken(holder.name, addresses=holder.addresses,
+                            host=holder.host.split("/")[0], pid=holder.pid)
         if held is not None:
             self._drop(held, notify=False)
         lease = Lease(secrets.token_hex(8), registration, session, ttl, now, now + ttl)

@@ -8,6 +8,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -144,6 +145,8 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._metadata: dict[str, Any] = {}
+        self._reregistering: asyncio.Task[None] | None = None
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -174,12 +177,15 @@ class Node:
 
         ``idempotent=True`` lets `rpc_call_any` retry the call on another provider when the chosen
         one is lost before answering. ``with_caller=True`` passes a `Caller` (the calling node's name
-        and session) as the first argument. Register before `serve`: the registration sent to the
-        name service lists the functions known then.
+        and session) as the first argument. A function added while the node is serving is callable
+        at once, and the node registers again so that ``namewire ls`` and
+        `get_remote_func_provider` list it too (one registration for the functions added in one
+        loop turn).
         """
 
         def add(f: F) -> F:
             self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            self._functions_changed()
             return f
 
         return add(fn) if fn is not None else add
@@ -266,8 +272,9 @@ class Node:
                 registry.name_left = self._routes.retire
                 await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
+                self._metadata = metadata or {}
                 if self._listeners is not None:
-                    await registry.register(self._registration(metadata or {}))
+                    await registry.register(self._registration(self._metadata))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -377,6 +384,9 @@ class Node:
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Coroutine[Any, Any, Any]:
         """Call ``func(*args)`` on service ``name``; await it for the result.
+
+        Arguments are positional only: a call carries no keyword arguments to the remote function
+        (``timeout`` is this method's own keyword), so give a function that needs options a dict.
 
         Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
         before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's
@@ -600,6 +610,27 @@ class Node:
             if problem is not None:
                 self.failures.failed(self.name, call.func, session.peer_name, problem, _UNSENDABLE)
 
+    def _functions_changed(self) -> None:
+        if self._registry is None or self._listeners is None or self._stopping:
+            return  # not serving (yet): `start` registers what is there then
+        if self._reregistering is None:
+            self._reregistering = asyncio.get_running_loop().create_task(self._register_again())
+
+    async def _register_again(self) -> None:
+        await asyncio.sleep(0)  # functions added in a row: one registration
+        self._reregistering = None
+        registry = self._registry
+        if registry is None or self._stopping:
+            return
+        try:
+            await registry.register(self._registration(self._metadata))
+        except NamewireError as exc:
+            log.warning("%s: functions added while serving are callable but not yet registered "
+                        "with the name service: %s", self.name, exc)
+        else:
+            log.info("%s: registered again, with functions %s", self.name,
+                     ", ".join(self.functions.names()))
+
     def _registration(self, metadata: dict[str, Any]) -> Registration:
         return Registration(
             name=self.name,
@@ -608,6 +639,7 @@ class Node:
             idempotent=self.functions.idempotent_names(),
             host=host_id(),
             metadata=metadata,
+            pid=os.getpid(),
         )
 
 

@@ -39,7 +39,7 @@ async def start_registry(registry: Registry, wait: float, who: str) -> None:
             await registry.start()
         except RegistryUnavailable as exc:
             elapsed = loop.time() - began
-            if elapsed + backoff > wait:
+            if elapsed >= wait:
                 if attempts == 1:
                     raise
                 raise RegistryUnavailable(
@@ -50,7 +50,7 @@ async def start_registry(registry: Registry, wait: float, who: str) -> None:
             else:
                 log.debug("%s: still no name service after %.1fs (attempt %d)", who, elapsed,
                           attempts)
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(min(backoff, wait - elapsed))
             backoff = min(backoff * 2, _BACKOFF_MAX)
             continue
         if attempts > 1:

@@ -225,7 +225,8 @@ class NameServiceClient(Registry):
             return await session.call(func, args, self._call_timeout)
         except RemoteError as exc:
             if exc.remote_type == "NameTaken":
-                raise NameTaken(exc.remote_message) from None
+                name = str(args[0].get("name", "")) if func == FN_REGISTER else ""
+                raise NameTaken(name, reason=exc.remote_message) from None
             raise
         except (PeerLost, TimeoutError) as exc:
             raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None

@@ -33,6 +33,7 @@ class Registration:
     idempotent: tuple[str, ...] = ()
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Registration:
             "idempotent": list(self.idempotent),
             "host": self.host,
             "metadata": dict(self.metadata),
+            "pid": self.pid,
         }
 
     @classmethod
@@ -54,6 +56,7 @@ class Registration:
                 idempotent=tuple(str(f) for f in data.get("idempotent", ())),
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
+                pid=int(data.get("pid") or 0),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None

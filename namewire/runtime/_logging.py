@@ -67,8 +67,9 @@ class ContextFilter(logging.Filter):
             record.node = current_node_name()
             record.process_name = current_process_name()
         if not hasattr(record, "context"):  # also when extra= gave the node
+            node = getattr(record, "node", NO_NAME)
             process = getattr(record, "process_name", NO_NAME)
-            record.context = record.node if process == NO_NAME else f"{record.node}/{process}"
+            record.context = node if process == NO_NAME else f"{node}/{process}"
         return True
 
 
