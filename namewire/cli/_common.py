@@ -110,13 +110,19 @@ def run_command(coro: Coroutine[Any, Any, Any]) -> int:
     """Run a command's coroutine; a `NamewireError` becomes one line and status 1, Ctrl-C 130."""
     from .. import runtime
 
+    finished = []
+
+    async def work() -> None:
+        await coro
+        finished.append(True)  # not reached when a signal stopped it
+
     try:
-        runtime.run(coro)
+        runtime.run(work())
     except NamewireError as exc:
         fail(f"{type(exc).__name__}: {exc}", FAILED)
     except KeyboardInterrupt:
         return INTERRUPTED
-    return 0
+    return 0 if finished else INTERRUPTED
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:

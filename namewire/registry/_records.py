@@ -94,5 +94,17 @@ def host_id() -> str:
 
 
 def default_nameservice() -> str:
-    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`."""
-    return os.environ.get("NAMEWIRE_NAMESERVICE") or DEFAULT_NAMESERVICE
+    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`.
+
+    Raises ValueError saying that the value came from the environment when it is no address URL.
+    """
+    from_env = os.environ.get("NAMEWIRE_NAMESERVICE")
+    if not from_env:
+        return DEFAULT_NAMESERVICE
+    from ..transport import parse_address
+
+    try:
+        parse_address(from_env)
+    except ValueError as exc:
+        raise ValueError(f"$NAMEWIRE_NAMESERVICE (from the environment): {exc}") from None
+    return from_env
