@@ -232,6 +232,10 @@ def test_bare_namewire_prints_help_and_version_names_the_sockets() -> None:
     version = namewire("--version")
     assert version.returncode == 0
     assert "sockets: C reactor" in version.stdout or "pure-asyncio sockets (" in version.stdout
+    bench_help = namewire("bench", "--help")  # bench/run.py, named as the user typed it
+    assert bench_help.returncode == 0 and bench_help.stdout.startswith("usage: namewire bench")
+    call_help = namewire("call", "--help").stdout
+    assert "the service to call" in call_help and "each one JSON value" in call_help
     off = namewire("--version", env={"NAMEWIRE_NATIVE": "0"})
     assert "pure-asyncio sockets (C reactor turned off by NAMEWIRE_NATIVE=0)" in off.stdout
 

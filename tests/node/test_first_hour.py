@@ -108,3 +108,25 @@ async def test_start_waits_for_a_name_service_that_comes_up_late() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_debug_logs_connections_look_ups_and_failed_calls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with nameservice() as url:
+        server = namewire.Node("Chatty")
+
+        @server.function
+        def nope() -> None:
+            raise KeyError("x")
+
+        with caplog.at_level(logging.DEBUG, logger="namewire"):
+            async with server.serve(nameservice=url, unix=False), \
+                    namewire.Node("Asker").serve(nameservice=url, listen=None) as asker:
+                with pytest.raises(namewire.RemoteError):
+                    await asker.rpc_call("Chatty", "nope")
+        messages = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+        assert any(m.startswith("Asker: looked up 'Chatty': tcp://127.0.0.1:") for m in messages)
+        assert any(m.startswith("Chatty: connection with 'Asker' open") for m in messages)
+        assert any(m.startswith("Asker: connection with 'Chatty' closed (tcp://") for m in messages)
+        assert any("'Asker': call failed" in m and "KeyError" in m for m in messages)
