@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NameTaken
-from ..node import Caller, Node
+from ..node import Caller, FailureLog, Node
 from ..registry import DEFAULT_NAMESERVICE, Registration
 from ..registry._protocol import (
     EVENT_CHANGED,
@@ -56,6 +56,7 @@ class NameService:
 
     def __init__(self, *, sweep_interval: float = 0.05) -> None:
         self.node = Node(NAMESERVICE_NAME, call_timeout=None)
+        self.node.failures = FailureLog(refusals=(NameTaken,))  # a taken name is an answer
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}

@@ -1,5 +1,6 @@
 """`Node`: a named service; connections, calls and the mailbox behind the four functions."""
 
+from ._failures import FailureLog
 from ._functions import Caller, RemoteFunction
 from ._mailbox import Mailbox
 from ._node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_REGISTRY_WAIT",
     "Caller",
+    "FailureLog",
     "Mailbox",
     "Node",
     "RemoteFunction",

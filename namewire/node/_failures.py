@@ -20,8 +20,17 @@ log = logging.getLogger("namewire.node")
 class FailureLog:
     """Rate-limited ERROR records of remote functions that raised or returned unsendable results."""
 
-    def __init__(self, *, burst: int = 5, period: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        burst: int = 5,
+        period: float = 10.0,
+        refusals: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """``refusals``: exception types that are answers, not bugs (the name service's
+        `NameTaken`): logged at INFO in one line, without a traceback."""
         self.burst = burst
+        self.refusals = refusals
         self.period = period
         self._windows: dict[str, list[float]] = {}  # function -> [window start, logged, skipped]
 
@@ -29,6 +38,9 @@ class FailureLog:
         self, node: str, func: str, caller: str | None, exc: BaseException, what: str = "raised"
     ) -> None:
         """Log that ``func`` of ``node``, called by ``caller``, ``what`` (raised...) ``exc``."""
+        if isinstance(exc, self.refusals):
+            log.info("%s: refused %s() to %r: %s", node, func, caller, exc)
+            return
         now = time.monotonic()
         window = self._windows.get(func)
         skipped = 0

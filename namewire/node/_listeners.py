@@ -43,16 +43,34 @@ def runtime_directory() -> str:
 
 
 def remove_stale_sockets(directory: str) -> list[str]:
-    """Remove the ``*.sock`` files in ``directory`` that nobody accepts on (left by a node that
-    was killed); return their paths. A file in use, or that is no socket, is left alone."""
+    """Remove the ``NAME-PID.sock`` files in ``directory`` left by nodes that were killed: their
+    process is gone and nobody accepts on them; return their paths.
+
+    Both checks are needed: a connect alone is also refused in the moment between another node's
+    bind and its listen, and that node's process is alive.
+    """
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
-            if entry.name.endswith(".sock") and _nobody_listens(entry.path):
+            owner = _OWNER.search(entry.name)
+            if owner and not _alive(int(owner.group(1))) and _nobody_listens(entry.path):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                 removed.append(entry.path)
     return removed
+
+
+_OWNER = re.compile(r"-(\d+)\.sock$")  # the pid in default_unix_path's names
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _nobody_listens(path: str) -> bool:

@@ -7,8 +7,10 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ def namewire(*argv: str, env: dict[str, str] | None = None,
              timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "namewire", *argv],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -130,20 +132,31 @@ def test_a_signal_as_main_returns_is_a_clean_exit(tmp_path: Path, procs: Process
 
 
 def test_stale_unix_sockets_are_removed_at_start_and_ours_on_stop(procs: Processes) -> None:
-    import socket
-    import tempfile
-
     directory = Path(tempfile.gettempdir()) / f"namewire-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
-    stale = directory / f"Killed-{free_port()}.sock"
-    with socket.socket(socket.AF_UNIX) as dead:
-        dead.bind(str(stale))  # bound and closed without unlinking: what kill -9 leaves
-    assert stale.exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid whose process is gone, as a killed node's
+    stale = directory / f"Killed-{gone.pid}.sock"
+    alive = directory / f"Binding-{os.getpid()}.sock"  # between bind and listen: refused too
+    with socket.socket(socket.AF_UNIX) as dead, socket.socket(socket.AF_UNIX) as binding:
+        dead.bind(str(stale))
+        dead.close()  # closed without unlinking: what kill -9 leaves
+        binding.bind(str(alive))
+        try:
+            _check_stale_sockets_removed(procs, stale, alive)
+        finally:
+            alive.unlink(missing_ok=True)
+            stale.unlink(missing_ok=True)
+
+
+def _check_stale_sockets_removed(procs: Processes, stale: Path, alive: Path) -> None:
+    assert stale.exists() and alive.exists()
     ns, _ = procs.nameservice()
     service = procs.service("worker.py", "Tidy", ns, "--log-level", "INFO")
     out = Output(service)
     out.wait_for("Tidy serving on")
     assert not stale.exists()
+    assert alive.exists(), "removed the socket of a live process"
     [ours] = [a for a in out.text.split("serving on ", 1)[1].split("\n")[0].split(", ")
               if a.startswith("unix://")]
     path = ours.removeprefix("unix://").split(" ")[0]
@@ -213,8 +226,8 @@ def test_an_app_that_raises_at_import_is_one_line(tmp_path: Path) -> None:
     (["run", "tests/apps/worker.py", "--listen", "localhost:9000"], {},
      "argument --listen: 'localhost:9000' is not an address URL; write tcp://localhost:9000"),
     (["call", "A", "f"], {"NAMEWIRE_NAMESERVICE": "127.0.0.1:8010"},
-     "$NAMEWIRE_NAMESERVICE (from the environment): '127.0.0.1:8010' is not an address URL; "
-     "write tcp://127.0.0.1:8010"),
+     ("$NAMEWIRE_NAMESERVICE (from the environment): '127.0.0.1:8010' is not an address URL; "
+      "write tcp://127.0.0.1:8010")),
     (["nameservice", "--listen", "localhost:8010"], {}, "write tcp://localhost:8010"),
     (["lss"], {}, "invalid choice: 'lss'"),
 ])
