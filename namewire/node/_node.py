@@ -147,6 +147,7 @@ class Node:
         self._advertise: tuple[str, ...] = ()
         self._metadata: dict[str, Any] = {}
         self._reregistering: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         try:
             if listen is not None:
@@ -613,7 +615,14 @@ class Node:
     def _functions_changed(self) -> None:
         if self._registry is None or self._listeners is None or self._stopping:
             return  # not serving (yet): `start` registers what is there then
-        if self._reregistering is None:
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and here is not loop:  # added from another thread (namewire.sync)
+            loop.call_soon_threadsafe(self._functions_changed)
+        elif self._reregistering is None:
             self._reregistering = asyncio.get_running_loop().create_task(self._register_again())
 
     async def _register_again(self) -> None:
