@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from namewire.errors import NamewireError  # noqa: E402
-from namewire.registry import NameServiceClient  # noqa: E402
+from namewire.errors import NamewireError
+from namewire.registry import NameServiceClient
 
 
 def free_port() -> int:
