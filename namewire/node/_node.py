@@ -102,7 +102,8 @@ class Node:
     is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
-    caller's codec).
+    caller's codec). ``failures`` (a `FailureLog`) logs the remote functions that fail, in the
+    service, rate-limited.
     """
 
     def __init__(
