@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 USER = "namewire"  # the database superuser initdb creates (trust auth, socket only)
 PORT = 5432  # only names the socket file (.s.PGSQL.5432) inside our own directory
@@ -77,7 +78,7 @@ class PostgresServer:
         initdb = subprocess.run(
             [str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
              "--encoding=UTF8", "--no-locale", "--no-sync"],
-            capture_output=True, text=True, timeout=timeout, env=env, **run_as,  # type: ignore[arg-type]
+            capture_output=True, text=True, timeout=timeout, env=env, check=False, **run_as,  # type: ignore[arg-type]
         )
         if initdb.returncode != 0:
             self.stop()
@@ -127,8 +128,9 @@ class PostgresServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def __enter__(self) -> PostgresServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -4,6 +4,7 @@ the pool's bound, and an event loop that keeps time while a query runs."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -201,14 +202,13 @@ async def test_a_closed_database_refuses_and_waits_for_work_in_flight(backend: B
 async def test_a_1ms_timer_keeps_time_while_a_2s_query_runs(backend: Backend) -> None:
     async with backend.open() as db:
         ticks: list[float] = []
-        loop = asyncio.get_running_loop()
         slow_sql, slow_params = backend.slow_query(2.0)
-        async with namewire.every(0.001, lambda: ticks.append(loop.time())):
-            start = loop.time()
+        async with namewire.every(0.001, lambda: ticks.append(time.perf_counter())):
+            start = time.perf_counter()
             await db.fetch_one(slow_sql, slow_params)
-            took = loop.time() - start
+            took = time.perf_counter() - start
         assert took > 1.0, f"the slow query took only {took:.2f}s"
-        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
         assert len(ticks) > took / 0.01, f"{len(ticks)} ticks in {took:.2f}s"
         assert max(gaps) < 0.2, f"worst gap between 1 ms ticks: {max(gaps) * 1000:.0f} ms"
 
@@ -220,16 +220,15 @@ async def test_connect_failures_are_database_errors(backend: Backend, tmp_path) 
     else:
         import psycopg
 
-        dsn = backend.open().label  # the driver's name: the DSN itself is never shown
-        assert dsn == "psycopg"
-        postgres = pytest.importorskip("tests.db.postgres")
+        # Labelled by the driver's name: the DSN itself (it may hold a password) is never shown.
         db = namewire.db.connect(
-            f"host=/nonexistent port={postgres.PORT} dbname=x connect_timeout=2", driver=psycopg
+            "host=/nonexistent dbname=x password=secret connect_timeout=2", driver=psycopg
         )
         pattern = "connect on psycopg: psycopg.OperationalError: .*"
     with pytest.raises(namewire.DatabaseError, match=pattern) as caught:
         await db
     assert caught.value.operation == "connect"
+    assert "secret" not in str(caught.value)
     with pytest.raises(namewire.DatabaseError):  # a statement tries again, and fails the same way
         await db.execute("SELECT 1")
     assert db.statistics().open == 0
