@@ -75,14 +75,15 @@ class Database(_Statements):
     """A bounded pool of connections to one database, used from one event loop.
 
     Made by `connect`; opened by ``await``, by ``async with``, or by its first statement. At most
-    ``size`` connections, each opened on its own thread when needed and used only there. A caller
-    that finds them all busy waits its turn (first come, first served).
+    ``size`` connections, each opened on its own thread when needed and used only there.
+    Statements queue on the least busy connection (a few each, see `_pool`); a transaction gets a
+    connection to itself. A caller that finds no room waits its turn (first come, first served).
 
-    A cancelled caller (``task.cancel()``, ``asyncio.timeout``) stops waiting at once. The
-    statement it started is interrupted where the driver can do that safely (sqlite3), else runs
-    to its end, and is rolled back unless it finished; the connection returns to the pool only
-    after that, so no caller ever gets a connection in the middle of someone else's statement or
-    transaction.
+    A cancelled caller (``task.cancel()``, ``asyncio.timeout``) stops waiting at once. Its
+    statement is skipped if it has not started; if it is running it is interrupted where the
+    driver can do that safely (sqlite3), else runs to its end, and it is rolled back unless it
+    finished. The connection takes the next job only after that, so no caller ever gets a
+    connection in the middle of someone else's statement or transaction.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class Database(_Statements):
             raise DatabaseError("connect", self.label, reason="the database is closed")
         if self._pool is None:
             self._pool = Pool(asyncio.get_running_loop(), self.size, self._open_one, self.label)
-            self._pool.release(await self._pool.acquire("connect"))
+            self._pool.finished(await self._pool.acquire("connect", exclusive=False))
         return self
 
     async def close(self) -> None:
@@ -157,19 +158,20 @@ class Database(_Statements):
         return Transaction(self, begin if begin is not None else self._profile.begin)
 
     def statistics(self) -> PoolStatistics:
-        """The pool's bound, open, idle and lent connections, and callers waiting."""
+        """The pool's bound, its connections (open, idle, busy, lent to transactions), the
+        statements queued on them and the callers waiting for room."""
         if self._pool is None:
-            return PoolStatistics(self.size, 0, 0, 0, 0)
+            return PoolStatistics(self.size, 0, 0, 0, 0, 0, 0)
         return self._pool.statistics()
 
-    async def _acquire(self, operation: str) -> tuple[Pool, ConnectionThread]:
+    async def _acquire(self, operation: str, exclusive: bool) -> tuple[Pool, ConnectionThread]:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        return self._pool, await self._pool.acquire(operation)
+        return self._pool, await self._pool.acquire(operation, exclusive=exclusive)
 
     async def _submit(self, operation: str, statement: str | None, work: Callable[[Any], T]) -> T:
-        pool, thread = await self._acquire(operation)
+        pool, thread = await self._acquire(operation, exclusive=False)
         label = self.label
 
         def alone(thread: ConnectionThread) -> T:
@@ -184,11 +186,11 @@ class Database(_Statements):
                     operation, label, statement=statement, driver_error=exc
                 ) from exc
 
-        job = thread.submit(alone, then=lambda _: pool.release(thread))
+        job = thread.submit(alone, then=lambda _: pool.finished(thread))
         try:
             return await job.future
         except asyncio.CancelledError:
-            thread.interrupt(job, self._profile.interrupt)
+            thread.cancel(job, self._profile.interrupt)
             raise
 
     def _open_one(self, thread: ConnectionThread) -> None:
@@ -225,7 +227,7 @@ class Transaction(_Statements):
         if self._state != "new":
             raise RuntimeError("a namewire.db Transaction can be entered only once")
         self._state = "starting"
-        self._pool, self._thread = await self._db._acquire("transaction")
+        self._pool, self._thread = await self._db._acquire("transaction", exclusive=True)
         self._state = "open"
         if self._begin is not None:
             try:
@@ -258,7 +260,7 @@ class Transaction(_Statements):
                 raise DatabaseError(operation, label, driver_error=exc) from exc
 
         # The connection goes back when `finish` is done on its thread, even if we stop waiting.
-        job = thread.submit(finish, then=lambda _: pool.release(thread))
+        job = thread.submit(finish, then=lambda _: pool.returned(thread))
         try:
             await job.future
         except DatabaseError as error:
@@ -288,7 +290,7 @@ class Transaction(_Statements):
         try:
             return await job.future
         except asyncio.CancelledError:
-            thread.interrupt(job, self._db._profile.interrupt)
+            thread.cancel(job, self._db._profile.interrupt)
             raise
 
 

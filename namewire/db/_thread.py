@@ -6,9 +6,10 @@ thread-safe is safe. Jobs run one at a time in the order they were submitted; ea
 is handed back to the event loop with one ``call_soon_threadsafe``.
 
 A job's completion is a separate fact from its caller's future: a caller may be cancelled and stop
-waiting, but the job still runs to its end on the thread, and its ``then`` callback (which gives
-the connection back to the pool) runs only then. That is what keeps a cancelled caller from
-handing a connection in the middle of a statement, or of a transaction, to the next user.
+waiting, but a job that has started runs to its end on the thread (or until the driver interrupts
+it), and its ``then`` callback (which tells the pool) runs only then. That is what keeps a
+cancelled caller from handing a connection in the middle of a statement, or of a transaction, to
+the next user. A cancelled job that has not started yet is skipped.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Job(Generic[T]):
     True at that moment.
     """
 
-    __slots__ = ("error", "finished", "fn", "future", "result", "then")
+    __slots__ = ("error", "finished", "fn", "future", "result", "skipped", "started", "then")
 
     def __init__(
         self,
@@ -45,6 +46,8 @@ class Job(Generic[T]):
         self.fn = fn
         self.future = future
         self.then = then
+        self.started = False
+        self.skipped = False
         self.finished = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -55,17 +58,26 @@ class ConnectionThread:
 
     ``connection`` is set by the open job and used only on the thread. ``broken`` is set (on the
     thread) when the connection cannot be trusted any more, for example a rollback that failed; the
-    pool then closes it instead of lending it again.
+    pool then closes it instead of using it again. ``queued`` (statements in flight) and ``lent``
+    (held by a transaction) are the pool's bookkeeping, kept on the loop.
     """
 
-    __slots__ = ("_jobs", "_loop", "_thread", "broken", "connection", "name")
+    __slots__ = (
+        "_current", "_jobs", "_lock", "_loop", "_thread", "broken", "connection", "lent", "name",
+        "queued",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
         self._loop = loop
         self._jobs: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
         self.connection: Any = None
         self.broken = False
+        self.queued = 0
+        self.lent = False
         self.name = name
+        # Guards which job runs, so that an interrupt meant for one job never reaches the next.
+        self._lock = threading.Lock()
+        self._current: Job[Any] | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -79,13 +91,17 @@ class ConnectionThread:
         self._jobs.put(job)
         return job
 
-    def interrupt(self, job: Job[Any], how: Callable[[Any], None] | None) -> None:
-        """Ask the driver (``how``) to stop ``job``'s statement, if it is still running."""
-        if how is not None and not job.finished and self.connection is not None:
-            try:
-                how(self.connection)
-            except Exception as exc:  # noqa: BLE001 -- the statement then runs to its end
-                log.debug("namewire.db: cannot interrupt a statement on %s: %s", self.name, exc)
+    def cancel(self, job: Job[Any], interrupt: Callable[[Any], None] | None) -> None:
+        """Its caller gave up on ``job``: skip it if it has not started; if it is running, ask the
+        driver to stop it (``interrupt``, None when the driver cannot: it then runs to its end)."""
+        with self._lock:
+            if not job.started:
+                job.skipped = True
+            elif self._current is job and interrupt is not None:
+                try:
+                    interrupt(self.connection)
+                except Exception as exc:  # noqa: BLE001 -- the statement then runs to its end
+                    log.debug("namewire.db: cannot interrupt a statement on %s: %s", self.name, exc)
 
     def stop(self) -> Job[None]:
         """Close the connection on the thread, then end the thread. Returns the closing job."""
@@ -95,10 +111,19 @@ class ConnectionThread:
 
     def _main(self) -> None:
         while (job := self._jobs.get()) is not None:
-            try:
-                result, error = job.fn(self), None
-            except BaseException as exc:  # noqa: BLE001 -- handed to the caller, never lost
-                result, error = None, exc
+            with self._lock:
+                run = not job.skipped
+                job.started = run
+                self._current = job if run else None
+            result: Any = None
+            error: BaseException | None = None
+            if run:
+                try:
+                    result = job.fn(self)
+                except BaseException as exc:  # noqa: BLE001 -- handed to the caller, never lost
+                    error = exc
+                with self._lock:
+                    self._current = None
             try:
                 self._loop.call_soon_threadsafe(_complete, job, result, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more

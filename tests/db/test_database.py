@@ -169,21 +169,53 @@ async def test_cancelled_statement_is_interrupted_or_finishes_before_reuse(
         if backend.name == "sqlite":
             # sqlite3's interrupt() stopped it: far sooner than the 8 s it would have run.
             assert time.monotonic() - start < seconds / 2
-        assert db.statistics() == namewire.db.PoolStatistics(1, 1, 1, 0, 0)
+        assert db.statistics() == namewire.db.PoolStatistics(1, 1, 1, 0, 0, 0, 0)
 
 
 async def test_the_pool_is_bounded_and_a_cancelled_waiter_loses_nothing(backend: Backend) -> None:
     async with backend.open(size=2) as db:
-        slow_sql, slow_params = backend.slow_query(0.15)
-        busy = [asyncio.create_task(db.fetch_one(slow_sql, slow_params)) for _ in range(6)]
-        await asyncio.sleep(0.1)
+        slow_sql, slow_params = backend.slow_query(0.25)
+        # 2 connections x 4 statements queued on each: 8 in flight, the other 3 wait for room.
+        busy = [asyncio.create_task(db.fetch_one(slow_sql, slow_params)) for _ in range(11)]
+        async with asyncio.timeout(10):
+            while db.statistics().queued < 8:  # until the second connection is open
+                await asyncio.sleep(0.005)
         stats = db.statistics()
-        assert (stats.open, stats.in_use, stats.waiting) == (2, 2, 4)
+        assert (stats.open, stats.in_use, stats.queued, stats.waiting) == (2, 2, 8, 3)
         busy[-1].cancel()  # a waiter gives up: its place must not be lost
+        busy[3].cancel()  # a queued statement gives up: it is skipped, its place freed
         results = await asyncio.gather(*busy, return_exceptions=True)
         assert isinstance(results[-1], asyncio.CancelledError)
-        assert all(r is not None and not isinstance(r, BaseException) for r in results[:-1])
-        assert db.statistics() == namewire.db.PoolStatistics(2, 2, 2, 0, 0)
+        assert isinstance(results[3], asyncio.CancelledError)
+        assert all(r is not None and not isinstance(r, BaseException) for r in results[:3])
+        assert db.statistics() == namewire.db.PoolStatistics(2, 2, 2, 0, 0, 0, 0)
+
+
+async def test_a_transaction_waits_for_a_connection_of_its_own(backend: Backend) -> None:
+    async with backend.open(size=1) as db:
+        await make_table(db)
+        slow_sql, slow_params = backend.slow_query(0.2)
+        statements = [asyncio.create_task(db.fetch_one(slow_sql, slow_params)) for _ in range(2)]
+        await asyncio.sleep(0.02)
+        order: list[str] = []
+
+        async def transaction() -> None:
+            async with db.transaction() as tx:
+                order.append("begun")
+                await tx.execute(backend.sql("INSERT INTO kv (k, v) VALUES (?, ?)"), ("t", 1))
+                assert db.statistics().transactions == 1
+                later = asyncio.create_task(db.fetch_one("SELECT count(*) FROM kv"))
+                await asyncio.sleep(0.05)
+                assert not later.done()  # it may not run inside our transaction
+            order.append("committed")
+            assert await later == (1,)
+
+        async def statements_done() -> None:
+            await asyncio.gather(*statements)
+            order.append("statements")
+
+        await asyncio.gather(transaction(), statements_done())
+        assert order == ["statements", "begun", "committed"]
 
 
 async def test_a_closed_database_refuses_and_waits_for_work_in_flight(backend: Backend) -> None:
