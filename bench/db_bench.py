@@ -7,6 +7,9 @@ What it measures, for each system and number of concurrent callers, on a fresh u
 * ``writes/s``: single-row upserts, each its own transaction (SQLite in WAL mode with
   ``synchronous=NORMAL``; PostgreSQL with ``fsync=off``: the cost measured is the client's, not the
   disk's);
+* ``CPU/query``: CPU time of this process (the loop and the driver threads; for SQLite the
+  database engine too, for PostgreSQL only the client) per query: steadier than queries/s on a
+  shared machine;
 * ``worst stall`` and ``p99 stall``: a ticker sleeps 1 ms in a loop beside the callers; a tick's
   stall is how much later than 1 ms it woke. The worst is the longest the loop could not run
   anything else while the database was busy.
@@ -27,7 +30,7 @@ a row shows its best round's queries/s (all rounds are in the JSON) and the wors
 
 Prints a Markdown table; ``--json PATH`` also writes ``{"benchmark": "db", "params": {...},
 "results": [{"database", "system", "workload", "callers", "queries", "seconds", "queries_per_s",
-"rounds_queries_per_s", "worst_stall_ms", "p99_stall_ms"} or {..., "skipped"} or {..., "failed"}]}``.
+"rounds_queries_per_s", "cpu_us_per_query", "worst_stall_ms", "p99_stall_ms"} or {..., "skipped"} or {..., "failed"}]}``.
 """
 
 from __future__ import annotations
@@ -83,10 +86,10 @@ async def measure(query: Query, callers: int, seconds: float) -> dict[str, Any]:
     tasks.append(asyncio.create_task(ticker()))
     await asyncio.sleep(WARMUP)
     counting = True
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     counting = False
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     running = False
     await asyncio.gather(*tasks)
     stalls.sort()
@@ -95,6 +98,7 @@ async def measure(query: Query, callers: int, seconds: float) -> dict[str, Any]:
         "queries": done,
         "seconds": round(elapsed, 3),
         "queries_per_s": round(done / elapsed),
+        "cpu_us_per_query": round(cpu / done * 1e6, 1) if done else None,
         "worst_stall_ms": round(stalls[-1] * 1000, 2) if stalls else None,
         "p99_stall_ms": round(stalls[int(len(stalls) * 0.99)] * 1000, 2) if stalls else None,
     }
@@ -311,19 +315,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def to_markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| database | system | workload | callers | queries/s | worst stall | p99 stall |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| database | system | workload | callers | queries/s | CPU/query | worst stall | p99 stall |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "skipped" in r:
-            lines.append(f"| {r['database']} | {r['system']} | skipped: {r['skipped']} | | | | |")
+            lines.append(f"| {r['database']} | {r['system']} | skipped: {r['skipped']} | | | | | |")
         elif "failed" in r:
             lines.append(f"| {r['database']} | {r['system']} | {r['workload']} | {r['callers']} "
-                         f"| failed: {r['failed']} | | |")
+                         f"| failed: {r['failed']} | | | |")
         else:
             lines.append(
                 f"| {r['database']} | {r['system']} | {r['workload']} | {r['callers']} "
-                f"| {r['queries_per_s']:,} | {r['worst_stall_ms']} ms | {r['p99_stall_ms']} ms |"
+                f"| {r['queries_per_s']:,} | {r['cpu_us_per_query']} us "
+                f"| {r['worst_stall_ms']} ms | {r['p99_stall_ms']} ms |"
             )
     return "\n".join(lines)
 
