@@ -11,7 +11,7 @@ from typing import Any
 from .. import runtime
 from ..errors import NamewireError
 from ..node import Node
-from ..registry import NameServiceClient, ServiceInfo
+from ..registry import ServiceInfo, open_registry
 from ._common import add_nameservice_option, fail, nameservice_url
 
 
@@ -88,16 +88,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     url = nameservice_url(args)
 
     async def ls() -> None:
-        client = NameServiceClient(url, node_name=f"namewire-ls-{os.getpid()}")
+        client = open_registry(url, node_name=f"namewire-ls-{os.getpid()}")
         await client.start()
         try:
             services = await client.services()
+            degraded = client.degraded
         finally:
             await client.close()
         if args.json:
             print(json.dumps([_as_json(s) for s in services], indent=2))
         else:
             print(format_table(services))
+        if degraded:
+            print(f"registry {url} degraded: {degraded}", file=sys.stderr)
 
     return _run_client(ls())
 
@@ -116,7 +119,7 @@ def format_table(services: list[ServiceInfo]) -> str:
             s.registration.name,
             " ".join(s.registration.addresses) or "-",
             ", ".join(s.registration.functions) or "-",
-            f"{s.lease_age:.1f}s",
+            f"{s.lease_age:.1f}s" if s.lease_age == s.lease_age else "?",  # NaN: unknown
         )
         for s in services
     ]

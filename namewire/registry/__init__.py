@@ -1,8 +1,10 @@
 """Registries: where nodes register themselves and look each other up.
 
-`Registry` is the interface; `NameServiceClient` talks to the built-in name service.
+`Registry` is the interface; `NameServiceClient` talks to the built-in name service,
+`EtcdRegistry` (``etcd://``, imported on first use) to an etcd cluster; `open_registry` chooses.
 """
 
+from ._backends import open_registry
 from ._nameservice_client import NameServiceClient
 from ._records import (
     DEFAULT_LEASE_TTL,
@@ -23,4 +25,5 @@ __all__ = [
     "ServiceInfo",
     "default_nameservice",
     "host_id",
+    "open_registry",
 ]
