@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +39,6 @@ def registry(request: pytest.FixtureRequest, hosts: list[Host]) -> Iterator[Clus
     """The built-in name service on h1, or a three-member etcd cluster with one member per host."""
     if request.param == "nameservice":
         url = hosts[0].nameservice()
-        _wait_listening(hosts[1], hosts[0].address, 8010)
         yield Cluster("nameservice", url)
         return
     require_etcd()
@@ -46,13 +47,6 @@ def registry(request: pytest.FixtureRequest, hosts: list[Host]) -> Iterator[Clus
         yield Cluster("etcd", cluster.url, cluster)
     finally:
         cluster.stop()
-
-
-def _wait_listening(host: Host, address: str, port: int, timeout: float = 10.0) -> None:
-    code = (f"import socket,time\nend=time.time()+{timeout}\n"
-            f"while True:\n try:\n  socket.create_connection(('{address}',{port}),0.2).close();break\n"
-            " except OSError:\n  assert time.time()<end;time.sleep(0.05)\n")
-    host.sh("python3", "-c", code)
 
 
 def driver(host: Host, cluster: Cluster, *argv: str) -> subprocess.Popen[str]:
@@ -69,3 +63,39 @@ def lines(proc: subprocess.Popen[str], timeout: float) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
     assert proc.returncode == 0, out[-3000:]
     return rows
+
+
+class Output:
+    """Collects a process's JSON lines in a thread while it runs (and its other lines for errors)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.rows: list[dict[str, Any]] = []
+        self.text: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.text.append(line)
+            if line.startswith("{"):
+                self.rows.append(json.loads(line))
+
+    def wait_for(self, key: str, timeout: float) -> dict[str, Any]:
+        """The first row with ``key``; fails with the process's output after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for row in self.rows:
+                if key in row:
+                    return row
+            if self.proc.poll() is not None and not self._thread.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {key!r} line; output: {''.join(self.text)[-3000:]}")
+
+    def finish(self, timeout: float) -> list[dict[str, Any]]:
+        self.proc.wait(timeout)
+        self._thread.join(5)
+        assert self.proc.returncode == 0, "".join(self.text)[-3000:]
+        return self.rows

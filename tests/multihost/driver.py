@@ -1,12 +1,13 @@
 """A client run on one of the test hosts: it reports what it saw as JSON lines on stdout.
 
     driver.py --nameservice URL --listen tcp://ADDR:0 basic WORKER
-    driver.py ... steady WORKER SECONDS [--msgs] [--call-timeout T] [--interval I]
+    driver.py ... steady NAME[,NAME...] SECONDS [--msgs-to NAME] [--lookups] [--call-timeout T]
 
 ``basic``: a call, a message and its echo, the providers of ``plus``, the open connections.
-``steady``: a ``whoami`` call every interval for SECONDS, one line per call (wall-clock time,
-ok, the answering pid or the error type); with ``--msgs``, a numbered message to WORKER with
-each call, and a last line with the sequence numbers echoed back.
+``steady``: a ``whoami`` call to each NAME every interval for SECONDS, one line per call
+(wall-clock time, ok, the answering pid or the error type); with ``--msgs-to``, a numbered
+message to that service (tests/apps/worker.py echoes it) each round, and a last line with the
+sequence numbers echoed back; with ``--lookups``, a registry look-up of the first NAME.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def basic(node: namewire.Node, worker: str) -> None:
     plus = await node.rpc_call(worker, "plus", 2, 3)
     await node.send_msg(worker, "hello")
     echo = await asyncio.wait_for(node.get_msg(), 10)
-    emit(plus=plus, echo=list(echo), providers=await node.get_remote_func_provider("plus"),
+    emit(found=time.time(), plus=plus, echo=list(echo), providers=await node.get_remote_func_provider("plus"),
          peers=node.peers, host=namewire.registry.host_id())
 
 
@@ -50,16 +51,25 @@ async def steady(node: namewire.Node, worker: str, seconds: float, args: argpars
     collector = asyncio.ensure_future(collect())
     end = time.monotonic() + seconds
     seq = 0
+    targets = worker.split(",")
     while time.monotonic() < end:
-        started = time.time()
-        try:
-            answer = await node.rpc_call(worker, "whoami", timeout=args.call_timeout)
-            emit(t=started, done=time.time(), ok=True, pid=answer["pid"])
-        except namewire.NamewireError as exc:
-            emit(t=started, done=time.time(), ok=False, err=type(exc).__name__, why=str(exc)[:200])
-        if args.msgs:
+        for target in targets:
+            started = time.time()
             try:
-                await asyncio.wait_for(node.send_msg(worker, seq), args.call_timeout)
+                answer = await node.rpc_call(target, "whoami", timeout=args.call_timeout)
+                emit(to=target, t=started, done=time.time(), ok=True, pid=answer["pid"])
+            except namewire.NamewireError as exc:
+                emit(to=target, t=started, done=time.time(), ok=False, err=type(exc).__name__,
+                     why=str(exc)[:200])
+        if args.lookups and node.registry is not None:
+            try:
+                await node.registry.lookup(targets[0])
+                emit(lookup=time.time(), ok=True, degraded=node.registry.degraded)
+            except namewire.NamewireError as exc:
+                emit(lookup=time.time(), ok=False, err=type(exc).__name__)
+        if args.msgs_to:
+            try:
+                await asyncio.wait_for(node.send_msg(args.msgs_to, seq), args.call_timeout)
                 seq += 1
             except (namewire.NamewireError, TimeoutError):
                 pass
@@ -77,7 +87,8 @@ async def main() -> None:
     parser.add_argument("--lease-ttl", type=float, default=3.0)
     parser.add_argument("--call-timeout", type=float, default=1.0)
     parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--msgs", action="store_true")
+    parser.add_argument("--msgs-to", metavar="NAME", help="also send numbered messages to NAME")
+    parser.add_argument("--lookups", action="store_true", help="also look the first one up")
     parser.add_argument("scenario", choices=("basic", "steady"))
     parser.add_argument("worker")
     parser.add_argument("seconds", type=float, nargs="?", default=0.0)

@@ -80,9 +80,19 @@ class Host:
                            *extra)
 
     def nameservice(self, port: int = 8010, address: str | None = None) -> str:
-        url = f"tcp://{address or self.address}:{port}"
+        """Start the built-in name service here; return its URL once it accepts connections."""
+        address = address or self.address
+        url = f"tcp://{address}:{port}"
         self.python("-m", "namewire", "nameservice", "--listen", url, "--log-level", "WARNING")
+        self.wait_listening(address, port)
         return url
+
+    def wait_listening(self, address: str, port: int, timeout: float = 10.0) -> None:
+        """Wait until something accepts on ``address:port``, as seen from this host."""
+        code = (f"import socket,time\nend=time.time()+{timeout}\nwhile True:\n try:\n"
+                f"  socket.create_connection(('{address}',{port}),0.2).close();break\n"
+                " except OSError:\n  assert time.time()<end;time.sleep(0.02)\n")
+        self.sh(sys.executable, "-c", code)
 
     def kill_all(self) -> list[int]:
         """kill -9 every process in this host's namespace (all of them were started here)."""
