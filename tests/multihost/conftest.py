@@ -99,3 +99,9 @@ class Output:
         self._thread.join(5)
         assert self.proc.returncode == 0, "".join(self.text)[-3000:]
         return self.rows
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "faults: multi-host fault tests (10-25 s each; CI runs them, "
+        "`-m 'not faults'` leaves them out locally)")

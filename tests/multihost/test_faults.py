@@ -13,7 +13,7 @@ import pytest
 from tests.multihost.conftest import Cluster, Output, driver
 from tests.multihost.hosts import Host
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.faults]
 
 TTL = 3.0
 LIVENESS = 6.0  # ping_interval 2 s + ping_timeout 4 s
@@ -71,9 +71,9 @@ def test_partition_under_traffic_with_etcd(hosts: list[Host]) -> None:
         h3.service("worker.py", "Worker", etcd.url, *ttl)
         h3.service("worker.py", "Solo", etcd.url, *ttl)
         h1.service("worker.py", "Echo", etcd.url, *ttl)
-        far = Output(driver(h2, cluster, "steady", "Worker,Solo", "16", "--msgs-to", "Echo",
+        far = Output(driver(h2, cluster, "steady", "Worker,Solo", "13", "--msgs-to", "Echo",
                             "--call-timeout", "0.5", *ttl))
-        near = Output(driver(h3, cluster, "steady", "Worker", "16", "--call-timeout", "0.5", *ttl))
+        near = Output(driver(h3, cluster, "steady", "Worker", "13", "--call-timeout", "0.5", *ttl))
         far.wait_for("ready", 20)
         near.wait_for("ready", 20)
         time.sleep(2.0)
@@ -104,7 +104,7 @@ def test_partition_under_traffic_with_etcd(hosts: list[Host]) -> None:
     report("etcd partition: standby holds the name after the cut", took - cut)
     report("etcd partition: h3's own name answers again after the heal", solo_back["done"] - healed)
     assert first_fail["done"] - cut < LIVENESS
-    assert took - cut < TTL + 3.0
+    assert took - cut < TTL + 4.0  # h3 may have run the leader: an election, then a full TTL
     assert solo_back["done"] - healed < TTL + 3.0
     [summary] = [r for r in far_rows if "sent" in r]
     assert summary["sent"] > 50 and summary["echoed"] == list(range(summary["sent"]))
@@ -117,7 +117,7 @@ def test_nameservice_cut_and_heal_calls_come_back_within_about_a_second(hosts: l
     url = h1.nameservice()
     cluster = Cluster("nameservice", url)
     h2.service("worker.py", "Worker", url, "--lease-ttl", "5")
-    out = Output(driver(h3, cluster, "steady", "Worker", "9", "--call-timeout", "0.3",
+    out = Output(driver(h3, cluster, "steady", "Worker", "7", "--call-timeout", "0.3",
                         "--interval", "0.02"))
     out.wait_for("ready", 20)
     time.sleep(2.0)
@@ -145,7 +145,7 @@ def test_etcd_members_killed_under_steady_calls(hosts: list[Host]) -> None:
         cluster = Cluster("etcd", etcd.url, etcd)
         ttl = ["--lease-ttl", str(TTL)]
         h2.service("worker.py", "Worker", etcd.url, *ttl)
-        out = Output(driver(h3, cluster, "steady", "Worker", "16", "--lookups",
+        out = Output(driver(h3, cluster, "steady", "Worker", "14", "--lookups",
                             "--call-timeout", "1", *ttl))
         out.wait_for("ready", 20)
         time.sleep(1.5)
