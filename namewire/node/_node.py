@@ -244,6 +244,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._not_holding = None
         self._mailbox = Mailbox(self._mailbox_size)
         try:
             if listen is not None:

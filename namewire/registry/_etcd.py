@@ -107,10 +107,11 @@ class EtcdRegistry(Registry):
         self._registration = registration
 
     async def deregister(self) -> None:
-        lease, self._lease, self._registration = self._lease, None, None
-        self._holding = False
-        if self._expiry is not None:
-            self._expiry.cancel()
+        async with self._claiming:  # not while the keeper claims the name again
+            lease, self._lease, self._registration = self._lease, None, None
+            self._holding = False
+            if self._expiry is not None:
+                self._expiry.cancel()
         if lease is None:
             return
         try:
@@ -291,6 +292,10 @@ class EtcdRegistry(Registry):
                 self._fault("watch", str(exc))
                 if self._gateway.endpoint == endpoint:
                     self._gateway.rotate()
+            except Exception as exc:  # a garbled answer, say: a watcher that died would go stale
+                log.exception("etcd watch of %r at %s failed; watching again", self.node_name,
+                              endpoint)
+                self._fault("watch", f"watch at {endpoint} failed: {exc!r}")
             finally:
                 self._watching = False
             await asyncio.sleep(backoff * (0.5 + random.random()))

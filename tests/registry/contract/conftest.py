@@ -8,10 +8,14 @@ as groups of workers) is one more `Backend` in `BACKENDS` and its branch in `bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import ContextManager
 
 import pytest
 
@@ -33,6 +37,9 @@ class Backend:
     answers_from_view: bool
     """True (etcd): while the registry is down, look-ups answer from the local view of every
     name. False (built-in): only names already looked up (the cache) are answered."""
+    down: Callable[[], ContextManager[None]]
+    """The registry is unreachable inside the block and back after it (built-in: killed and
+    started again on the same address; etcd: its server frozen with SIGSTOP, then resumed)."""
 
     async def client(self, node_name: str, ttl: float = 5.0) -> Registry:
         registry = open_registry(self.url, node_name=node_name, ttl=ttl)
@@ -53,11 +60,34 @@ def etcd_server() -> Iterator[EtcdCluster]:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, procs: Processes) -> Backend:
     if request.param == "nameservice":
-        url, _ = procs.nameservice()
-        return Backend("nameservice", url, releases_on_close=True, answers_from_view=False)
+        url, proc = procs.nameservice()
+        running = [proc]
+
+        @contextlib.contextmanager
+        def restarted() -> Iterator[None]:
+            running[0].kill()
+            running[0].wait(5)
+            try:
+                yield
+            finally:
+                running[0] = procs.nameservice(int(url.rsplit(":", 1)[1]))[1]
+
+        return Backend("nameservice", url, releases_on_close=True, answers_from_view=False,
+                       down=restarted)
     cluster: EtcdCluster = request.getfixturevalue("etcd_server")
+
+    @contextlib.contextmanager
+    def frozen() -> Iterator[None]:
+        member = cluster.members[0]
+        assert member.proc is not None
+        os.kill(member.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(member.proc.pid, signal.SIGCONT)
+
     return Backend("etcd", f"{cluster.url}/contract{next(_prefixes)}",
-                   releases_on_close=False, answers_from_view=True)
+                   releases_on_close=False, answers_from_view=True, down=frozen)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:

@@ -220,3 +220,44 @@ async def test_namewire_ls_lists_the_live_services(backend: Backend, procs: Proc
     finally:
         await client.close()
         worker.kill()
+
+
+async def test_while_the_registry_is_down(backend: Backend) -> None:
+    """Names looked up before are answered on every backend; etcd also answers the rest from its
+    view and says it is degraded; when the registry is back, look-ups work again by themselves."""
+    owner = await backend.client("Owner")
+    other = await backend.client("Other")
+    reader = await backend.client("Reader")
+    try:
+        await owner.register(registration("Owner", "f"))
+        await other.register(registration("Other", "g"))
+        assert (await reader.lookup("Owner")).name == "Owner"
+        await eventually(lambda: _true(reader.degraded is None), 1, "live before the outage")
+        with backend.down():
+            assert (await reader.lookup("Owner")).name == "Owner"
+            if backend.answers_from_view:
+                assert (await reader.lookup("Other")).name == "Other"  # never asked for before
+                await eventually(lambda: _true(reader.degraded is not None), 5, "degraded")
+            else:
+                await eventually(lambda: _unavailable(reader, "Other"), 5,
+                                 "an uncached look-up says the registry is unavailable")
+        await eventually(lambda: _found(reader, "Other"), 10, "look-ups work again")
+        await eventually(lambda: _true(reader.degraded is None), 10, "no longer degraded")
+    finally:
+        for registry in (owner, other, reader):
+            await registry.close()
+
+
+async def _found(registry: namewire.registry.Registry, name: str) -> bool:
+    try:
+        return (await registry.lookup(name)).name == name
+    except (namewire.NameNotFound, namewire.RegistryUnavailable):
+        return False
+
+
+async def _unavailable(registry: namewire.registry.Registry, name: str) -> bool:
+    try:
+        await registry.lookup(name)
+    except namewire.RegistryUnavailable:
+        return True
+    return False
