@@ -4,7 +4,7 @@
 `EtcdRegistry` (``etcd://``, imported on first use) to an etcd cluster; `open_registry` chooses.
 """
 
-from ._backends import open_registry
+from ._backends import check_nameservice_url, open_registry
 from ._nameservice_client import NameServiceClient
 from ._records import (
     DEFAULT_LEASE_TTL,
@@ -23,6 +23,7 @@ __all__ = [
     "Registration",
     "Registry",
     "ServiceInfo",
+    "check_nameservice_url",
     "default_nameservice",
     "host_id",
     "open_registry",

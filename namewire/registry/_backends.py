@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ._etcd_url import parse_etcd_url
 from ._nameservice_client import NameServiceClient
 from ._records import DEFAULT_LEASE_TTL
 from ._registry import Registry
 
-__all__ = ["BACKENDS", "open_registry"]
+__all__ = ["BACKENDS", "check_nameservice_url", "open_registry"]
 
 
 def _etcd(tls: bool) -> Callable[[str, str, float], Registry]:
@@ -34,6 +35,23 @@ BACKENDS: dict[str, Callable[[str, str, float], Registry]] = {
     "etcd": _etcd(tls=False),
     "etcds": _etcd(tls=True),
 }
+# How each backend's URL is checked without connecting (ValueError saying what is wrong).
+_CHECKS: dict[str, Callable[[str], object]] = {
+    "etcd": lambda url: parse_etcd_url(url, tls=False),
+    "etcds": lambda url: parse_etcd_url(url, tls=True),
+}
+
+
+def check_nameservice_url(url: str) -> str:
+    """``url`` if it names a registry (a namewire address or an etcd URL); else ValueError."""
+    check = _CHECKS.get(urlsplit(url).scheme)
+    if check is None:
+        from ..transport import parse_address
+
+        parse_address(url)
+    else:
+        check(url)
+    return url
 
 
 def open_registry(url: str, *, node_name: str, ttl: float = DEFAULT_LEASE_TTL) -> Registry:

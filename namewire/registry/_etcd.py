@@ -29,10 +29,12 @@ import json
 import logging
 import math
 import random
+import time
 from typing import NamedTuple
 
 from ..errors import NameNotFound, NameTaken, RegistryUnavailable
-from ._etcd_gateway import EtcdGateway, KeyValue, WatchCompacted, parse_etcd_url, prefix_end
+from ._etcd_gateway import EtcdGateway, KeyValue, WatchCompacted, prefix_end
+from ._etcd_url import parse_etcd_url
 from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo
 from ._registry import Registry
 
@@ -48,6 +50,13 @@ class _Entry(NamedTuple):
     registration: Registration
     epoch: int  # the key's create revision
     lease: int
+    since: float  # wall-clock time the holder claimed the name
+    ttl: float  # of the holder's lease
+
+
+def _value(registration: Registration, since: float, ttl: int) -> bytes:
+    """What the key holds: the registration, plus when and for how long it was claimed."""
+    return json.dumps({**registration.to_dict(), "since": since, "ttl": ttl}).encode()
 
 
 class EtcdRegistry(Registry):
@@ -73,6 +82,7 @@ class EtcdRegistry(Registry):
         self._registration: Registration | None = None
         self._lease: int | None = None
         self._granted = math.ceil(ttl)
+        self._since: float | None = None  # when our current lease claimed the name (wall clock)
         self._lease_ends = 0.0  # loop time
         self._expiry: asyncio.TimerHandle | None = None
         self._holding = False
@@ -98,12 +108,12 @@ class EtcdRegistry(Registry):
 
     async def register(self, registration: Registration) -> None:
         try:
-            value = json.dumps(registration.to_dict()).encode()
+            json.dumps(registration.to_dict())
         except (TypeError, ValueError) as exc:
             raise ValueError(f"registration of {registration.name!r} cannot be stored in etcd: "
                              f"its metadata must be JSON ({exc})") from None
         async with self._claiming:
-            await self._claim(registration, value)
+            await self._claim(registration)
         self._registration = registration
 
     async def deregister(self) -> None:
@@ -140,12 +150,16 @@ class EtcdRegistry(Registry):
     async def services(self) -> list[ServiceInfo]:
         entries = sorted(self._view.values(), key=lambda e: e.registration.name)
 
+        now = time.time()
+
         async def info(entry: _Entry) -> ServiceInfo:
+            # Registered for: from the holder's clock (stored with the key); expires in: etcd's.
+            age = max(0.0, now - entry.since)
             try:
-                left, granted = await self._gateway.time_to_live(entry.lease)
+                left, _ = await self._gateway.time_to_live(entry.lease)
             except RegistryUnavailable:
-                return ServiceInfo(entry.registration, math.nan, math.nan)
-            return ServiceInfo(entry.registration, float(max(0, granted - left)), float(granted))
+                return ServiceInfo(entry.registration, age, entry.ttl)
+            return ServiceInfo(entry.registration, age, entry.ttl, float(max(0, left)))
 
         return list(await asyncio.gather(*(info(e) for e in entries)))
 
@@ -164,7 +178,7 @@ class EtcdRegistry(Registry):
 
     # -- claiming the name ---------------------------------------------------------------------
 
-    async def _claim(self, registration: Registration, value: bytes) -> None:
+    async def _claim(self, registration: Registration) -> None:
         """Hold ``registration.name`` under our lease (a new one if we have none)."""
         fresh = self._lease is None
         if self._lease is None:
@@ -174,6 +188,9 @@ class EtcdRegistry(Registry):
             self._renewed(sent, granted)
         lease = self._lease
         key = self._prefix + registration.name.encode()
+        if fresh or self._since is None:
+            self._since = time.time()
+        value = _value(registration, self._since, self._granted)
         done, holder = await self._gateway.create(key, value, lease)
         if not done and holder is not None and holder.lease == lease:
             done, holder = await self._gateway.update(key, value, lease)  # ours: a change
@@ -252,7 +269,7 @@ class EtcdRegistry(Registry):
             else:
                 self._lease = None
                 self._lost(f"etcd lease {lease:x} has ended")
-        await self._claim(registration, json.dumps(registration.to_dict()).encode())
+        await self._claim(registration)
 
     # -- the view ------------------------------------------------------------------------------
 
@@ -336,11 +353,13 @@ class EtcdRegistry(Registry):
 
     def _entry(self, kv: KeyValue) -> _Entry | None:
         try:
-            registration = Registration.from_dict(json.loads(kv.value))
-        except ValueError as exc:
+            data = json.loads(kv.value)
+            registration = Registration.from_dict(data)
+            since, ttl = float(data.get("since", 0.0)), float(data.get("ttl", 0.0))
+        except (ValueError, TypeError, AttributeError) as exc:
             log.warning("etcd key %r is not a namewire registration (%s); ignored", kv.key, exc)
             return None
-        return _Entry(registration, kv.create_revision, kv.lease)
+        return _Entry(registration, kv.create_revision, kv.lease, since, ttl)
 
     def _fault(self, part: str, reason: str) -> None:
         """Record (``reason``) or clear (``""``) a fault; log when the registry degrades or heals."""

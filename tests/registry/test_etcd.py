@@ -16,9 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 import namewire
-from namewire.registry import NameServiceClient, Registration, open_registry
+from namewire.registry import (
+    NameServiceClient,
+    Registration,
+    check_nameservice_url,
+    open_registry,
+)
 from namewire.registry._etcd import EtcdRegistry
-from namewire.registry._etcd_gateway import EtcdGateway, parse_etcd_url
+from namewire.registry._etcd_gateway import EtcdGateway
+from namewire.registry._etcd_url import parse_etcd_url
 from tests.conftest import ROOT, free_port
 from tests.etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
 from tests.registry.contract.conftest import eventually
@@ -42,6 +48,16 @@ def test_the_url_chooses_the_backend() -> None:
     assert target.endpoints == ("https://a:1", "https://b:2")
     assert target.prefix == "team" and target.ca == "/ca.pem"
     assert parse_etcd_url("etcd://a:1", tls=False).prefix == "namewire"
+    # Every place that checks a name-service URL before using it takes etcd:// too.
+    assert check_nameservice_url("etcd://a:1,b:2") == "etcd://a:1,b:2"
+    with pytest.raises(ValueError, match="unknown scheme 'etc'"):
+        check_nameservice_url("etc://a:1")
+
+
+def test_the_cli_takes_an_etcd_url_and_says_what_is_wrong_with_a_bad_one() -> None:
+    out = subprocess.run([sys.executable, "-m", "namewire", "ls", "--nameservice", "etcd://a"],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 2 and "'a' is not host:port" in out.stderr
 
 
 @pytest.mark.parametrize(("url", "why"), [
