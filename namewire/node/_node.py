@@ -26,11 +26,11 @@ from ..errors import (
 )
 from ..registry import (
     DEFAULT_LEASE_TTL,
-    NameServiceClient,
     Registration,
     Registry,
     default_nameservice,
     host_id,
+    open_registry,
 )
 from ..runtime import stop_waiting
 from ..transport import Session, parse_address, scheme_of
@@ -146,6 +146,7 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._not_holding: str | None = None  # why we may not answer under our name now
         self._metadata: dict[str, Any] = {}
         self._reregistering: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +262,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._not_holding = None
         self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         try:
@@ -268,11 +270,12 @@ class Node:
                 urls = [listen] if isinstance(listen, str) else list(listen)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
             if registry is None and not standalone:
-                registry = NameServiceClient(
+                registry = open_registry(
                     nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
+                registry.holding_changed = self._holding_changed
                 await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
                 self._metadata = metadata or {}
@@ -493,6 +496,10 @@ class Node:
         self._mailbox.put(session.peer_name, payload, session, size)
 
     def call_received(self, session: Session, call: Call) -> None:
+        if self._not_holding is not None:
+            session.reply_error(call.id, ERROR_REMOTE, "NameNotFound",
+                                f"{self.name!r} does not hold its name now ({self._not_holding})")
+            return
         entry = self.functions.by_name.get(call.func)
         if entry is None:
             provided = ", ".join(self.functions.names()) or "none"
@@ -529,6 +536,10 @@ class Node:
             task.cancel()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _holding_changed(self, reason: str | None) -> None:
+        """The registry lost (``reason``) or regained (None) our name: refuse calls meanwhile."""
+        self._not_holding = reason
 
     def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
         """A session of this node (not yet attached to a stream), with its protocol options."""
