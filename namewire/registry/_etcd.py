@@ -199,7 +199,7 @@ class EtcdRegistry(Registry):
                 self._lease = None
                 with contextlib.suppress(RegistryUnavailable):
                     await self._gateway.revoke(lease)
-            raise NameTaken(_held_by(registration.name, holder))
+            raise _held_by(registration.name, holder)
         if not self._holding:
             self._holding = True
             if self._registration is not None:  # a claim again, after a loss
@@ -377,11 +377,16 @@ class EtcdRegistry(Registry):
                         self.node_name, self._gateway.endpoint)
 
 
-def _held_by(name: str, holder: KeyValue | None) -> str:
+def _held_by(name: str, holder: KeyValue | None) -> NameTaken:
+    """`NameTaken` naming the holder as its stored registration describes it."""
     if holder is None:
-        return f"name {name!r} is held by a live service"
-    where = ""
-    with contextlib.suppress(ValueError):
-        where = " at " + ", ".join(Registration.from_dict(json.loads(holder.value)).addresses)
-    return (f"name {name!r} is held by a live service{where} "
-            f"(etcd lease {holder.lease:x}, epoch {holder.create_revision})")
+        return NameTaken(name)
+    try:
+        held = Registration.from_dict(json.loads(holder.value))
+    except ValueError:
+        return NameTaken(
+            name,
+            reason=f"name {name!r} is held by a live service (etcd lease {holder.lease:x}, "
+            f"epoch {holder.create_revision})",
+        )
+    return NameTaken(name, addresses=held.addresses, host=held.host, pid=held.pid)
