@@ -127,7 +127,12 @@ export class Namewire {
           this._received(message);
         }
       };
+      let ended = false;
+      // Browsers fire error then close; node's WebSocket only error when the upgrade is refused.
+      ws.onerror = () => { if (ws.readyState !== 1) ws.onclose({ code: 1006 }); };
       ws.onclose = async (event) => {
+        if (ended) return;
+        ended = true;
         this.name = null;
         const lost = new NamewireError(
           "disconnected", `connection to ${this.url} lost (code ${event.code})`,
