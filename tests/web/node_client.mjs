@@ -6,10 +6,13 @@ import { pathToFileURL } from "node:url";
 const [modulePath, url] = process.argv.slice(2);
 const { connect, NamewireError } = await import(pathToFileURL(modulePath).href);
 const say = (step, data = {}) => console.log(JSON.stringify({ step, ...data }));
-const within = (ms, promise, what) => Promise.race([
-  promise,
-  new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-]);
+const within = (ms, promise, what) => {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+};
 
 try {
   await connect(url, { token: "wrong" });
@@ -53,3 +56,4 @@ const newName = await within(20000, reconnected, "reconnect");
 say("reconnected", { name: newName, value: await nw.call("PlusServer", "plus", 2, 3) });
 nw.close();
 say("done");
+process.exit(0);

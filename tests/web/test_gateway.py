@@ -173,17 +173,19 @@ async def test_origin_and_token_are_checked_before_the_upgrade(procs: Processes)
         http = url.replace("ws://", "http://")
         with pytest.raises(urllib.error.HTTPError) as answer:
             await asyncio.to_thread(urllib.request.urlopen, http + "?token=wrong", timeout=5)
+        answer.value.close()
         assert answer.value.code == 401
         with pytest.raises(urllib.error.HTTPError) as answer:
             await asyncio.to_thread(urllib.request.urlopen, http + "?token=let-me-in", timeout=5)
+        answer.value.close()
         assert answer.value.code == 426
 
 
 async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
     async with gateway_cluster(procs, Policy()) as (gateway, _):
         http = gateway.url.replace("ws://", "http://") + "namewire.js"
-        response = await asyncio.to_thread(urllib.request.urlopen, http, timeout=5)
-        assert response.headers["Content-Type"].startswith("text/javascript")
-        assert response.headers["Access-Control-Allow-Origin"] == "*"
-        assert response.read() == client_source() == JS_FILE.read_bytes()
+        with await asyncio.to_thread(urllib.request.urlopen, http, timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/javascript")
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert response.read() == client_source() == JS_FILE.read_bytes()
         assert b"export async function connect" in client_source()

@@ -65,7 +65,8 @@ def test_node_drives_the_js_client(procs: Processes, tmp_path: Path) -> None:
     gateway = start_gateway(procs, port, ns)
     wait_registered(ns, "PlusServer")
     # The module under test is the one the gateway serves (.mjs: node treats it as ES module).
-    served = urllib.request.urlopen(f"http://127.0.0.1:{port}/namewire.js", timeout=5).read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/namewire.js", timeout=5) as response:
+        served = response.read()
     module = tmp_path / "namewire.mjs"
     module.write_bytes(served)
     client = subprocess.Popen([*node, str(HERE / "node_client.mjs"), str(module),
