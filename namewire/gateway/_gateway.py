@@ -122,7 +122,9 @@ class Gateway:
                 self._servers.append(await ws_serve(
                     self._browser_connected, sock=sock, ssl=self._ssl,
                     process_request=self._check_request,
-                    max_size=4 * self.policy.limits.max_message, ping_interval=20,
+                    # over max_message is answered too_large; this far over, the socket is cut
+                    max_size=4 * self.policy.limits.max_message,
+                    ping_interval=20, close_timeout=2,
                     logger=logging.getLogger("namewire.gateway.websockets"),
                 ))
         except BaseException:

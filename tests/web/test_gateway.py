@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -189,3 +191,19 @@ async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
             assert response.headers["Access-Control-Allow-Origin"] == "*"
             assert response.read() == client_source() == JS_FILE.read_bytes()
         assert b"export async function connect" in client_source()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--listen", "tcp://127.0.0.1:1"], "a gateway listens on ws:// or wss://"),
+        (["--expose", ":plus"], "expected NAME, NAME:* or NAME:func1,func2"),
+        (["--auth", "nowhere.py:check"], "no such file: nowhere.py"),
+        (["--max-message", "10"], "gateway limits must be positive"),
+    ],
+)
+def test_the_gateway_command_says_what_is_wrong(argv: list[str], says: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "namewire", "gateway", "--nameservice",
+                          "tcp://127.0.0.1:1", *argv], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0
+    assert says in out.stderr

@@ -184,3 +184,22 @@ async def test_wss_with_a_server_certificate(certificate: tuple[Path, Path]) -> 
             server.close()
     finally:
         configure_wss()
+
+
+async def test_a_flood_of_messages_arrives_whole_and_in_order_under_flow_control() -> None:
+    """More than the mailbox window and the stream's high-water mark: senders wait, none lost."""
+    seen = Recorder()
+    server, url = await listen_sessions(
+        "ws://127.0.0.1:0/", lambda: Session("Server", seen, codec=None, window=(100, 1 << 20)))
+    try:
+        caller = Session("Caller", Recorder())
+        await connect_session(url, caller, timeout=5)
+        await caller.wait_open()
+        payload = "x" * 2000
+        for i in range(5000):
+            await caller.send_msg([i, payload])
+        assert await caller.call("sync", [], timeout=10) == ["sync"]
+        assert [m[0] for m in seen.messages] == list(range(5000))
+        caller.close()
+    finally:
+        server.close()
