@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime
-from ..errors import NamewireError
+from ..transport import scheme_of
 from ._common import (
     add_logging_options,
     add_nameservice_option,
+    address,
     fail,
     nameservice_url,
+    run_command,
     setup_logging,
 )
 
@@ -39,7 +41,7 @@ def add_parsers(commands: Any) -> None:
     gw = commands.add_parser("gateway", help="bridge browsers to services over WebSocket",
                              description=_HELP,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    gw.add_argument("--listen", metavar="URL", default="ws://127.0.0.1:8080/",
+    gw.add_argument("--listen", metavar="URL", default="ws://127.0.0.1:8080/", type=websocket_url,
                     help="where browsers connect (default: ws://127.0.0.1:8080/)")
     gw.add_argument("--name", default="gateway", help="the gateway's node name (default: gateway)")
     add_nameservice_option(gw)
@@ -65,6 +67,14 @@ def add_parsers(commands: Any) -> None:
     gw.set_defaults(handler=cmd_gateway)
 
 
+def websocket_url(text: str) -> str:
+    """argparse ``type=`` for --listen: an address URL whose scheme serves WebSocket."""
+    url = address(text)
+    if scheme_of(url).serve_streams is None:
+        raise argparse.ArgumentTypeError(f"a gateway listens on ws:// or wss://, not {text!r}")
+    return url
+
+
 def load_function(spec: str) -> Any:
     """``FILE:FUNC`` -> the function; exits with a readable error if it is not there."""
     path, _, func = spec.rpartition(":")
@@ -78,7 +88,10 @@ def load_function(spec: str) -> Any:
         fail(f"--auth {spec!r}: cannot load {path} as Python")
     module = importlib.util.module_from_spec(module_spec)
     sys.path.insert(0, str(file.resolve().parent))
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 -- the app's own bug: one line that names it
+        fail(f"--auth {spec!r}: {path} failed at import: {type(exc).__name__}: {exc}", 1)
     fn = getattr(module, func, None)
     if not callable(fn):
         fail(f"--auth {spec!r}: {path} defines no function {func!r}")
@@ -105,18 +118,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             context.load_cert_chain(args.certfile, args.keyfile)
         except (OSError, ssl.SSLError) as exc:
             fail(f"--certfile/--keyfile: {exc}")
+    ns_url = nameservice_url(args)
     runtime.set_default_node_name(args.name)
     gateway = Gateway(args.name, policy=policy, call_timeout=args.call_timeout, ssl=context)
 
     async def serve() -> None:
-        async with gateway.serve(args.listen, nameservice=nameservice_url(args)):
+        async with gateway.serve(args.listen, nameservice=ns_url):
             print(f"namewire gateway {args.name} on {gateway.url}", flush=True)
             await asyncio.Event().wait()
 
-    try:
-        runtime.run(serve())
-    except NamewireError as exc:
-        fail(str(exc), 1)
-    except ValueError as exc:
-        fail(str(exc))
-    return 0
+    return run_command(serve())
