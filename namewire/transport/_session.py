@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import perf_counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..errors import EncodeError, PeerLost, ProtocolError
+from ..runtime._metrics import Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PING_INTERVAL,
@@ -89,6 +91,7 @@ class Session:
         "_timer_at",
         "_write_paused",
         "close_reason",
+        "metrics",
         "origin",
         "peer_info",
         "peer_name",
@@ -142,6 +145,8 @@ class Session:
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._msg_waiters: deque[asyncio.Future[None]] | None = None
         self.origin = origin
+        # Where calls made on this session are counted (None: not counted); set by the owner.
+        self.metrics: Metrics | None = None
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
@@ -212,31 +217,42 @@ class Session:
         timeout: float | None,
         deadline: float | None = None,
         request: int | None = None,
+        trace: str | None = None,
     ) -> Any:
         """Call ``func(*args)`` on the peer and return its result.
 
-        ``deadline`` (loop time) is an inherited limit, ``request`` the request id to carry. Raises
-        `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`,
-        `MessageTooLarge`. Cancelling the awaiting task sends a cancel to the peer.
+        ``deadline`` (loop time) is an inherited limit, ``request`` the request id to carry,
+        ``trace`` a W3C traceparent. Raises `NoSuchFunction`, `RemoteError`, `PeerLost`,
+        `CallTimeout`, `EncodeError`, `MessageTooLarge`. Cancelling the awaiting task sends a
+        cancel to the peer.
         """
         if self._closing:
             raise self._lost_error(func)
         fut = self._loop.create_future()
         conn = self._conn
-        call_id = conn.call(func, args, fut, timeout=timeout, deadline=deadline, request=request)
+        call_id = conn.call(func, args, fut, timeout=timeout, deadline=deadline, request=request,
+                            trace=trace)
         if self._timer is None or deadline is not None or (
             timeout is not None and timeout < self._rearm_below
         ):
             self._arm()
         self._written()
+        metrics = self.metrics
+        started = perf_counter() if metrics is not None else 0.0
         try:
             if self._write_paused:
                 await self._drain()
-            return await fut
-        except asyncio.CancelledError:
-            if conn.cancel(call_id) is not None:
+            result = await fut
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and conn.cancel(call_id) is not None:
                 self._written()
+            if metrics is not None:
+                metrics.call_failed(True, self.peer_name, func, perf_counter() - started,
+                                    outcome_of(exc), str(exc), trace)
             raise
+        if metrics is not None:
+            metrics.call_made(self.peer_name, func, perf_counter() - started)
+        return result
 
     async def send_msg(self, payload: Any) -> None:
         """Send a message. Waits while the peer's window is full (its mailbox holds what we sent
