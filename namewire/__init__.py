@@ -26,7 +26,7 @@ from .errors import (
     RemoteError,
     TransportError,
 )
-from .node import Caller, Node
+from .node import Caller, Node, current_traceparent, trace_context
 from .runtime import (
     Channel,
     LogPipeline,
@@ -96,6 +96,7 @@ __all__ = [
     "call_later",
     "configure_logging",
     "connect",
+    "current_traceparent",
     "every",
     "fs",
     "listen",
@@ -108,4 +109,5 @@ __all__ = [
     "sleep_until",
     "spawn",
     "stop_processes",
+    "trace_context",
 ]

@@ -55,6 +55,8 @@ def add_parsers(commands: Any) -> None:
                      help=f"registration lease (default: {DEFAULT_LEASE_TTL})")
     run.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
                      help="on shutdown, time given to calls in flight (default: 5)")
+    run.add_argument("--metrics", metavar="URL",
+                     help="serve Prometheus metrics at this tcp://host:port (docs/observability.md)")
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -96,6 +98,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    if args.metrics:
+        if node.metrics is None:
+            fail(f"--metrics: {args.app} makes its Node with metrics=False")
+        try:
+            parse_address(args.metrics)
+        except ValueError as exc:
+            fail(f"--metrics {args.metrics}: {exc}")
+        node.metrics_url = args.metrics
     runtime.set_default_node_name(node.name)
 
     async def serve() -> None:

@@ -2,6 +2,17 @@
 
 from ._functions import Caller, RemoteFunction
 from ._mailbox import Mailbox
-from ._node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
+from ._node import DEFAULT, DEFAULT_CALL_TIMEOUT, STATS_FUNCTION, Node
+from ._trace_context import current_traceparent, trace_context
 
-__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Caller", "Mailbox", "Node", "RemoteFunction"]
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_CALL_TIMEOUT",
+    "STATS_FUNCTION",
+    "Caller",
+    "Mailbox",
+    "Node",
+    "RemoteFunction",
+    "current_traceparent",
+    "trace_context",
+]

@@ -100,6 +100,10 @@ serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
 _request_ids = itertools.count(random.randrange(1 << 24) << 8)
 
 
+def new_request_id() -> int:
+    return next(_request_ids)
+
+
 class Node:
     """A named service: provides remote functions and reaches other services by name.
 
