@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..registry import DEFAULT_NAMESERVICE
-from . import _cluster, _demo, _run
+from . import _cluster, _demo, _observe, _run
 
 __all__ = ["main"]
 
@@ -23,6 +23,7 @@ examples:
   namewire ls                                  list live services
   namewire call PlusServer plus 1 2            call a remote function, print the JSON result
   namewire send Logger '{{"event": "hi"}}'       send a message
+  namewire top                                 services, calls/s, latencies, errors, live
 """
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_parsers(commands)
     _cluster.add_parsers(commands)
     _demo.add_parsers(commands)
+    _observe.add_parsers(commands)
     return parser
 
 
