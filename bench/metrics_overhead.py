@@ -187,6 +187,7 @@ def main() -> None:
         result = run(args.callers, args.seconds, args.rounds)
         text = json.dumps(result, indent=1)
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text)
         print(f"metrics on / off: {result['ratio']:.3f} ({result['on_calls_per_s']:,.0f} / "
               f"{result['off_calls_per_s']:,.0f} calls/s, median of {args.rounds} rounds)")

@@ -11,7 +11,13 @@ from typing import Any
 from .. import runtime
 from ..errors import NamewireError
 from ..node import Node
-from ._common import add_logging_options, add_nameservice_option, fail, nameservice_url, setup_logging
+from ._common import (
+    add_logging_options,
+    add_nameservice_option,
+    fail,
+    nameservice_url,
+    setup_logging,
+)
 
 DEFAULT_DASHBOARD = "tcp://127.0.0.1:8090"
 

@@ -9,7 +9,6 @@ import inspect
 import itertools
 import logging
 import random
-import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from time import perf_counter

@@ -88,7 +88,7 @@ def _calls(
 def render(metrics: Metrics) -> bytes:
     """The Prometheus text exposition of ``metrics``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(metrics))  # type: ignore[arg-type]
+    registry.register(MetricsCollector(metrics))
     return generate_latest(registry)
 
 

@@ -91,7 +91,7 @@ class Dashboard:
         while True:
             try:
                 view: dict[str, Any] = await self.view.refresh()
-            except Exception:  # noqa: BLE001 -- keep the page alive; say what went wrong
+            except Exception:
                 log.exception("dashboard: refreshing the cluster view failed")
             else:
                 self._latest = json.dumps(view)

@@ -45,9 +45,9 @@ def render_top(view: dict[str, Any]) -> Group:
                              lease, Text("not answering", style="red"))
             continue
         rate = "-" if s["rate"] is None else f"{s['rate']:,.1f}"
-        errors = Text(f"{s['error_rate'] * 100:.1f}%", style="red" if s["error_rate"] else "")
+        failing = Text(f"{s['error_rate'] * 100:.1f}%", style="red" if s["error_rate"] else "")
         services.add_row(
-            s["name"], "\n".join(s["addresses"]), ", ".join(s["functions"]), lease, rate, errors,
+            s["name"], "\n".join(s["addresses"]), ", ".join(s["functions"]), lease, rate, failing,
             _ms(s["p50"]), _ms(s["p99"]), str(s["connections"]),
             _spark([p["rate"] for p in s["history"]]),
         )

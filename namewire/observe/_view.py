@@ -42,7 +42,9 @@ class ClusterView:
             *(self._stats(s.registration.name) for s in listed), return_exceptions=False
         )
         now = time.monotonic()
-        services, edges, errors = [], [], []
+        services: list[dict[str, Any]] = []
+        edges: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for info, stats in zip(listed, answers, strict=True):
             reg = info.registration
             row: dict[str, Any] = {
@@ -52,8 +54,7 @@ class ClusterView:
             }
             if stats is not None:
                 row.update(self._rates(reg.name, now, stats))
-                for edge in row.pop("edges"):
-                    edges.append(edge)
+                edges.extend(row.pop("edges"))
                 errors.extend({**e, "service": reg.name} for e in stats["errors"])
             services.append(row)
         gone = set(self._last) - {s["name"] for s in services}

@@ -172,7 +172,7 @@ class Metrics:
         if stats is None:
             stats = self.made[key] = CallStats()
         slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[slot if slot < _LAST else _LAST] += 1
+        stats.buckets[min(_LAST, slot)] += 1
         stats.seconds += seconds
 
     def call_served(self, caller: str | None, func: str, seconds: float) -> None:
@@ -182,7 +182,7 @@ class Metrics:
         if stats is None:
             stats = self.served[key] = CallStats()
         slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[slot if slot < _LAST else _LAST] += 1
+        stats.buckets[min(_LAST, slot)] += 1
         stats.seconds += seconds
 
     def call_failed(
@@ -196,7 +196,7 @@ class Metrics:
         if stats is None:
             stats = table[key] = CallStats()
         slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[slot if slot < _LAST else _LAST] += 1
+        stats.buckets[min(_LAST, slot)] += 1
         stats.seconds += seconds
         stats.failed[outcome] = stats.failed.get(outcome, 0) + 1
         self.errors.append({

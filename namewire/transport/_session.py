@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from time import perf_counter
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any, Protocol
 
 from ..errors import EncodeError, PeerLost, ProtocolError
