@@ -563,8 +563,9 @@ class Node:
         if entry.is_async:
             self._start_task(session, call, entry.fn, args)
             return
+        # Served calls are timed from the read that brought them (one clock read per batch).
         metrics = self.metrics
-        started = perf_counter() if metrics is not None else 0.0
+        started = session.read_at
         span = None
         if self._tracer is not None:
             span = start_server_span(self._tracer, self.name, call.func, session.peer_name,
@@ -708,7 +709,7 @@ class Node:
         # The task serves the call: calls it makes inherit the caller's deadline, request id and
         # trace (with spans on: this call's server span, which is also made current for the task).
         if started is None:
-            started = perf_counter() if self.metrics is not None else 0.0
+            started = session.read_at
         meta = call.meta
         trace = meta.get("t") if meta is not None else None
         if self._tracer is not None and span is None:

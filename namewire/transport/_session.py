@@ -95,6 +95,7 @@ class Session:
         "origin",
         "peer_info",
         "peer_name",
+        "read_at",
         "running",
     )
 
@@ -147,6 +148,9 @@ class Session:
         self.origin = origin
         # Where calls made on this session are counted (None: not counted); set by the owner.
         self.metrics: Metrics | None = None
+        # perf_counter() at the last read, taken once per read while counting: the end of the
+        # calls it answers and the start of the calls it brings, one clock read per batch.
+        self.read_at = 0.0
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
@@ -251,7 +255,9 @@ class Session:
                                     outcome_of(exc), str(exc), trace)
             raise
         if metrics is not None:
-            metrics.call_made(self.peer_name, func, perf_counter() - started)
+            # Ends at the read that brought the answer (or a later one, if other reads ran
+            # before this task resumed): the round trip as the caller sees it, one clock read less.
+            metrics.call_made(self.peer_name, func, self.read_at - started)
         return result
 
     async def send_msg(self, payload: Any) -> None:
@@ -309,6 +315,8 @@ class Session:
     # -- StreamHandler ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.read_at = perf_counter()
         conn = self._conn
         conn.receive_data(data)
         self._receiving = True
@@ -319,6 +327,8 @@ class Session:
         self._flush()
 
     def frames_received(self, frames: list[bytes]) -> None:
+        if self.metrics is not None:
+            self.read_at = perf_counter()
         conn = self._conn
         conn.receive_frames(frames)
         self._receiving = True
