@@ -16,7 +16,7 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
     procs: Processes,
 ) -> None:
     ns, _ = procs.nameservice()
-    procs.service("observed.py", "Adder", ns)
+    adder = procs.service("observed.py", "Adder", ns, "--lease-ttl", "0.3")
     me = namewire.Node("metrics-tester")
     async with me.serve(nameservice=ns, listen=None):
         await wait_for(me, "Adder")
@@ -42,7 +42,8 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
         counters = stats["counters"]
         assert counters["connections"] == 1  # ours (its session to the name service is apart)
         assert counters["bytes_received"] > 200 * 10 and counters["bytes_sent"] > 200 * 3
-        assert counters["lease_renewals"] >= 0 and counters["pending_calls"] == 0
+        assert counters["lease_renewals"] >= 1  # every 0.1 s
+        assert counters["lease_losses"] == 0 and counters["pending_calls"] == 0
 
         mine = me.stats()
         made = {(r["peer"], r["function"]): r for r in mine["made"]}
@@ -53,6 +54,21 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
         assert made["Adder", "plus"]["seconds"] > plus["seconds"]
         assert mine["counters"]["registry_lookups"] >= 1
         assert mine["counters"]["connections_opened"] == 1
+        assert me.registry is not None
+        hits = mine["counters"]["registry_cache_hits"]
+        await me.registry.lookup("Adder")
+        assert me.stats()["counters"]["registry_cache_hits"] == hits + 1
+
+        # The service restarts under its name: our next calls connect again (a reconnect).
+        adder.terminate()
+        adder.wait(10)
+        procs.service("observed.py", "Adder", ns)
+        await wait_for(me, "Adder")
+        counters = me.stats()["counters"]
+        assert counters["peer_reconnects"] == 1
+        assert counters["connections_closed"] == 1 and counters["connections"] == 1
+        lost = [e for e in me.stats()["errors"] if e["outcome"] == "lost"]
+        assert all(e["peer"] == "Adder" for e in lost)
 
 
 async def test_a_node_made_with_metrics_off_counts_nothing_but_still_answers_stats() -> None:
