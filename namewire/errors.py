@@ -157,7 +157,36 @@ class NameNotFound(NamewireError, LookupError):
 
 
 class NameTaken(NamewireError):
-    """Another live process holds the name; it becomes free when its lease ends."""
+    """A live service holds ``name``: it becomes free when that service stops (or its lease is not
+    renewed). ``addresses``, ``host`` and ``pid`` describe the holder where known; ``reason``
+    replaces the text when the registry gave no details.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        addresses: Sequence[str] = (),
+        host: str = "",
+        pid: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        self.name = name
+        self.addresses = tuple(addresses)
+        self.host = host
+        self.pid = pid
+        self.reason = reason
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        if self.reason is not None and not (self.addresses or self.host or self.pid):
+            return self.reason
+        where = f" at {', '.join(self.addresses)}" if self.addresses else ""
+        facts = [f"host {self.host}"] if self.host else []
+        facts += [f"pid {self.pid}"] if self.pid else []
+        about = f" ({', '.join(facts)})" if facts else ""
+        return (f"name {self.name!r} is held by a live service{where}{about}; stop that one, or "
+                "give this one another name (`namewire run --name`, `Node(name)`)")
 
 
 class NoSuchFunction(NamewireError, LookupError):

@@ -8,14 +8,14 @@ import asyncio
 import os
 from typing import Any
 
-from .. import runtime
-from ..errors import NamewireError
 from ..node import Node
 from ._common import (
     add_logging_options,
     add_nameservice_option,
+    address,
     fail,
     nameservice_url,
+    run_command,
     setup_logging,
 )
 
@@ -25,7 +25,7 @@ DEFAULT_DASHBOARD = "tcp://127.0.0.1:8090"
 def add_parsers(commands: Any) -> None:
     dash = commands.add_parser("dashboard", help="serve a live web page of the cluster")
     add_nameservice_option(dash)
-    dash.add_argument("--listen", metavar="URL", default=DEFAULT_DASHBOARD,
+    dash.add_argument("--listen", metavar="URL", default=DEFAULT_DASHBOARD, type=address,
                       help=f"where to serve the page (default: {DEFAULT_DASHBOARD})")
     dash.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                       help="refresh period (default: 1)")
@@ -51,24 +51,27 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     setup_logging(args)
     from ..observe._dashboard import Dashboard
 
+    ns_url = nameservice_url(args)
+    try:
+        Dashboard.check_address(args.listen)
+    except ValueError as exc:
+        fail(f"--listen: {exc}")
+
     async def serve() -> None:
         node = _observer("dashboard")
-        async with node.serve(nameservice=nameservice_url(args), listen=None):
+        async with node.serve(nameservice=ns_url, listen=None):
             dashboard = Dashboard(node, args.listen, interval=args.interval)
-            await dashboard.start()
+            try:
+                await dashboard.start()
+            except OSError as exc:
+                fail(f"--listen {args.listen}: {exc.strerror or exc}", 1)
             print(f"namewire dashboard at {dashboard.url}", flush=True)
             try:
                 await asyncio.Event().wait()
             finally:
                 await dashboard.close()
 
-    try:
-        runtime.run(serve())
-    except (NamewireError, OSError) as exc:
-        fail(str(exc), 1)
-    except ValueError as exc:
-        fail(str(exc))
-    return 0
+    return run_command(serve())
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -82,9 +85,11 @@ def cmd_top(args: argparse.Namespace) -> int:
         fail("namewire top needs rich: pip install 'namewire[top]'")
     from ..observe import ClusterView
 
+    ns_url = nameservice_url(args)
+
     async def show() -> None:
         node = _observer("top")
-        async with node.serve(nameservice=nameservice_url(args), listen=None):
+        async with node.serve(nameservice=ns_url, listen=None):
             view = ClusterView(node)
             await view.refresh()  # the first look has no interval to compute rates over
             await asyncio.sleep(args.interval)
@@ -97,8 +102,4 @@ def cmd_top(args: argparse.Namespace) -> int:
                     await asyncio.sleep(args.interval)
                     live.update(render_top(await view.refresh()), refresh=True)
 
-    try:
-        runtime.run(show())
-    except NamewireError as exc:
-        fail(str(exc), 1)
-    return 0
+    return run_command(show())

@@ -8,6 +8,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -33,6 +34,7 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
+from ..runtime import stop_waiting
 from ..runtime._metrics import Metrics, outcome_of
 from ..transport import Session, parse_address, scheme_of
 from ..wire import (
@@ -45,10 +47,12 @@ from ..wire import (
     Call,
     codec_named,
 )
+from ._failures import FailureLog
 from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
+from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
 from ._tracing import (
     attach_span,
     end_span,
@@ -65,6 +69,7 @@ log = logging.getLogger("namewire.node")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CALL_TIMEOUT = 30.0
+_UNSENDABLE = "returned a result that cannot be sent (the caller got an error):"
 DEFAULT_LISTEN = "tcp://127.0.0.1:0"
 # The remote function every node answers (not listed in its registration): `Node.stats`.
 STATS_FUNCTION = "namewire.stats"
@@ -116,9 +121,10 @@ class Node:
     is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
-    caller's codec). ``metrics``: True counts calls, bytes, connections... (`stats`, and the
-    ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves them
-    there in the Prometheus text format (docs/observability.md); False counts nothing.
+    caller's codec). ``failures`` (a `FailureLog`) logs the remote functions that fail, in the
+    service, rate-limited. ``metrics``: True counts calls, bytes, connections... (`stats`, and
+    the ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves
+    them there in the Prometheus text format (docs/observability.md); False counts nothing.
     """
 
     def __init__(
@@ -143,6 +149,7 @@ class Node:
         self.codec = codec
         self.max_frame = max_frame
         self.functions = FunctionTable()
+        self.failures = FailureLog()
         if mailbox_size <= 0 or mailbox_bytes <= 0:
             raise ValueError(
                 f"mailbox_size and mailbox_bytes must be positive, not {mailbox_size}, "
@@ -167,6 +174,9 @@ class Node:
         self._tracer: Any = None  # an OpenTelemetry tracer, when an SDK is set up
         if self.metrics is not None:
             self.metrics.readers.append(self._live_counters)
+        self._metadata: dict[str, Any] = {}
+        self._reregistering: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -197,12 +207,15 @@ class Node:
 
         ``idempotent=True`` lets `rpc_call_any` retry the call on another provider when the chosen
         one is lost before answering. ``with_caller=True`` passes a `Caller` (the calling node's name
-        and session) as the first argument. Register before `serve`: the registration sent to the
-        name service lists the functions known then.
+        and session) as the first argument. A function added while the node is serving is callable
+        at once, and the node registers again so that ``namewire ls`` and
+        `get_remote_func_provider` list it too (one registration for the functions added in one
+        loop turn).
         """
 
         def add(f: F) -> F:
             self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            self._functions_changed()
             return f
 
         return add(fn) if fn is not None else add
@@ -222,6 +235,7 @@ class Node:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
         grace: float = 5.0,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> AsyncIterator[Node]:
         """Start the node for the duration of the block; see `start` and `stop`."""
         await self.start(
@@ -233,6 +247,7 @@ class Node:
             standalone=standalone,
             lease_ttl=lease_ttl,
             metadata=metadata,
+            registry_wait=registry_wait,
         )
         try:
             yield self
@@ -250,6 +265,7 @@ class Node:
         standalone: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> None:
         """Listen, connect to the registry and register.
 
@@ -260,8 +276,10 @@ class Node:
         containers, a proxy in front); the unix socket is still advertised. ``nameservice``:
         the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
         ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
-        registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
-        `TransportError` (cannot listen); on failure nothing is left running.
+        registry at all: only peers that connected to this node can be reached.
+        ``registry_wait``: while the registry cannot be reached, keep trying (with backoff, logged)
+        for this many seconds; 0 tries once. Raises `RegistryUnavailable` (saying how long it
+        tried), `NameTaken`, `TransportError` (cannot listen); on failure nothing is left running.
         """
         if self._running:
             raise RuntimeError(f"node {self.name!r} is already running")
@@ -271,6 +289,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         self._tracer = opentelemetry_tracer()
         try:
@@ -292,10 +311,11 @@ class Node:
             if registry is not None:
                 registry.name_left = self._routes.retire
                 registry.metrics = self.metrics
-                await registry.start()
+                await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
+                self._metadata = metadata or {}
                 if self._listeners is not None:
-                    await registry.register(self._registration(metadata or {}))
+                    await registry.register(self._registration(self._metadata))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -307,6 +327,7 @@ class Node:
         The teardown runs in a task of its own: cancelling ``stop`` cancels only the wait for it,
         and the node still closes everything. A ``stop`` while one is under way waits for that
         same teardown (its ``grace`` is the first one's); on a stopped node it returns at once.
+        Under `namewire.run`, a second SIGINT/SIGTERM ends the grace period at once.
         """
         if not self._running:
             return
@@ -330,7 +351,7 @@ class Node:
                 await listeners.close()
             running = self._routes.running_calls()
             if running and grace > 0:
-                await asyncio.wait(running, timeout=grace)
+                await wait_for_calls(self.name, running, grace, stop_waiting())
         finally:
             # Even when the steps above fail (or the loop's shutdown cancels this task), close what
             # is open: connections, the registry session, the listeners' socket files.
@@ -407,6 +428,9 @@ class Node:
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Coroutine[Any, Any, Any]:
         """Call ``func(*args)`` on service ``name``; await it for the result.
+
+        Arguments are positional only: a call carries no keyword arguments to the remote function
+        (``timeout`` is this method's own keyword), so give a function that needs options a dict.
 
         Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
         before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's
@@ -526,11 +550,14 @@ class Node:
     # -- SessionHandler --------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
+        log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
         if self.metrics is not None:
             self.metrics.connections_opened += 1
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
+                  session.origin, f": {reason}" if reason is not None else "")
         if self.metrics is not None:
             self.metrics.session_closed(session.connection, session.peer_name is not None)
         if self._routes.closed(session) and self._registry is not None:
@@ -683,8 +710,11 @@ class Node:
         self, session: Session, call: Call, started: float, error: BaseException | None, span: Any
     ) -> None:
         """A served call ended: the error reply, its count and its span."""
-        if isinstance(error, Exception) and not isinstance(error, EncodeError):
-            _reply_exception(session, call.id, error)  # EncodeError: reply() already answered
+        if isinstance(error, EncodeError):  # reply() already answered with an error
+            self.failures.failed(self.name, call.func, session.peer_name, error, _UNSENDABLE)
+        elif isinstance(error, Exception):
+            _reply_exception(session, call.id, error)
+            self.failures.failed(self.name, call.func, session.peer_name, error)
         if span is not None:
             end_span(span, error)
         metrics = self.metrics
@@ -743,6 +773,34 @@ class Node:
             if span is not None or problem is not None or self.metrics is not None:
                 self._served(session, call, started, problem, span)
 
+    def _functions_changed(self) -> None:
+        if self._registry is None or self._listeners is None or self._stopping:
+            return  # not serving (yet): `start` registers what is there then
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and here is not loop:  # added from another thread (namewire.sync)
+            loop.call_soon_threadsafe(self._functions_changed)
+        elif self._reregistering is None:
+            self._reregistering = asyncio.get_running_loop().create_task(self._register_again())
+
+    async def _register_again(self) -> None:
+        await asyncio.sleep(0)  # functions added in a row: one registration
+        self._reregistering = None
+        registry = self._registry
+        if registry is None or self._stopping:
+            return
+        try:
+            await registry.register(self._registration(self._metadata))
+        except NamewireError as exc:
+            log.warning("%s: functions added while serving are callable but not yet registered "
+                        "with the name service: %s", self.name, exc)
+        else:
+            log.info("%s: registered again, with functions %s", self.name,
+                     ", ".join(self.functions.names()))
+
     def _registration(self, metadata: dict[str, Any]) -> Registration:
         return Registration(
             name=self.name,
@@ -751,6 +809,7 @@ class Node:
             idempotent=self.functions.idempotent_names(),
             host=host_id(),
             metadata=metadata,
+            pid=os.getpid(),
         )
 
 

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..node import Node
-from ..transport import parse_address
+from ..transport import Address, parse_address
 from ._view import ClusterView
 
 __all__ = ["Dashboard"]
@@ -32,10 +32,7 @@ class Dashboard:
     """Serve the dashboard of the cluster ``node`` belongs to at ``listen`` (``tcp://host:port``)."""
 
     def __init__(self, node: Node, listen: str, *, interval: float = 1.0) -> None:
-        address = parse_address(listen)
-        if not address.host:
-            raise ValueError(f"dashboard address {listen!r}: give a tcp://host:port address")
-        self.address = address
+        self.address = self.check_address(listen)
         self.interval = interval
         self.view = ClusterView(node)
         self._page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
@@ -43,6 +40,14 @@ class Dashboard:
         self._latest: str | None = None
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def check_address(listen: str) -> Address:
+        """``listen`` parsed; ValueError unless it is a host and port."""
+        address = parse_address(listen)
+        if not address.host:
+            raise ValueError(f"the dashboard needs a tcp://host:port address, not {listen!r}")
+        return address
 
     @property
     def url(self) -> str:
