@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging")
+SECTIONS = ("echo", "rpc", "memory", "logging", "metrics")
 
 
 class Progress:
@@ -669,6 +669,30 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
     return data if isinstance(data, dict) else {"rows": data}
 
 
+def run_metrics_overhead(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """bench/metrics_overhead.py: Plus calls/s with metrics on and off in the same run."""
+    out = BUILD / "metrics_overhead.json"
+    out.unlink(missing_ok=True)
+    argv = [PY, str(BENCH / "metrics_overhead.py"), "--json", str(out)]
+    if quick:
+        argv += ["--seconds", "2", "--rounds", "2"]
+    try:
+        done = run_captured(argv, timeout=300)
+        if done.returncode != 0:
+            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+        data: dict[str, Any] = json.loads(out.read_text())
+    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"metrics overhead: failed, {exc}")
+        progress.step(f"metrics overhead: FAILED ({exc})")
+        return {"error": str(exc)}
+    summary = (f"metrics on / off: {data['ratio']:.3f} ({data['on_calls_per_s']:,.0f} / "
+               f"{data['off_calls_per_s']:,.0f} calls/s at {data['callers']} callers, median of "
+               f"{data['rounds']} alternating rounds; bench/metrics_overhead.py)")
+    notes.append(summary)
+    progress.step(summary)
+    return data
+
+
 # --- versions and machine ------------------------------------------------------------------------
 
 
@@ -839,6 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
     total = (
         n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+        + (1 if "metrics" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -876,6 +901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:
             results["logging"] = run_logging(args.quick, progress, notes)
+        if "metrics" in sections:
+            results["metrics"] = run_metrics_overhead(args.quick, progress, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")

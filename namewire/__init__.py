@@ -30,7 +30,7 @@ from .errors import (
     RemoteError,
     TransportError,
 )
-from .node import Caller, Node
+from .node import Caller, Node, current_traceparent, trace_context
 from .runtime import (
     Channel,
     LogPipeline,
@@ -103,6 +103,7 @@ __all__ = [
     "call_later",
     "configure_logging",
     "connect",
+    "current_traceparent",
     "every",
     "fs",
     "listen",
@@ -115,4 +116,5 @@ __all__ = [
     "sleep_until",
     "spawn",
     "stop_processes",
+    "trace_context",
 ]

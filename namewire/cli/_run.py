@@ -69,6 +69,8 @@ def add_parsers(commands: Any) -> None:
                      metavar="SECONDS",
                      help="at start, keep trying to reach the name service for this long, with "
                           f"backoff; 0 tries once (default: {DEFAULT_REGISTRY_WAIT:g})")
+    run.add_argument("--metrics", metavar="URL", type=address,
+                     help="serve Prometheus metrics at this tcp://host:port (docs/observability.md)")
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -131,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    if args.metrics:
+        if node.metrics is None:
+            fail(f"--metrics: {args.app} makes its Node with metrics=False")
+        node.metrics_url = args.metrics
     runtime.set_default_node_name(node.name)
     main_failed: list[str] = []
 

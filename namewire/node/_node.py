@@ -12,10 +12,12 @@ import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from time import perf_counter
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from ..errors import (
     CallTimeout,
+    EncodeError,
     NameNotFound,
     NamewireError,
     NoSuchFunction,
@@ -33,6 +35,7 @@ from ..registry import (
     open_registry,
 )
 from ..runtime import stop_waiting
+from ..runtime._metrics import Metrics, outcome_of
 from ..transport import Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
@@ -50,8 +53,16 @@ from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
 from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
+from ._tracing import (
+    attach_span,
+    end_span,
+    opentelemetry_tracer,
+    start_client_span,
+    start_server_span,
+    traceparent_of,
+)
 
-__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
+__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "STATS_FUNCTION", "Node"]
 
 log = logging.getLogger("namewire.node")
 
@@ -60,6 +71,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_CALL_TIMEOUT = 30.0
 _UNSENDABLE = "returned a result that cannot be sent (the caller got an error):"
 DEFAULT_LISTEN = "tcp://127.0.0.1:0"
+# The remote function every node answers (not listed in its registration): `Node.stats`.
+STATS_FUNCTION = "namewire.stats"
 
 
 class _Default:
@@ -72,14 +85,16 @@ DEFAULT: Any = _Default()
 
 
 class Serving(NamedTuple):
-    """The call being served in this context: its deadline (loop time, None: none) and request id.
+    """The call being served in this context: its deadline (loop time, None: none), request id
+    and W3C traceparent.
 
-    Calls made while serving inherit both, so a chain of nested calls cannot outlive the first
-    caller's timeout, and every call made for one request carries its id.
+    Calls made while serving inherit all three, so a chain of nested calls cannot outlive the first
+    caller's timeout, and every call made for one request carries its id and its trace.
     """
 
     deadline: float | None
     request: int | None
+    trace: str | None = None
 
 
 serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
@@ -87,6 +102,10 @@ serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
 )
 # Request ids of calls that start a request (made outside any call being served).
 _request_ids = itertools.count(random.randrange(1 << 24) << 8)
+
+
+def new_request_id() -> int:
+    return next(_request_ids)
 
 
 class Node:
@@ -103,7 +122,9 @@ class Node:
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
     caller's codec). ``failures`` (a `FailureLog`) logs the remote functions that fail, in the
-    service, rate-limited.
+    service, rate-limited. ``metrics``: True counts calls, bytes, connections... (`stats`, and
+    the ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves
+    them there in the Prometheus text format (docs/observability.md); False counts nothing.
     """
 
     def __init__(
@@ -118,6 +139,7 @@ class Node:
         max_frame: int = DEFAULT_MAX_FRAME,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        metrics: bool | str = True,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"a node needs a non-empty name, not {name!r}")
@@ -147,6 +169,12 @@ class Node:
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
         self._not_holding: str | None = None  # why we may not answer under our name now
+        self.metrics: Metrics | None = Metrics(name) if metrics else None
+        self.metrics_url = metrics if isinstance(metrics, str) else None
+        self._metrics_endpoint: Any = None
+        self._tracer: Any = None  # an OpenTelemetry tracer, when an SDK is set up
+        if self.metrics is not None:
+            self.metrics.readers.append(self._live_counters)
         self._metadata: dict[str, Any] = {}
         self._reregistering: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -265,7 +293,16 @@ class Node:
         self._not_holding = None
         self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
+        self._tracer = opentelemetry_tracer()
         try:
+            if self.metrics is not None:
+                self.metrics.service = self.name
+                if self.metrics_url is not None:
+                    from ._prometheus import MetricsEndpoint  # prometheus_client only when asked
+
+                    self._metrics_endpoint = await MetricsEndpoint.open(
+                        self.metrics_url, self.metrics
+                    )
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
@@ -276,6 +313,7 @@ class Node:
             if registry is not None:
                 registry.name_left = self._routes.retire
                 registry.holding_changed = self._holding_changed
+                registry.metrics = self.metrics
                 await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
                 self._metadata = metadata or {}
@@ -331,6 +369,9 @@ class Node:
                         await listeners.close()
                         listeners.remove_files()
                     self._listeners = None
+                    endpoint, self._metrics_endpoint = self._metrics_endpoint, None
+                    if endpoint is not None:
+                        await endpoint.close()
                     self._running = False
 
     def _stopped(self, teardown: asyncio.Task[None]) -> None:
@@ -403,12 +444,41 @@ class Node:
         if timeout is DEFAULT:
             timeout = self.call_timeout
         context = serving.get()
+        if self._tracer is not None:
+            return self._rpc_call_traced(name, func, args, timeout, context)
         session = self._routes.by_name.get(name)
         if session is None:
             return self._rpc_call_first(name, func, args, timeout, context)
         if context is None:
             return session.call(func, args, timeout, None, next(_request_ids))
-        return session.call(func, args, timeout, context.deadline, context.request)
+        return session.call(func, args, timeout, context.deadline, context.request, context.trace)
+
+    async def _rpc_call_traced(
+        self,
+        name: str,
+        func: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        context: Serving | None,
+    ) -> Any:
+        """`rpc_call` inside an OpenTelemetry CLIENT span, whose traceparent the call carries."""
+        span = start_client_span(self._tracer, name, func, context.trace if context else None)
+        if context is None:
+            context = Serving(None, next(_request_ids))
+        context = context._replace(trace=traceparent_of(span))
+        try:
+            session = self._routes.by_name.get(name)
+            if session is None:
+                result = await self._rpc_call_first(name, func, args, timeout, context)
+            else:
+                result = await session.call(
+                    func, args, timeout, context.deadline, context.request, context.trace
+                )
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        end_span(span, None)
+        return result
 
     async def _rpc_call_first(
         self,
@@ -424,7 +494,9 @@ class Node:
         session = await self._route(name)
         if context is None:
             return await session.call(func, args, timeout, None, next(_request_ids))
-        return await session.call(func, args, timeout, context.deadline, context.request)
+        return await session.call(
+            func, args, timeout, context.deadline, context.request, context.trace
+        )
 
     async def rpc_call_any(
         self,
@@ -483,16 +555,22 @@ class Node:
     def session_opened(self, session: Session) -> None:
         log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
+        if self.metrics is not None:
+            self.metrics.connections_opened += 1
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
         log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
                   session.origin, f": {reason}" if reason is not None else "")
+        if self.metrics is not None:
+            self.metrics.session_closed(session.connection, session.peer_name is not None)
         if self._routes.closed(session) and self._registry is not None:
             assert session.peer_name is not None
             self._registry.forget(session.peer_name)  # its address may be dead: look it up again
 
     def message_received(self, session: Session, payload: Any, size: int) -> None:
         assert self._mailbox is not None and session.peer_name is not None
+        if self.metrics is not None:
+            self.metrics.messages_received += 1
         self._mailbox.put(session.peer_name, payload, session, size)
 
     def call_received(self, session: Session, call: Call) -> None:
@@ -502,13 +580,15 @@ class Node:
             return
         entry = self.functions.by_name.get(call.func)
         if entry is None:
+            if call.func == STATS_FUNCTION:
+                session.reply(call.id, self.stats())
+                return
             provided = ", ".join(self.functions.names()) or "none"
-            session.reply_error(
-                call.id,
-                ERROR_NO_SUCH_FUNCTION,
-                "NoSuchFunction",
-                f"{self.name!r} has no function {call.func!r} (it provides: {provided})",
-            )
+            message = f"{self.name!r} has no function {call.func!r} (it provides: {provided})"
+            session.reply_error(call.id, ERROR_NO_SUCH_FUNCTION, "NoSuchFunction", message)
+            if self.metrics is not None:
+                self.metrics.call_failed(False, session.peer_name, call.func, 0.0,
+                                         "no_such_function", message, _trace_of(call))
             return
         args = call.args
         if entry.with_caller:
@@ -517,18 +597,26 @@ class Node:
         if entry.is_async:
             self._start_task(session, call, entry.fn, args)
             return
+        # Served calls are timed from the read that brought them (one clock read per batch).
+        metrics = self.metrics
+        started = session.read_at
+        span = None
+        if self._tracer is not None:
+            span = start_server_span(self._tracer, self.name, call.func, session.peer_name,
+                                     _trace_of(call))
         try:
             result = entry.fn(*args)
         except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
-            _reply_exception(session, call.id, exc)
-            self.failures.failed(self.name, call.func, session.peer_name, exc)
+            self._served(session, call, started, exc, span)
             return
         if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
-            self._start_task(session, call, lambda *_: result, ())
+            self._start_task(session, call, lambda *_: result, (), started, span)
             return
         problem = session.reply(call.id, result)
-        if problem is not None:
-            self.failures.failed(self.name, call.func, session.peer_name, problem, _UNSENDABLE)
+        if span is not None or problem is not None:
+            self._served(session, call, started, problem, span)
+        elif metrics is not None:
+            metrics.call_served(session.peer_name, call.func, perf_counter() - started)
 
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
@@ -543,7 +631,7 @@ class Node:
 
     def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
         """A session of this node (not yet attached to a stream), with its protocol options."""
-        return Session(
+        session = Session(
             self.name,
             self,
             codec=None if accepting else self.codec,
@@ -553,6 +641,8 @@ class Node:
             ping_timeout=self.ping_timeout,
             window=self._window,
         )
+        session.metrics = self.metrics
+        return session
 
     def _own_mailbox(self) -> Mailbox:
         if self._mailbox is None:
@@ -570,6 +660,8 @@ class Node:
         """A call to this node's own name: run locally, with the errors a remote call would give."""
         entry = self.functions.by_name.get(func)
         if entry is None:
+            if func == STATS_FUNCTION:
+                return self._through_codec(self.stats())
             raise NoSuchFunction(self.name, func, self.functions.names())
         call_args = self._through_codec(list(args))
         if entry.with_caller:
@@ -598,31 +690,99 @@ class Node:
             ) from exc
         return self._through_codec(result)
 
-    def _start_task(
-        self, session: Session, call: Call, fn: Callable[..., Any], args: Sequence[Any]
+    def stats(self) -> dict[str, Any]:
+        """What this node counted (`Metrics.snapshot`; empty when made with ``metrics=False``),
+        with its addresses, functions, host and open connections: the reply of
+        ``namewire.stats``, which every node answers."""
+        snapshot = (self.metrics or Metrics(self.name)).snapshot()
+        snapshot.update(
+            service=self.name,
+            counting=self.metrics is not None,
+            addresses=list(self.addresses),
+            functions=self.functions.names(),
+            host=host_id(),
+            peers=[list(p) for p in self.peers],
+        )
+        return snapshot
+
+    def _live_counters(self) -> dict[str, float]:
+        """The series kept on the connections and the mailbox, for `Metrics.snapshot`."""
+        sessions = self._routes.sessions
+        return {
+            "bytes_sent": sum(s.connection.bytes_sent for s in sessions),
+            "bytes_received": sum(s.connection.bytes_received for s in sessions),
+            "connections": sum(1 for s in sessions if s.is_open),
+            "pending_calls": sum(s.pending_count for s in sessions),
+            "running_calls": sum(len(s.running) for s in sessions),
+            "mailbox_depth": len(self._mailbox) if self._mailbox is not None else 0,
+        }
+
+    def _served(
+        self, session: Session, call: Call, started: float, error: BaseException | None, span: Any
     ) -> None:
-        # The task serves the call: calls it makes inherit the caller's deadline and request id.
+        """A served call ended: the error reply, its count and its span."""
+        if isinstance(error, EncodeError):  # reply() already answered with an error
+            self.failures.failed(self.name, call.func, session.peer_name, error, _UNSENDABLE)
+        elif isinstance(error, Exception):
+            _reply_exception(session, call.id, error)
+            self.failures.failed(self.name, call.func, session.peer_name, error)
+        if span is not None:
+            end_span(span, error)
+        metrics = self.metrics
+        if metrics is None:
+            return
+        seconds = perf_counter() - started
+        if error is None:
+            metrics.call_served(session.peer_name, call.func, seconds)
+        else:
+            metrics.call_failed(False, session.peer_name, call.func, seconds, outcome_of(error),
+                                f"{_type_name(error)}: {error}", _trace_of(call))
+
+    def _start_task(
+        self,
+        session: Session,
+        call: Call,
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        started: float | None = None,
+        span: Any = None,
+    ) -> None:
+        # The task serves the call: calls it makes inherit the caller's deadline, request id and
+        # trace (with spans on: this call's server span, which is also made current for the task).
+        if started is None:
+            started = session.read_at
+        meta = call.meta
+        trace = meta.get("t") if meta is not None else None
+        if self._tracer is not None and span is None:
+            span = start_server_span(self._tracer, self.name, call.func, session.peer_name, trace)
         context = contextvars.copy_context()
-        request = call.meta.get("r") if call.meta is not None else None
-        context.run(serving.set, Serving(session.deadline_of(call), request))
+        if span is not None:
+            trace = traceparent_of(span)
+            context.run(attach_span, span)
+        request = meta.get("r") if meta is not None else None
+        context.run(serving.set, Serving(session.deadline_of(call), request, trace))
         task = asyncio.get_running_loop().create_task(
-            self._answer(session, call, fn(*args)), context=context
+            self._answer(session, call, fn(*args), started, span), context=context
         )
         session.running[call.id] = task
         task.add_done_callback(lambda _: session.running.pop(call.id, None))
 
-    async def _answer(self, session: Session, call: Call, coro: Any) -> None:
+    async def _answer(
+        self, session: Session, call: Call, coro: Any, started: float, span: Any
+    ) -> None:
         try:
             result = await coro
-        except asyncio.CancelledError:
-            raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
+        except asyncio.CancelledError as exc:
+            # The caller gave up (cancel) or the node is stopping: nobody waits for an answer.
+            if span is not None or self.metrics is not None:
+                self._served(session, call, started, exc, span)
+            raise
         except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
-            _reply_exception(session, call.id, exc)
-            self.failures.failed(self.name, call.func, session.peer_name, exc)
+            self._served(session, call, started, exc, span)
         else:
             problem = session.reply(call.id, result)
-            if problem is not None:
-                self.failures.failed(self.name, call.func, session.peer_name, problem, _UNSENDABLE)
+            if span is not None or problem is not None or self.metrics is not None:
+                self._served(session, call, started, problem, span)
 
     def _functions_changed(self) -> None:
         if self._registry is None or self._listeners is None or self._stopping:
@@ -693,6 +853,12 @@ def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     urls = [advertise] if isinstance(advertise, str) else list(advertise)
     return tuple(str(parse_address(url)) for url in urls)
+
+
+def _trace_of(call: Call) -> str | None:
+    meta = call.meta
+    trace = meta.get("t") if meta is not None else None
+    return trace if isinstance(trace, str) else None
 
 
 def _type_name(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ class RouteTable:
         self.by_name: dict[str, Session] = {}  # read directly on the hot path
         self.sessions: set[Session] = set()
         self._connecting: dict[str, asyncio.Task[Session]] = {}
+        self._known: set[str] = set()  # names connected to before: a new connect is a reconnect
 
     async def open(self, name: str, registry: Registry) -> Session:
         """The session to ``name``: look it up and connect once, however many callers ask at once."""
@@ -90,6 +91,14 @@ class RouteTable:
             task.exception()  # mark retrieved: every waiter may have been cancelled
 
     async def _open(self, name: str, registry: Registry) -> Session:
+        session = await self._look_up_and_connect(name, registry)
+        metrics = self._node.metrics
+        if name in self._known and metrics is not None:
+            metrics.peer_reconnects += 1
+        self._known.add(name)
+        return session
+
+    async def _look_up_and_connect(self, name: str, registry: Registry) -> Session:
         registration = await registry.lookup(name)
         if not registration.addresses:
             raise NameNotFound(name, f"service {name!r} is registered but accepts no connections")

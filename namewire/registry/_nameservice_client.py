@@ -102,6 +102,10 @@ class NameServiceClient(Registry):
 
     async def lookup(self, name: str) -> Registration:
         cached = self._cache.get(name)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.registry_lookups += 1
+            metrics.registry_cache_hits += cached is not None
         if cached is not None:
             return cached
         # Concurrent look-ups of one name share one request.
@@ -270,6 +274,8 @@ class NameServiceClient(Registry):
                     continue
                 backoff = _BACKOFF_FIRST
                 log.info("%s: reconnected to the name service at %s", self.node_name, self.url)
+                if self.metrics is not None:
+                    self.metrics.registry_reconnects += 1
                 await self._register_again()
                 continue
             self._wake.clear()
@@ -290,12 +296,20 @@ class NameServiceClient(Registry):
         except NamewireError as exc:  # RemoteError, NoSuchFunction...: the name service refused
             log.warning("renewing the lease of %r at %s failed (%s); registering again",
                         self.node_name, self.url, exc)
+            self._lease_lost()
             await self._register_again()
             return
         if not alive:
             log.warning("lease of %r expired at the name service; registering again",
                         self.node_name)
+            self._lease_lost()
             await self._register_again()
+        elif self.metrics is not None:
+            self.metrics.lease_renewals += 1
+
+    def _lease_lost(self) -> None:
+        if self.metrics is not None:
+            self.metrics.lease_losses += 1
 
     async def _register_again(self) -> None:
         registration = self._registration

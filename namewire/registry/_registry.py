@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from ..runtime._metrics import Metrics
 from ._records import Registration, ServiceInfo
 
 __all__ = ["Registry"]
@@ -21,6 +22,10 @@ class Registry(ABC):
     name_left: Callable[[str], None] | None = None
     """Called with a name when the registry reports that it left (its lease ended or was given
     up), so that its owner stops sending it new calls at once."""
+
+    metrics: Metrics | None = None
+    """Where the backend counts look-ups, cache hits, lease renewals and losses and reconnects
+    (the owning node's `Metrics`; None: not counted)."""
 
     holding_changed: Callable[[str | None], None] | None = None
     """Called with a reason when the registry can no longer vouch that we hold our own name (our
