@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import namewire
@@ -27,7 +29,12 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
                 await me.rpc_call("Adder", "fail", "no good")
         with pytest.raises(namewire.NoSuchFunction):
             await me.rpc_call("Adder", "nothing")
-        stats = await me.rpc_call("Adder", "namewire.stats")
+        # Its lease is renewed every 0.1 s: wait for the first renewal, which the calls can outrun.
+        for _ in range(100):
+            stats = await me.rpc_call("Adder", "namewire.stats")
+            if stats["counters"]["lease_renewals"] >= 1:
+                break
+            await asyncio.sleep(0.05)
 
         assert stats["service"] == "Adder"
         assert stats["functions"] == ["fail", "plus", "relay", "traceparent"]
