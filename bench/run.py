@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging")
+SECTIONS = ("echo", "rpc", "memory", "logging", "db")
 
 
 class Progress:
@@ -669,6 +669,30 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
     return data if isinstance(data, dict) else {"rows": data}
 
 
+# --- databases -----------------------------------------------------------------------------------
+
+
+def run_db(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """Runs bench/db_bench.py (namewire.db beside aiosqlite and asyncpg) and returns its JSON."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    out = BUILD / "db.json"
+    out.unlink(missing_ok=True)
+    shape = ["--seconds", "0.5", "--repeat", "1", "--callers", "16"] if quick else [
+        "--seconds", "1.5", "--repeat", "2"]
+    try:
+        done = run_captured([PY, str(BENCH / "db_bench.py"), *shape, "--json", str(out)],
+                            timeout=420)
+        if done.returncode != 0:
+            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+        data = json.loads(out.read_text())
+    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"db: failed, {exc}")
+        progress.step(f"db: FAILED ({exc})")
+        return {"error": str(exc)}
+    progress.step("db: done")
+    return dict(data)
+
+
 # --- versions and machine ------------------------------------------------------------------------
 
 
@@ -837,6 +861,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
     total = (
         n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+        + (1 if "db" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -874,6 +899,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:
             results["logging"] = run_logging(args.quick, progress, notes)
+        if "db" in sections:
+            results["db"] = run_db(args.quick, progress, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")
