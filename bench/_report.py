@@ -236,6 +236,13 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.extend(_generic_table(logging))
         out.append("")
 
+    db = results.get("db")
+    if db:
+        out.append("### Databases (bench/db_bench.py; docs/db.md)")
+        out.append("")
+        out.extend(_generic_table(db))
+        out.append("")
+
     versions = results.get("versions", {})
     if versions:
         out.append("### Versions")

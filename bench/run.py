@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging", "metrics")
+SECTIONS = ("echo", "rpc", "memory", "logging", "metrics", "db")
 
 
 class Progress:
@@ -693,6 +693,30 @@ def run_metrics_overhead(quick: bool, progress: Progress, notes: list[str]) -> d
     return data
 
 
+# --- databases -----------------------------------------------------------------------------------
+
+
+def run_db(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """Runs bench/db_bench.py (namewire.db beside aiosqlite and asyncpg) and returns its JSON."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    out = BUILD / "db.json"
+    out.unlink(missing_ok=True)
+    shape = ["--seconds", "0.5", "--repeat", "1", "--callers", "16"] if quick else [
+        "--seconds", "1.5", "--repeat", "2"]
+    try:
+        done = run_captured([PY, str(BENCH / "db_bench.py"), *shape, "--json", str(out)],
+                            timeout=420)
+        if done.returncode != 0:
+            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+        data = json.loads(out.read_text())
+    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"db: failed, {exc}")
+        progress.step(f"db: FAILED ({exc})")
+        return {"error": str(exc)}
+    progress.step("db: done")
+    return dict(data)
+
+
 # --- versions and machine ------------------------------------------------------------------------
 
 
@@ -864,6 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = (
         n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
         + (1 if "metrics" in sections else 0)
+        + (1 if "db" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -903,6 +928,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["logging"] = run_logging(args.quick, progress, notes)
         if "metrics" in sections:
             results["metrics"] = run_metrics_overhead(args.quick, progress, notes)
+        if "db" in sections:
+            results["db"] = run_db(args.quick, progress, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")

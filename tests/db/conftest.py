@@ -1,6 +1,6 @@
 """Fixtures for namewire.db: the same tests against SQLite (a file per test) and a real PostgreSQL.
 
-PostgreSQL is started once per session (tests/db/postgres.py) and each test gets a database of
+PostgreSQL is started once per session (tests/db/postgres.py) and each test gets a schema of
 its own, dropped afterwards. Without PostgreSQL or psycopg the postgres cases skip and say why.
 """
 
@@ -53,15 +53,15 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
 def sqlite_rows_per_second() -> float:
-    """How fast this machine's SQLite counts through a recursive CTE (for a query of known length)."""
+    """How fast SQLite counts through a recursive CTE here, now (for a query of known length:
+    measured just before each use, as the machine's load changes)."""
     connection = sqlite3.connect(":memory:")
     start = time.perf_counter()
-    connection.execute(COUNT_TO, (500_000,)).fetchone()
+    connection.execute(COUNT_TO, (200_000,)).fetchone()
     elapsed = time.perf_counter() - start
     connection.close()
-    return 500_000 / elapsed
+    return 200_000 / elapsed
 
 
 COUNT_TO = (
@@ -77,7 +77,11 @@ class Backend:
     name: str
     open: Callable[..., namewire.db.Database]
     mark: str  # the driver's placeholder: "?" or "%s"
-    slow_query: Callable[[float], tuple[str, tuple[Any, ...]]]  # seconds -> (sql, params)
+    # seconds -> (sql, params): a query the database works on for that long (SQLite: a recursive
+    # CTE, all C with the GIL released; it takes longer on a busy machine) ...
+    slow_query: Callable[[float], tuple[str, tuple[Any, ...]]]
+    # ... and one that waits that long without using a CPU (SQLite: a user function that sleeps)
+    sleep_query: Callable[[float], tuple[str, tuple[Any, ...]]]
 
     def sql(self, text: str) -> str:
         """``text`` written with ``?`` placeholders, in this driver's paramstyle."""
@@ -96,31 +100,42 @@ async def backend(
 
     drop: Callable[[], None] = lambda: None
     if request.param == "sqlite":
-        rate = request.getfixturevalue("sqlite_rows_per_second")
         path = tmp_path / "test.db"
+
+        def open_sqlite(setup: Callable[[Any], object] | None = None, **kw: Any) -> Any:
+            def prepare(connection: sqlite3.Connection) -> None:
+                connection.create_function("sleep", 1, lambda s: time.sleep(s) or 1)
+                if setup is not None:
+                    setup(connection)
+
+            return track(namewire.db.connect(path, setup=prepare, **kw))
+
         chosen = Backend(
             "sqlite",
-            lambda **kw: track(namewire.db.connect(path, **kw)),
+            open_sqlite,
             "?",
-            lambda seconds: (COUNT_TO, (int(rate * seconds),)),
+            lambda seconds: (COUNT_TO, (int(sqlite_rows_per_second() * seconds),)),
+            lambda seconds: ("SELECT sleep(?)", (seconds,)),
         )
     else:
         import psycopg
 
         server: PostgresServer = request.getfixturevalue("postgres")
-        dbname = f"t{next(_databases)}"
+        # A schema per test (cheaper than a database): every connection of the test starts in it.
+        schema = f"t{next(_databases)}"
         with psycopg.connect(server.dsn, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {dbname}")
+            admin.execute(f"CREATE SCHEMA {schema}")
 
         def drop() -> None:
             with psycopg.connect(server.dsn, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE {dbname} WITH (FORCE)")
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
-        dsn = server.dsn.replace("dbname=postgres", f"dbname={dbname}")
+        dsn = f"{server.dsn} options=-csearch_path={schema}"
         chosen = Backend(
             "postgres",
             lambda **kw: track(namewire.db.connect(dsn, driver=psycopg, **kw)),
             "%s",
+            lambda seconds: ("SELECT pg_sleep(%s), 1", (seconds,)),
             lambda seconds: ("SELECT pg_sleep(%s), 1", (seconds,)),
         )
     try:

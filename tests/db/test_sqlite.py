@@ -55,3 +55,17 @@ async def test_begin_immediate_holds_the_write_lock_from_the_first_read(tmp_path
                 await other.execute("UPDATE n SET v = 100")
             await tx.execute("UPDATE n SET v = ?", (v + 1,))
         assert await db.fetch_one("SELECT v FROM n") == (2,)
+
+
+async def test_a_failing_setup_is_a_database_error_and_leaves_no_connection(tmp_path: Path) -> None:
+    def setup(connection: sqlite3.Connection) -> None:
+        connection.execute("SELECT * FROM nowhere")
+
+    db = namewire.db.connect(tmp_path / "c.db", setup=setup)
+    with pytest.raises(namewire.DatabaseError) as caught:
+        await db
+    assert caught.value.operation == "setup"
+    assert caught.value.driver_type == "sqlite3.OperationalError"
+    assert "no such table: nowhere" in str(caught.value)
+    assert db.statistics().open == 0
+    await db.close()
