@@ -22,6 +22,9 @@
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                the peer refused our credentials
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    ├── ChannelBroken            the other end of a worker channel went away without closing it
+    │   └── WorkerExited         ... because the worker ended: ``exitcode`` or ``signal``
+    ├── ValueCannotCross         (also an EncodeError) a value a worker channel cannot carry
     └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
@@ -38,6 +41,7 @@ from collections.abc import Sequence
 __all__ = [
     "AuthError",
     "CallTimeout",
+    "ChannelBroken",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",
@@ -56,6 +60,8 @@ __all__ = [
     "RemoteError",
     "SupervisorFailed",
     "TransportError",
+    "ValueCannotCross",
+    "WorkerExited",
 ]
 
 
@@ -298,3 +304,72 @@ class SupervisorFailed(NamewireError):
         self.supervisor = supervisor
         self.child = child
         self.error = error
+
+
+class ChannelBroken(NamewireError):
+    """The other end of the worker channel ``channel`` went away without closing it (``why``).
+
+    Values it had sent before are still readable; after them, and for every ``put``, this is raised.
+    """
+
+    def __init__(self, channel: str, why: str) -> None:
+        self.channel = channel
+        self.why = why
+        super().__init__(channel, why)
+
+    def __str__(self) -> str:
+        return f"channel {self.channel!r}: {self.why}"
+
+
+class WorkerExited(ChannelBroken):
+    """The worker ``worker`` (``pid``; None for a thread) ended while its channels were open.
+
+    ``exitcode`` is the process's exit status (None if a signal ended it), ``signal`` the name of
+    the signal that killed it (``"SIGKILL"``) or None, ``error`` the text of the exception a thread
+    worker (or a worker that could not start) ended with.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        worker: str,
+        pid: int | None,
+        exitcode: int | None,
+        signal: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.worker = worker
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        self.error = error
+        who = f"worker {worker!r}" + (f" (pid {pid})" if pid is not None else " (thread)")
+        if signal is not None:
+            how = f"was killed by {signal}"
+        else:
+            how = f"exited with code {exitcode}"
+        if error:
+            how += f" ({error})"
+        super().__init__(channel, f"{who} {how}")
+
+
+class ValueCannotCross(EncodeError):
+    """A value put on the worker channel ``channel`` cannot be encoded to cross to the other side.
+
+    ``type_name`` is the type that msgpack cannot carry, ``path`` where it sits in the value
+    (``"[2]['when']"``, empty for the value itself). Nothing was sent; the channel stays usable.
+    """
+
+    def __init__(self, channel: str, type_name: str, path: str = "") -> None:
+        self.channel = channel
+        self.type_name = type_name
+        self.path = path
+        super().__init__(channel, type_name, path)
+
+    def __str__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return (
+            f"channel {self.channel!r}: a value of type {self.type_name}{where} cannot cross to "
+            "another process (msgpack carries None, bool, int, float, str, bytes, list, tuple "
+            "and dict); nothing was sent"
+        )
