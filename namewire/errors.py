@@ -318,7 +318,7 @@ class ChannelBroken(NamewireError):
         super().__init__(channel, why)
 
     def __str__(self) -> str:
-        return f"channel {self.channel!r}: {self.why}"
+        return f"channel {self.channel!r}: {self.why}" if self.channel else self.why
 
 
 class WorkerExited(ChannelBroken):

@@ -14,11 +14,13 @@ across restarts of the worker (each `fork` gives it a new link); the worker gets
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -33,7 +35,7 @@ from ..runtime import Channel
 from ..transport import Session, session_over
 from ..wire import Call
 
-__all__ = ["ChannelEnd", "WorkerChannel"]
+__all__ = ["ChannelEnd", "WorkerChannel", "WorkerChannelStatistics"]
 
 T = TypeVar("T")
 
@@ -46,6 +48,16 @@ CLOSE_TIMEOUT = 2.0
 # A broken link waits at most this long for the worker's exit status to put into the error.
 EXIT_STATUS_WAIT = 2.0
 _ENCODABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerChannelStatistics:
+    buffered: int
+    in_flight: int
+    in_flight_bytes: int
+    maxsize: int
+    max_bytes: int
+    linked: bool
 
 
 class ChannelEnd:
@@ -101,7 +113,7 @@ class WorkerChannel(Channel[T]):
         self._broken: ChannelBroken | None = None
         self._breaking: asyncio.Task[None] | None = None
         self._peer_gone: Callable[[], Awaitable[ChannelBroken]] | None = None
-        self._acked: asyncio.Event | None = None
+        self._peer_alive: Callable[[], bool] = lambda: True
 
     def __repr__(self) -> str:
         state = "broken" if self._broken else "closed" if self._closed else "open"
@@ -127,10 +139,26 @@ class WorkerChannel(Channel[T]):
         ours, theirs = socket.socketpair()
         return ours, ChannelEnd(theirs, self.maxsize, self.max_bytes, self.name)
 
+    async def settle(self) -> None:
+        """Wait until a link whose far end has ended is seen as ended (its EOF and its error), so
+        that a restarted worker can be given the channel again. Bounded by ``EXIT_STATUS_WAIT``."""
+        session = self._session
+        if session is None or self._peer_alive():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXIT_STATUS_WAIT):
+                await session.wait_closed()
+                if self._breaking is not None:
+                    await asyncio.shield(self._breaking)
+
     async def _link(self, sock: socket.socket, *, accepting: bool,
-                    peer_gone: Callable[[], Awaitable[ChannelBroken]]) -> None:
+                    peer_gone: Callable[[], Awaitable[ChannelBroken]],
+                    peer_alive: Callable[[], bool] = lambda: True) -> None:
         """Run a new session over ``sock``; values still buffered from a dead link stay readable."""
+        if self._breaking is not None:
+            await asyncio.shield(self._breaking)  # let the old link's waiters have its error first
         self._stale = len(self._items)
+        self._peer_alive = peer_alive
         self._closed = False
         self._broken = None
         self._breaking = None
@@ -145,6 +173,14 @@ class WorkerChannel(Channel[T]):
         )
         self._session = session
         await session_over(sock, session)
+
+    def statistics(self) -> WorkerChannelStatistics:
+        """What the channel holds now: values arrived and unread here (``buffered``), values sent
+        and not yet taken by the other side (``in_flight``, ``in_flight_bytes``)."""
+        session = self._session
+        unacked = session.connection.unacked if session is not None else (0, 0)
+        return WorkerChannelStatistics(len(self._items), unacked[0], unacked[1], self.maxsize,
+                                       self.max_bytes, self.linked)
 
     # -- Channel API -------------------------------------------------------------------------------
 

@@ -216,6 +216,10 @@ async def fork(
     name = name or f"{label}-{next(_counter)}"
     links: list[tuple[WorkerChannel[Any], socket.socket, ChannelEnd]] = []
 
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, WorkerChannel):
+            await value.settle()  # given again after the previous worker ended (a restart)
+
     def end_of(value: Any) -> Any:
         if isinstance(value, WorkerChannel):
             ours, end = value.far_end()
@@ -253,5 +257,5 @@ async def fork(
             await worker.wait()
             return worker.exit_error(channel_name)
 
-        await channel._link(ours, accepting=False, peer_gone=gone)
+        await channel._link(ours, accepting=False, peer_gone=gone, peer_alive=worker.is_alive)
     return worker
