@@ -73,7 +73,7 @@ class ChannelEnd:
     async def open(self, peer_gone: Callable[[], Awaitable[ChannelBroken]]) -> WorkerChannel[Any]:
         channel: WorkerChannel[Any] = WorkerChannel(self.maxsize, max_bytes=self.max_bytes,
                                                     name=self.name)
-        await channel._link(self.sock, accepting=True, peer_gone=peer_gone)
+        await channel._link(self.sock, peer_gone=peer_gone)
         return channel
 
 
@@ -151,8 +151,7 @@ class WorkerChannel(Channel[T]):
                 if self._breaking is not None:
                     await asyncio.shield(self._breaking)
 
-    async def _link(self, sock: socket.socket, *, accepting: bool,
-                    peer_gone: Callable[[], Awaitable[ChannelBroken]],
+    async def _link(self, sock: socket.socket, *, peer_gone: Callable[[], Awaitable[ChannelBroken]],
                     peer_alive: Callable[[], bool] = lambda: True) -> None:
         """Run a new session over ``sock``; values still buffered from a dead link stay readable."""
         if self._breaking is not None:
@@ -166,7 +165,7 @@ class WorkerChannel(Channel[T]):
         session = _ChannelSession(
             self.name,
             self,
-            codec=None if accepting else "msgpack",
+            codec="msgpack",  # both ends speak first: a socketpair has no caller to wait for
             window=(self.maxsize, self.max_bytes),
             ping_interval=None,  # the other end's death is seen as EOF on the socketpair
             origin=f"worker channel {self.name!r}",

@@ -257,5 +257,5 @@ async def fork(
             await worker.wait()
             return worker.exit_error(channel_name)
 
-        await channel._link(ours, accepting=False, peer_gone=gone, peer_alive=worker.is_alive)
+        await channel._link(ours, peer_gone=gone, peer_alive=worker.is_alive)
     return worker
