@@ -67,6 +67,7 @@ class ChannelEnd:
     def __init__(self, sock: socket.socket, maxsize: int, max_bytes: int, name: str) -> None:
         self.sock = sock
         self.maxsize = maxsize
+        self._capacity = maxsize  # maxsize, typed as never None
         self.max_bytes = max_bytes
         self.name = name
 
@@ -105,6 +106,7 @@ class WorkerChannel(Channel[T]):
             raise ValueError(f"WorkerChannel max_bytes must be >= 1, not {max_bytes}")
         super().__init__(None)  # the buffer is bounded by the window the other side respects
         self.maxsize = maxsize
+        self._capacity = maxsize  # maxsize, typed as never None
         self.max_bytes = max_bytes
         self.name = name or f"channel-{next(_names)}"
         self._sizes: deque[int] = deque()
@@ -137,7 +139,7 @@ class WorkerChannel(Channel[T]):
             raise ValueError(f"{self!r} is already linked to a running worker; "
                              "a channel joins the parent to one worker")
         ours, theirs = socket.socketpair()
-        return ours, ChannelEnd(theirs, self.maxsize, self.max_bytes, self.name)
+        return ours, ChannelEnd(theirs, self._capacity, self.max_bytes, self.name)
 
     async def settle(self) -> None:
         """Wait until a link whose far end has ended is seen as ended (its EOF and its error), so
@@ -166,7 +168,7 @@ class WorkerChannel(Channel[T]):
             self.name,
             self,
             codec="msgpack",  # both ends speak first: a socketpair has no caller to wait for
-            window=(self.maxsize, self.max_bytes),
+            window=(self._capacity, self.max_bytes),
             ping_interval=None,  # the other end's death is seen as EOF on the socketpair
             origin=f"worker channel {self.name!r}",
         )
@@ -178,7 +180,7 @@ class WorkerChannel(Channel[T]):
         and not yet taken by the other side (``in_flight``, ``in_flight_bytes``)."""
         session = self._session
         unacked = session.connection.unacked if session is not None else (0, 0)
-        return WorkerChannelStatistics(len(self._items), unacked[0], unacked[1], self.maxsize,
+        return WorkerChannelStatistics(len(self._items), unacked[0], unacked[1], self._capacity,
                                        self.max_bytes, self.linked)
 
     # -- Channel API -------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ class WorkerChannel(Channel[T]):
     def full(self) -> bool:
         """True if a ``put`` would wait now (the other side has ``maxsize`` values unread)."""
         session = self._session
-        return session is not None and session.connection.unacked[0] >= self.maxsize
+        return session is not None and session.connection.unacked[0] >= self._capacity
 
     async def put(self, value: T) -> None:
         """Send ``value`` to the other end, waiting while it holds ``maxsize`` unread values.
@@ -302,7 +304,7 @@ class WorkerChannel(Channel[T]):
     async def _send_close(self, session: Session) -> None:
         try:
             await session.call(_CLOSE, (), timeout=CLOSE_TIMEOUT)
-        except (PeerLost, asyncio.TimeoutError):
+        except (TimeoutError, PeerLost):
             pass  # the other side is gone or stuck: the link ends either way
         finally:
             session.close()

@@ -131,7 +131,7 @@ class Worker:
     def _start_process(self, spec: WorkerSpec, start_method: StartMethod) -> None:
         ours, theirs = socket.socketpair()  # the parent-death watchdog: EOF when we are gone
         spec.watchdog = theirs
-        context = multiprocessing.get_context(start_method)
+        context: Any = multiprocessing.get_context(start_method)
         # daemon: multiprocessing terminates the worker when this interpreter exits normally.
         process = context.Process(target=process_main, args=(spec,), name=self.name, daemon=True)
         try:
@@ -172,7 +172,7 @@ class Worker:
             code = 0
             try:
                 run(run_target(spec, started))
-            except BaseException as exc:  # noqa: BLE001 (reported as the worker's exit)
+            except BaseException as exc:
                 code = 1
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.error("worker %r (thread) raised %s", self.name, self.error,

@@ -73,5 +73,6 @@ async def serve_as_node(name: str, nameservice: str, ch: WorkerChannel[Any]) -> 
 
     async with node.serve(listen="tcp://127.0.0.1:0", nameservice=nameservice):
         await ch.put("ready")
-        await ch.get()  # until the parent closes the channel
+        async for _ in ch:  # until the parent closes the channel
+            pass
 
