@@ -55,6 +55,9 @@ def add_parsers(commands: Any) -> None:
                      help=f"registration lease (default: {DEFAULT_LEASE_TTL})")
     run.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
                      help="on shutdown, time given to calls in flight (default: 5)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="run N processes of the service as the group NAME: instances "
+                          "NAME/1 .. NAME/N, restarted when they crash (see docs/workers.md)")
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -96,28 +99,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    if args.workers is not None:
+        from ._workers import run_group
+
+        return run_group(args, node.name)
     runtime.set_default_node_name(node.name)
-
-    async def serve() -> None:
-        async with node.serve(
-            listen=args.listen or "tcp://127.0.0.1:0",
-            unix=not args.no_unix,
-            advertise=args.advertise,
-            nameservice=nameservice_url(args),
-            lease_ttl=args.lease_ttl,
-            grace=args.grace,
-        ):
-            log.info("%s serving on %s", node.name, ", ".join(node.addresses))
-            if main is not None:
-                await main(node)
-            else:
-                await asyncio.Event().wait()
-
     try:
-        runtime.run(serve())
+        runtime.run(serve_app(node, main, args))
     except NamewireError as exc:
         fail(str(exc), 1)
     return 0
+
+
+async def serve_app(node: Node, main: Any, args: argparse.Namespace) -> None:
+    """Serve ``node`` with the ``run`` options until ``main`` returns (or forever)."""
+    async with node.serve(
+        listen=args.listen or "tcp://127.0.0.1:0",
+        unix=not args.no_unix,
+        advertise=args.advertise,
+        nameservice=nameservice_url(args),
+        lease_ttl=args.lease_ttl,
+        grace=args.grace,
+    ):
+        log.info("%s serving on %s", node.name, ", ".join(node.addresses))
+        if main is not None:
+            await main(node)
+        else:
+            await asyncio.Event().wait()
 
 
 def cmd_nameservice(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ from ..wire import (
     codec_named,
 )
 from ._functions import Caller, FunctionTable
+from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
@@ -139,6 +140,10 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        # The group this node is an instance of (`namewire run --workers N` sets it), and the
+        # routing of calls and messages to group names (`_groups.py`).
+        self.group = ""
+        self._groups = GroupRouter(self)
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -359,7 +364,7 @@ class Node:
         if name == self.name:
             await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
             return
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=True)
         await session.send_msg(msg)
 
     def rpc_call(
@@ -394,7 +399,7 @@ class Node:
         """`rpc_call` without an open route: to ourselves, or after look-up and connect."""
         if name == self.name:
             return await self._call_self(func, args, timeout, context)
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=False)
         if context is None:
             return await session.call(func, args, timeout, None, next(_request_ids))
         return await session.call(func, args, timeout, context.deadline, context.request)
@@ -578,6 +583,7 @@ class Node:
             idempotent=self.functions.idempotent_names(),
             host=host_id(),
             metadata=metadata,
+            group=self.group,
         )
 
 
@@ -593,6 +599,18 @@ class Node:
         turn = self._round_robin.get(func, 0)
         self._round_robin[func] = turn + 1
         return providers[turn % len(providers)]
+
+    async def _route_or_group(self, name: str, *, sticky: bool) -> Session:
+        """The session to ``name``, or to a live member when ``name`` is a group."""
+        groups = self._groups
+        if name not in groups.known:
+            try:
+                return await self._route(name)
+            except NameNotFound:
+                if self._registry is None or not await groups.is_group(name, self._registry):
+                    raise
+        assert self._registry is not None
+        return await groups.session(name, self._registry, sticky=sticky)
 
     async def _route(self, name: str) -> Session:
         if not self._running or self._stopping:

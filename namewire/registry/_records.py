@@ -24,7 +24,8 @@ class Registration:
     """A service as it registers itself: name, listening addresses, remote functions, metadata.
 
     ``host`` identifies the machine (see `host_id`) so that peers on the same host can prefer a unix
-    socket. ``idempotent`` lists the functions that may be retried on another provider.
+    socket. ``idempotent`` lists the functions that may be retried on another provider. ``group``
+    is the group this service is an instance of (``"PlusServer"`` for ``"PlusServer/2"``), or empty.
     """
 
     name: str
@@ -33,6 +34,7 @@ class Registration:
     idempotent: tuple[str, ...] = ()
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class Registration:
             "idempotent": list(self.idempotent),
             "host": self.host,
             "metadata": dict(self.metadata),
+            "group": self.group,
         }
 
     @classmethod
@@ -54,6 +57,7 @@ class Registration:
                 idempotent=tuple(str(f) for f in data.get("idempotent", ())),
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
+                group=str(data.get("group") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None

@@ -21,3 +21,12 @@ def registry_url(procs: Processes) -> Iterator[str]:
         return
     url, _ = procs.nameservice()
     yield url
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

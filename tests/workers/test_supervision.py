@@ -17,6 +17,7 @@ from namewire.errors import SupervisorFailed, WorkerExited
 from namewire.workers import WorkerChannel, fork, run_worker
 
 from ..conftest import Processes
+from .conftest import process_alive
 from . import targets
 
 pytestmark = pytest.mark.timeout(40)
@@ -124,17 +125,10 @@ def test_parent_killed_with_9_leaves_no_orphan(procs: Processes) -> None:
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(5)
         deadline = time.monotonic() + 10
-        while _alive(worker_pid):
+        while process_alive(worker_pid):
             assert time.monotonic() < deadline, f"worker {worker_pid} outlived its parent"
             time.sleep(0.05)
     finally:
-        if _alive(worker_pid):
+        if process_alive(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False

@@ -1,0 +1,88 @@
+"""`GroupRouter`: calls and messages to a group name go to one of its live members.
+
+A group is N instances of one service (``namewire run app.py --workers N``): each registers under
+its own name (``PlusServer/1``, ``PlusServer/2``...) with ``Registration.group`` set to the group's
+name (``PlusServer``). A name that is not registered itself but has members is a group:
+
+- ``rpc_call(group, ...)`` goes to the member with the fewest of our calls pending (ties rotate);
+- ``send_msg(group, ...)`` stays with one member while it lives, so this sender's messages keep
+  their order; when that member leaves, the next message picks another;
+- a member we cannot reach (it died, its leave not yet seen) is skipped before anything is sent
+  to it, so only calls already sent to a dying member fail (`PeerLost`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from ..errors import NameNotFound, PeerLost, TransportError
+from ..registry import Registry
+from ..transport import Session
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["GroupRouter", "member_name"]
+
+
+def member_name(group: str, index: int) -> str:
+    """The name of a group's ``index``-th instance: ``PlusServer/2``."""
+    return f"{group}/{index}"
+
+
+class GroupRouter:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.known: set[str] = set()  # names found to be groups: later uses skip the name look-up
+        self._sticky: dict[str, str] = {}
+        self._turn = itertools.count()
+
+    async def is_group(self, name: str, registry: Registry) -> bool:
+        if await registry.members(name):
+            self.known.add(name)
+            return True
+        return False
+
+    async def session(self, group: str, registry: Registry, *, sticky: bool) -> Session:
+        """An open session to a live member of ``group``; `NameNotFound` when none is left."""
+        unreachable: list[str] = []
+        while True:
+            members = [m.name for m in await registry.members(group)
+                       if m.name not in unreachable and m.name != self._node.name]
+            if not members:
+                self.known.discard(group)
+                why = f"group {group!r} has no live member"
+                if unreachable:
+                    why += f" (could not reach {', '.join(unreachable)})"
+                raise NameNotFound(group, why)
+            name = self._pick(group, members, sticky)
+            route = self._node._routes.by_name.get(name)
+            if route is not None and route.is_open:
+                return route
+            try:
+                return await self._node._route(name)
+            except (PeerLost, TransportError, NameNotFound):
+                # Not reached, so nothing was sent to it: try the others.
+                registry.forget(name)
+                unreachable.append(name)
+                if self._sticky.get(group) == name:
+                    del self._sticky[group]
+
+    def _pick(self, group: str, members: list[str], sticky: bool) -> str:
+        if sticky:
+            chosen = self._sticky.get(group)
+            if chosen in members:
+                return chosen
+        routes = self._node._routes.by_name
+
+        def load(name: str) -> int:
+            route = routes.get(name)
+            return route.pending_count if route is not None and route.is_open else 0
+
+        least = min(load(m) for m in members)
+        candidates = [m for m in members if load(m) == least]
+        name = candidates[next(self._turn) % len(candidates)]
+        if sticky:
+            self._sticky[group] = name
+        return name
