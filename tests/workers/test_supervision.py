@@ -17,8 +17,8 @@ from namewire.errors import SupervisorFailed, WorkerExited
 from namewire.workers import WorkerChannel, fork, run_worker
 
 from ..conftest import Processes
-from .conftest import process_alive
 from . import targets
+from .conftest import process_alive
 
 pytestmark = pytest.mark.timeout(40)
 
