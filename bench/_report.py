@@ -236,6 +236,13 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.extend(_generic_table(logging))
         out.append("")
 
+    workers = results.get("workers")
+    if workers:
+        out.append("### Workers (bench/workers_bench.py)")
+        out.append("")
+        out.extend(_generic_table(workers))
+        out.append("")
+
     versions = results.get("versions", {})
     if versions:
         out.append("### Versions")

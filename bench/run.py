@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging")
+SECTIONS = ("echo", "rpc", "memory", "logging", "workers")
 
 
 class Progress:
@@ -669,6 +669,24 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
     return data if isinstance(data, dict) else {"rows": data}
 
 
+def run_workers(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """Runs bench/workers_bench.py (channels beside multiprocessing.Queue, --workers 1 vs 2)."""
+    out = BUILD / "workers.json"
+    out.unlink(missing_ok=True)
+    argv = [PY, str(BENCH / "workers_bench.py"), "--json", str(out), *(["--quick"] if quick else [])]
+    try:
+        done = run_captured(argv, timeout=300)
+        if done.returncode != 0:
+            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+        data: dict[str, Any] = json.loads(out.read_text())
+    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"workers: failed, {exc}")
+        progress.step(f"workers: FAILED ({exc})")
+        return {"error": str(exc)}
+    progress.step("workers: done")
+    return data
+
+
 # --- versions and machine ------------------------------------------------------------------------
 
 
@@ -837,6 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
     total = (
         n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+        + (1 if "workers" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -874,6 +893,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:
             results["logging"] = run_logging(args.quick, progress, notes)
+        if "workers" in sections:
+            results["workers"] = run_workers(args.quick, progress, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")

@@ -4,12 +4,13 @@ Layout, bottom up (imports only point down): ``runtime/`` (loop entry point, lig
 channels, async logging and file IO), ``wire/`` (sans-I/O frames, envelopes, codecs, handshake),
 ``transport/`` (asyncio sockets over the wire layer), ``registry/`` (name service and etcd clients),
 ``node/`` (`Node`: names, connections, calls, mailbox), ``nameservice/`` (the built-in name service),
-and on top ``sync`` (blocking facade) and ``cli/``. This module only re-exports the public names.
+and on top ``sync`` (blocking facade), ``workers/`` (`fork`, channels across processes) and ``cli/``. This module only re-exports the public names.
 """
 
 from .errors import (
     AuthError,
     CallTimeout,
+    ChannelBroken,
     ChannelClosed,
     ConnectionRefused,
     ConnectionReset,
@@ -25,6 +26,8 @@ from .errors import (
     RegistryUnavailable,
     RemoteError,
     TransportError,
+    ValueCannotCross,
+    WorkerExited,
 )
 from .node import Caller, Node
 from .runtime import (
@@ -58,6 +61,7 @@ from .transport import (
     connect,
     listen,
 )
+from .workers import Worker, WorkerChannel, fork, run_worker
 
 __version__ = "0.1.0"
 
@@ -66,6 +70,7 @@ __all__ = [
     "CallTimeout",
     "Caller",
     "Channel",
+    "ChannelBroken",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",
@@ -92,15 +97,21 @@ __all__ = [
     "Ticker",
     "Timer",
     "TransportError",
+    "ValueCannotCross",
+    "Worker",
+    "WorkerChannel",
+    "WorkerExited",
     "bind",
     "call_later",
     "configure_logging",
     "connect",
     "every",
+    "fork",
     "fs",
     "listen",
     "new_event_loop",
     "run",
+    "run_worker",
     "select",
     "set_default_node_name",
     "set_node_name",

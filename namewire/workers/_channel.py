@@ -198,7 +198,9 @@ class WorkerChannel(Channel[T]):
         """
         session = self._usable()
         try:
-            await session.send_msg(value)
+            # No wait for the stream to drain: the window already bounds what is in flight.
+            if not session.send_msg_nowait(value):
+                await session.send_msg(value)
         except PeerLost:
             if self._closed and self._broken is None and self._breaking is None:
                 raise ChannelClosed(f"put() on closed channel {self.name!r}") from None
@@ -239,6 +241,14 @@ class WorkerChannel(Channel[T]):
         elif self._session is not None:
             self._session.message_consumed(size)
         return value
+
+    async def __anext__(self) -> T:
+        if self._items:  # the common case under load: one coroutine per value, not two
+            return self.get_nowait()
+        try:
+            return await self.get()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
 
     async def get(self) -> T:
         """Take the oldest value, waiting for one; raises as `get_nowait` once nothing can come."""
