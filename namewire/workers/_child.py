@@ -5,6 +5,8 @@ A worker process must not outlive its parent. Two guards, because each alone has
 - ``PR_SET_PDEATHSIG`` (Linux, through ctypes): the kernel sends SIGTERM when the parent dies. It
   fires when the parent *thread* that started us ends, and not at all if the parent died before
   we set it; so we also compare ``getppid()`` with the parent's pid right after setting it.
+  Only for ``spawn``: under ``forkserver`` our parent is the fork server, not the process that
+  asked for us, so this guard does not apply there.
 - a watchdog thread blocked reading a socket whose other end only the parent holds: EOF means
   the parent is gone. It asks the loop to stop (SIGTERM to ourselves) and, if the process is
   still there after the grace period (a target that blocks the loop), ends it with ``os._exit``.
@@ -40,18 +42,20 @@ class WorkerSpec:
 
     def __init__(self, target: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...],
                  kwargs: dict[str, Any], name: str, parent_pid: int,
-                 watchdog: socket.socket | None) -> None:
+                 watchdog: socket.socket | None, direct_child: bool = True) -> None:
         self.target = target
         self.args = args
         self.kwargs = kwargs
         self.name = name
         self.parent_pid = parent_pid
         self.watchdog = watchdog
+        self.direct_child = direct_child  # started by the parent itself (spawn), not a server
 
 
 def process_main(spec: WorkerSpec) -> None:
     """The worker process's entry point (multiprocessing calls it after unpickling ``spec``)."""
-    _die_with_parent(spec.parent_pid)
+    if spec.direct_child:
+        _die_with_parent(spec.parent_pid)
     if spec.watchdog is not None:
         threading.Thread(target=_watch_parent, args=(spec.watchdog,), daemon=True,
                          name="namewire-parent-watchdog").start()

@@ -131,6 +131,7 @@ class Worker:
     def _start_process(self, spec: WorkerSpec, start_method: StartMethod) -> None:
         ours, theirs = socket.socketpair()  # the parent-death watchdog: EOF when we are gone
         spec.watchdog = theirs
+        spec.direct_child = start_method == "spawn"
         context: Any = multiprocessing.get_context(start_method)
         # daemon: multiprocessing terminates the worker when this interpreter exits normally.
         process = context.Process(target=process_main, args=(spec,), name=self.name, daemon=True)

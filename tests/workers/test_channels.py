@@ -144,3 +144,13 @@ async def test_misuse_is_refused() -> None:
             await fork(targets.echo, ch)
     finally:
         await worker.stop()
+
+
+async def test_forkserver_start_method() -> None:
+    ch: WorkerChannel[Any] = WorkerChannel(4)
+    worker = await fork(targets.echo, ch, start_method="forkserver")
+    try:
+        await ch.put(["through", "forkserver"])
+        assert await asyncio.wait_for(ch.get(), 15) == ["through", "forkserver"]
+    finally:
+        await worker.stop()
