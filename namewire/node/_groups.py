@@ -13,6 +13,7 @@ name (``PlusServer``). A name that is not registered itself but has members is a
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from ._node import Node
 
 __all__ = ["GroupRouter", "member_name"]
+
+# How long the fast path trusts the member list it last fetched; joins are seen within this.
+# Leaves are seen at once: a member that left has no open route.
+MEMBERS_FRESH = 1.0
 
 
 def member_name(group: str, index: int) -> str:
@@ -37,6 +42,35 @@ class GroupRouter:
         self.known: set[str] = set()  # names found to be groups: later uses skip the name look-up
         self._sticky: dict[str, str] = {}
         self._turn = itertools.count()
+        self._fast_turn = itertools.count()
+        self._members: dict[str, tuple[list[str], float]] = {}  # names, and when fetched
+
+    def open_member(self, group: str, *, sticky: bool) -> Session | None:
+        """The fast path (no await): an open route to a member of ``group``, chosen as `session`
+        would, from the members fetched less than a second ago; None to take the slow path."""
+        entry = self._members.get(group)
+        if entry is None:
+            return None
+        names, fetched = entry
+        if asyncio.get_running_loop().time() - fetched > MEMBERS_FRESH:
+            return None
+        routes = self._node._routes.by_name
+        if sticky:
+            chosen = self._sticky.get(group)
+            route = routes.get(chosen) if chosen is not None else None
+            return route if route is not None and route.is_open else None
+        count = len(names)
+        start = next(self._fast_turn) % count  # its own counter: the slow path's must not skip
+        best: Session | None = None
+        least = 0
+        for i in range(count):
+            route = routes.get(names[(start + i) % count])
+            if route is None or not route.is_open:
+                return None  # a member without a route yet (or one that left): the slow path
+            load = route.pending_count
+            if best is None or load < least:
+                best, least = route, load
+        return best
 
     async def is_group(self, name: str, registry: Registry) -> bool:
         if await registry.members(name):
@@ -50,8 +84,11 @@ class GroupRouter:
         while True:
             members = [m.name for m in await registry.members(group)
                        if m.name not in unreachable and m.name != self._node.name]
+            if not unreachable:
+                self._members[group] = (members, asyncio.get_running_loop().time())
             if not members:
                 self.known.discard(group)
+                self._members.pop(group, None)
                 why = f"group {group!r} has no live member"
                 if unreachable:
                     why += f" (could not reach {', '.join(unreachable)})"

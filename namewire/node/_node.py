@@ -354,7 +354,7 @@ class Node:
         `PeerLost` (cannot reach, or the connection is already closed), `EncodeError`. A node may
         send to its own name.
         """
-        session = self._routes.by_name.get(name)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=True)
         if session is None:
             return self._send_msg_first(name, msg)
         return session.send_msg(msg)  # one coroutine per message, as in `rpc_call`
@@ -381,7 +381,7 @@ class Node:
         if timeout is DEFAULT:
             timeout = self.call_timeout
         context = serving.get()
-        session = self._routes.by_name.get(name)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=False)
         if session is None:
             return self._rpc_call_first(name, func, args, timeout, context)
         if context is None:
