@@ -108,7 +108,11 @@ async def test_a_group_with_no_member_left_is_name_not_found(
             return a + b
 
         async with member.serve(nameservice=registry_url):
-            await wait_members(me, "Solo", 1)
+            [solo] = await wait_members(me, "Solo", 1)
+            assert (solo.name, solo.group) == ("Solo/1", "Solo")
+            assert me.registry is not None
+            with pytest.raises(namewire.NameNotFound):
+                await me.registry.lookup("Solo")  # a group is not a name (the contract, point 3)
             assert await me.rpc_call("Solo", "plus", 1, 2) == 3
             await me.send_msg("Solo", "hello")
             assert await member.get_msg() == ("tester", "hello")
