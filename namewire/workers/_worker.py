@@ -252,11 +252,19 @@ async def fork(
         for _, _, end in links:
             end.sock.close()  # the child has its copy; ours would hide its EOF from us
 
-    for channel, ours, end in links:
+    linked = 0
+    try:
+        for channel, ours, end in links:
 
-        async def gone(channel_name: str = end.name) -> WorkerExited:
-            await worker.wait()
-            return worker.exit_error(channel_name)
+            async def gone(channel_name: str = end.name) -> WorkerExited:
+                await worker.wait()
+                return worker.exit_error(channel_name)
 
-        await channel._link(ours, peer_gone=gone, peer_alive=worker.is_alive)
+            await channel._link(ours, peer_gone=gone, peer_alive=worker.is_alive)
+            linked += 1
+    except BaseException:
+        for _, ours, _ in links[linked + 1 :]:
+            ours.close()
+        await worker.stop(grace=1.0)  # a worker we could not link is of no use to anyone
+        raise
     return worker
