@@ -214,11 +214,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         seed = " | ".join(
             _ratio(SEED_ECHO["luanet"][c], SEED_ECHO["node.js"][c]) for c in (10, 100, 1000)
         )
-        out.append(f"| *seed 2014: luanet / node.js* | {seed} |")
+        out.append(f"| *luanet in 2014 (its published table): luanet / node.js* | {seed} |")
         seed = " | ".join(
             _ratio(SEED_ECHO["luanet"][c], SEED_ECHO["luvit"][c]) for c in (10, 100, 1000)
         )
-        out.append(f"| *seed 2014: luanet / luvit* | {seed} |")
+        out.append(f"| *luanet in 2014 (its published table): luanet / luvit* | {seed} |")
         out.append("")
     if ratios:
         for r in ratios:

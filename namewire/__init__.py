@@ -4,7 +4,9 @@ Layout, bottom up (imports only point down): ``runtime/`` (loop entry point, lig
 channels, async logging and file IO), ``wire/`` (sans-I/O frames, envelopes, codecs, handshake),
 ``transport/`` (asyncio sockets over the wire layer), ``registry/`` (name service and etcd clients),
 ``node/`` (`Node`: names, connections, calls, mailbox), ``nameservice/`` (the built-in name service),
-and on top ``sync`` (blocking facade), ``workers/`` (`fork`, channels across processes) and ``cli/``. This module only re-exports the public names.
+and on top ``sync`` (blocking facade), ``workers/`` (`fork`, channels across processes), ``db/``
+(asynchronous DB-API access, imported as ``namewire.db``) and ``cli/``. This module only re-exports
+the public names.
 """
 
 from .errors import (
@@ -15,8 +17,11 @@ from .errors import (
     ConnectionRefused,
     ConnectionReset,
     ConnectTimeout,
+    DatabaseError,
     DatagramTooLarge,
     EncodeError,
+    FrameTooLarge,
+    MessageTooLarge,
     NameNotFound,
     NameTaken,
     NamewireError,
@@ -75,11 +80,14 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "DatabaseError",
     "DatagramSocket",
     "DatagramTooLarge",
     "EncodeError",
+    "FrameTooLarge",
     "Listener",
     "LogPipeline",
+    "MessageTooLarge",
     "NameNotFound",
     "NameTaken",
     "NamewireError",

@@ -22,6 +22,7 @@
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                the peer refused our credentials
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    ├── DatabaseError            a namewire.db operation failed: the driver's error and the statement
     ├── ChannelBroken            the other end of a worker channel went away without closing it
     │   └── WorkerExited         ... because the worker ended: ``exitcode`` or ``signal``
     ├── ValueCannotCross         (also an EncodeError) a value a worker channel cannot carry
@@ -46,6 +47,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "DatabaseError",
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
@@ -163,7 +165,36 @@ class NameNotFound(NamewireError, LookupError):
 
 
 class NameTaken(NamewireError):
-    """Another live process holds the name; it becomes free when its lease ends."""
+    """A live service holds ``name``: it becomes free when that service stops (or its lease is not
+    renewed). ``addresses``, ``host`` and ``pid`` describe the holder where known; ``reason``
+    replaces the text when the registry gave no details.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        addresses: Sequence[str] = (),
+        host: str = "",
+        pid: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        self.name = name
+        self.addresses = tuple(addresses)
+        self.host = host
+        self.pid = pid
+        self.reason = reason
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        if self.reason is not None and not (self.addresses or self.host or self.pid):
+            return self.reason
+        where = f" at {', '.join(self.addresses)}" if self.addresses else ""
+        facts = [f"host {self.host}"] if self.host else []
+        facts += [f"pid {self.pid}"] if self.pid else []
+        about = f" ({', '.join(facts)})" if facts else ""
+        return (f"name {self.name!r} is held by a live service{where}{about}; stop that one, or "
+                "give this one another name (`namewire run --name`, `Node(name)`)")
 
 
 class NoSuchFunction(NamewireError, LookupError):
@@ -304,6 +335,58 @@ class SupervisorFailed(NamewireError):
         self.supervisor = supervisor
         self.child = child
         self.error = error
+
+
+class DatabaseError(NamewireError):
+    """A `namewire.db` operation failed.
+
+    ``operation`` is what was being done (``execute``, ``fetch_all``, ``commit``, ``connect``...),
+    ``database`` the database's label (a SQLite path, or the driver's name), ``statement`` the SQL
+    when there was one (the parameters are left out: they may hold secrets). ``driver_error`` (also
+    ``__cause__``) is the driver's exception when the driver raised; ``driver_type`` is its qualified
+    type name (``sqlite3.IntegrityError``, ``psycopg.errors.UniqueViolation``), ``driver_message``
+    its text and ``driver_code`` its SQLSTATE or SQLite error name when the driver gives one.
+    ``reason`` is the text when namewire itself refused (``the database is closed``).
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        database: str,
+        *,
+        statement: str | None = None,
+        driver_error: BaseException | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.database = database
+        self.statement = statement
+        self.driver_error = driver_error
+        self.reason = reason
+        if driver_error is not None:
+            kind = type(driver_error)
+            self.driver_type: str | None = f"{kind.__module__.lstrip('_')}.{kind.__qualname__}"
+            self.driver_message: str | None = str(driver_error).strip()
+            code = getattr(driver_error, "sqlstate", None) or getattr(
+                driver_error, "sqlite_errorname", None
+            )
+            self.driver_code: str | None = code if isinstance(code, str) else None
+        else:
+            self.driver_type = self.driver_message = self.driver_code = None
+        super().__init__(operation, database, statement)
+
+    def __str__(self) -> str:
+        if self.driver_error is not None:
+            text = f"{self.driver_type}: {self.driver_message}"
+        else:
+            text = self.reason or "failed"
+        where = f"{self.operation} on {self.database}: {text}"
+        if self.statement is None:
+            return where
+        statement = " ".join(self.statement.split())
+        if len(statement) > 200:
+            statement = statement[:197] + "..."
+        return f"{where} (statement: {statement})"
 
 
 class ChannelBroken(NamewireError):

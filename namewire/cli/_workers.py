@@ -17,7 +17,7 @@ from ..errors import SupervisorFailed
 from ..node._groups import member_name
 from ..transport import parse_address
 from ..workers import run_worker
-from ._common import fail, setup_logging
+from ._common import FAILED, fail, nameservice_url, setup_logging
 
 __all__ = ["run_group", "serve_instance"]
 
@@ -61,4 +61,7 @@ async def serve_instance(args: argparse.Namespace, index: int) -> None:
         args.log_file = f"{args.log_file}.{index}"  # one file per process: rotation is not shared
     setup_logging(args)
     runtime.set_default_node_name(node.name)
-    await serve_app(node, main, args)
+    failed: list[str] = []
+    await serve_app(node, main, args, nameservice_url(args), failed)
+    if failed:
+        raise SystemExit(FAILED)  # main(node) raised (logged): the supervisor restarts us

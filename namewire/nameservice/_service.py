@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NameTaken
-from ..node import Caller, Node
+from ..node import Caller, FailureLog, Node
 from ..registry import DEFAULT_NAMESERVICE, Registration
 from ..registry._protocol import (
     EVENT_CHANGED,
@@ -57,6 +57,7 @@ class NameService:
 
     def __init__(self, *, sweep_interval: float = 0.05) -> None:
         self.node = Node(NAMESERVICE_NAME, call_timeout=None)
+        self.node.failures = FailureLog(refusals=(NameTaken,))  # a taken name is an answer
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}
@@ -99,10 +100,9 @@ class NameService:
         now = time.monotonic()
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
-            raise NameTaken(
-                f"name {registration.name!r} is held by a live service "
-                f"(its lease ends in {held.expires - now:.1f}s unless renewed)"
-            )
+            holder = held.registration
+            raise NameTaken(holder.name, addresses=holder.addresses,
+                            host=holder.host.split("/")[0], pid=holder.pid)
         if held is not None:
             self._drop(held, notify=False)
         lease = Lease(secrets.token_hex(8), registration, session, ttl, now, now + ttl)
@@ -151,7 +151,7 @@ class NameService:
         now = time.monotonic()
         return [
             {"registration": lease.registration.to_dict(), "lease_age": now - lease.granted,
-             "ttl": lease.ttl}
+             "ttl": lease.ttl, "expires_in": max(0.0, lease.expires - now)}
             for _, lease in sorted(self._leases.items())
         ]
 

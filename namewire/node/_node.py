@@ -8,6 +8,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -31,6 +32,7 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
+from ..runtime import stop_waiting
 from ..transport import Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
@@ -42,11 +44,13 @@ from ..wire import (
     Call,
     codec_named,
 )
+from ._failures import FailureLog
 from ._functions import Caller, FunctionTable
 from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
+from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
 
 __all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
 
@@ -55,6 +59,7 @@ log = logging.getLogger("namewire.node")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CALL_TIMEOUT = 30.0
+_UNSENDABLE = "returned a result that cannot be sent (the caller got an error):"
 DEFAULT_LISTEN = "tcp://127.0.0.1:0"
 
 
@@ -98,7 +103,8 @@ class Node:
     is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
-    caller's codec).
+    caller's codec). ``failures`` (a `FailureLog`) logs the remote functions that fail, in the
+    service, rate-limited.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class Node:
         self.codec = codec
         self.max_frame = max_frame
         self.functions = FunctionTable()
+        self.failures = FailureLog()
         if mailbox_size <= 0 or mailbox_bytes <= 0:
             raise ValueError(
                 f"mailbox_size and mailbox_bytes must be positive, not {mailbox_size}, "
@@ -140,6 +147,9 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._metadata: dict[str, Any] = {}
+        self._reregistering: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The group this node is an instance of (`namewire run --workers N` sets it), and the
         # routing of calls and messages to group names (`_groups.py`).
         self.group = ""
@@ -174,12 +184,15 @@ class Node:
 
         ``idempotent=True`` lets `rpc_call_any` retry the call on another provider when the chosen
         one is lost before answering. ``with_caller=True`` passes a `Caller` (the calling node's name
-        and session) as the first argument. Register before `serve`: the registration sent to the
-        name service lists the functions known then.
+        and session) as the first argument. A function added while the node is serving is callable
+        at once, and the node registers again so that ``namewire ls`` and
+        `get_remote_func_provider` list it too (one registration for the functions added in one
+        loop turn).
         """
 
         def add(f: F) -> F:
             self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            self._functions_changed()
             return f
 
         return add(fn) if fn is not None else add
@@ -199,6 +212,7 @@ class Node:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
         grace: float = 5.0,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> AsyncIterator[Node]:
         """Start the node for the duration of the block; see `start` and `stop`."""
         await self.start(
@@ -210,6 +224,7 @@ class Node:
             standalone=standalone,
             lease_ttl=lease_ttl,
             metadata=metadata,
+            registry_wait=registry_wait,
         )
         try:
             yield self
@@ -227,6 +242,7 @@ class Node:
         standalone: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> None:
         """Listen, connect to the registry and register.
 
@@ -237,8 +253,10 @@ class Node:
         containers, a proxy in front); the unix socket is still advertised. ``nameservice``:
         the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
         ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
-        registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
-        `TransportError` (cannot listen); on failure nothing is left running.
+        registry at all: only peers that connected to this node can be reached.
+        ``registry_wait``: while the registry cannot be reached, keep trying (with backoff, logged)
+        for this many seconds; 0 tries once. Raises `RegistryUnavailable` (saying how long it
+        tried), `NameTaken`, `TransportError` (cannot listen); on failure nothing is left running.
         """
         if self._running:
             raise RuntimeError(f"node {self.name!r} is already running")
@@ -248,6 +266,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         try:
             if listen is not None:
@@ -259,10 +278,11 @@ class Node:
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
-                await registry.start()
+                await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
+                self._metadata = metadata or {}
                 if self._listeners is not None:
-                    await registry.register(self._registration(metadata or {}))
+                    await registry.register(self._registration(self._metadata))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -274,6 +294,7 @@ class Node:
         The teardown runs in a task of its own: cancelling ``stop`` cancels only the wait for it,
         and the node still closes everything. A ``stop`` while one is under way waits for that
         same teardown (its ``grace`` is the first one's); on a stopped node it returns at once.
+        Under `namewire.run`, a second SIGINT/SIGTERM ends the grace period at once.
         """
         if not self._running:
             return
@@ -297,7 +318,7 @@ class Node:
                 await listeners.close()
             running = self._routes.running_calls()
             if running and grace > 0:
-                await asyncio.wait(running, timeout=grace)
+                await wait_for_calls(self.name, running, grace, stop_waiting())
         finally:
             # Even when the steps above fail (or the loop's shutdown cancels this task), close what
             # is open: connections, the registry session, the listeners' socket files.
@@ -371,6 +392,9 @@ class Node:
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Coroutine[Any, Any, Any]:
         """Call ``func(*args)`` on service ``name``; await it for the result.
+
+        Arguments are positional only: a call carries no keyword arguments to the remote function
+        (``timeout`` is this method's own keyword), so give a function that needs options a dict.
 
         Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
         before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's
@@ -459,9 +483,12 @@ class Node:
     # -- SessionHandler --------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
+        log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
+                  session.origin, f": {reason}" if reason is not None else "")
         if self._routes.closed(session) and self._registry is not None:
             assert session.peer_name is not None
             self._registry.forget(session.peer_name)  # its address may be dead: look it up again
@@ -492,11 +519,14 @@ class Node:
             result = entry.fn(*args)
         except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
             _reply_exception(session, call.id, exc)
+            self.failures.failed(self.name, call.func, session.peer_name, exc)
             return
         if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
             self._start_task(session, call, lambda *_: result, ())
             return
-        session.reply(call.id, result)
+        problem = session.reply(call.id, result)
+        if problem is not None:
+            self.failures.failed(self.name, call.func, session.peer_name, problem, _UNSENDABLE)
 
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
@@ -570,10 +600,51 @@ class Node:
         request = call.meta.get("r") if call.meta is not None else None
         context.run(serving.set, Serving(session.deadline_of(call), request))
         task = asyncio.get_running_loop().create_task(
-            _answer(session, call.id, fn(*args)), context=context
+            self._answer(session, call, fn(*args)), context=context
         )
         session.running[call.id] = task
         task.add_done_callback(lambda _: session.running.pop(call.id, None))
+
+    async def _answer(self, session: Session, call: Call, coro: Any) -> None:
+        try:
+            result = await coro
+        except asyncio.CancelledError:
+            raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
+        except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
+            _reply_exception(session, call.id, exc)
+            self.failures.failed(self.name, call.func, session.peer_name, exc)
+        else:
+            problem = session.reply(call.id, result)
+            if problem is not None:
+                self.failures.failed(self.name, call.func, session.peer_name, problem, _UNSENDABLE)
+
+    def _functions_changed(self) -> None:
+        if self._registry is None or self._listeners is None or self._stopping:
+            return  # not serving (yet): `start` registers what is there then
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and here is not loop:  # added from another thread (namewire.sync)
+            loop.call_soon_threadsafe(self._functions_changed)
+        elif self._reregistering is None:
+            self._reregistering = asyncio.get_running_loop().create_task(self._register_again())
+
+    async def _register_again(self) -> None:
+        await asyncio.sleep(0)  # functions added in a row: one registration
+        self._reregistering = None
+        registry = self._registry
+        if registry is None or self._stopping:
+            return
+        try:
+            await registry.register(self._registration(self._metadata))
+        except NamewireError as exc:
+            log.warning("%s: functions added while serving are callable but not yet registered "
+                        "with the name service: %s", self.name, exc)
+        else:
+            log.info("%s: registered again, with functions %s", self.name,
+                     ", ".join(self.functions.names()))
 
     def _registration(self, metadata: dict[str, Any]) -> Registration:
         return Registration(
@@ -583,6 +654,7 @@ class Node:
             idempotent=self.functions.idempotent_names(),
             host=host_id(),
             metadata=metadata,
+            pid=os.getpid(),
             group=self.group,
         )
 
@@ -628,17 +700,6 @@ def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     urls = [advertise] if isinstance(advertise, str) else list(advertise)
     return tuple(str(parse_address(url)) for url in urls)
-
-
-async def _answer(session: Session, call_id: int, coro: Any) -> None:
-    try:
-        result = await coro
-    except asyncio.CancelledError:
-        raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
-    except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
-        _reply_exception(session, call_id, exc)
-    else:
-        session.reply(call_id, result)
 
 
 def _type_name(exc: BaseException) -> str:

@@ -43,7 +43,7 @@ __all__ = ["NameServiceClient"]
 log = logging.getLogger("namewire.registry")
 
 _BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 2.0
+_BACKOFF_MAX = 0.5  # a restarted name service sees everyone back within ~0.75 s (jitter)
 
 
 class NameServiceClient(Registry):
@@ -145,7 +145,8 @@ class NameServiceClient(Registry):
         rows = await self._call(FN_SERVICES)
         return [
             ServiceInfo(Registration.from_dict(r["registration"]), float(r["lease_age"]),
-                        float(r["ttl"]))
+                        float(r["ttl"]),
+                        float(r["expires_in"]) if r.get("expires_in") is not None else None)
             for r in rows
         ]
 
@@ -240,7 +241,8 @@ class NameServiceClient(Registry):
             return await session.call(func, args, self._call_timeout)
         except RemoteError as exc:
             if exc.remote_type == "NameTaken":
-                raise NameTaken(exc.remote_message) from None
+                name = str(args[0].get("name", "")) if func == FN_REGISTER else ""
+                raise NameTaken(name, reason=exc.remote_message) from None
             raise
         except (PeerLost, TimeoutError) as exc:
             raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None
@@ -249,8 +251,10 @@ class NameServiceClient(Registry):
         epoch = self._epoch
         data = await self._call(FN_LOOKUP, name)
         if data is None:
+            log.debug("%s: looked up %r: no such service", self.node_name, name)
             raise NameNotFound(name, registry=self.url)
         registration = Registration.from_dict(data)
+        log.debug("%s: looked up %r: %s", self.node_name, name, ", ".join(registration.addresses))
         if epoch == self._epoch:
             self._cache[name] = registration
         return registration
@@ -281,7 +285,7 @@ class NameServiceClient(Registry):
                     backoff = min(backoff * 2, _BACKOFF_MAX)
                     continue
                 backoff = _BACKOFF_FIRST
-                log.info("reconnected to the name service at %s", self.url)
+                log.info("%s: reconnected to the name service at %s", self.node_name, self.url)
                 await self._register_again()
                 continue
             self._wake.clear()

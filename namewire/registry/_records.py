@@ -34,6 +34,7 @@ class Registration:
     idempotent: tuple[str, ...] = ()
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
     group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +45,7 @@ class Registration:
             "idempotent": list(self.idempotent),
             "host": self.host,
             "metadata": dict(self.metadata),
+            "pid": self.pid,
             "group": self.group,
         }
 
@@ -57,6 +59,7 @@ class Registration:
                 idempotent=tuple(str(f) for f in data.get("idempotent", ())),
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
+                pid=int(data.get("pid") or 0),
                 group=str(data.get("group") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -65,11 +68,16 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
-    """A live service as listed by the registry (for ``namewire ls``)."""
+    """A live service as listed by the registry (for ``namewire ls``).
+
+    ``lease_age``: seconds since it registered; ``expires_in``: seconds until its lease runs out
+    unless renewed (None when the registry does not say).
+    """
 
     registration: Registration
     lease_age: float
     ttl: float
+    expires_in: float | None = None
 
 
 _HOST_ID: str | None = None
@@ -90,5 +98,17 @@ def host_id() -> str:
 
 
 def default_nameservice() -> str:
-    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`."""
-    return os.environ.get("NAMEWIRE_NAMESERVICE") or DEFAULT_NAMESERVICE
+    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`.
+
+    Raises ValueError saying that the value came from the environment when it is no address URL.
+    """
+    from_env = os.environ.get("NAMEWIRE_NAMESERVICE")
+    if not from_env:
+        return DEFAULT_NAMESERVICE
+    from ..transport import parse_address
+
+    try:
+        parse_address(from_env)
+    except ValueError as exc:
+        raise ValueError(f"$NAMEWIRE_NAMESERVICE (from the environment): {exc}") from None
+    return from_env

@@ -388,6 +388,9 @@ class Session:
                 fut = event.handle
                 if not fut.done():
                     fut.set_exception(event.error)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%r: call failed (%s): %s", self._conn.name, self._describe(),
+                              event.error)
             elif kind is Cancel:
                 handler.cancel_received(self, event.id)
             elif kind is WindowOpened:
