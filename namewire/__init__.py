@@ -9,6 +9,8 @@ and on top ``sync`` (blocking facade), ``workers/`` (`fork`, channels across pro
 the public names.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AuthError,
     CallTimeout,
@@ -66,7 +68,21 @@ from .transport import (
     connect,
     listen,
 )
-from .workers import Worker, WorkerChannel, fork, run_worker
+
+if TYPE_CHECKING:
+    from .workers import Worker, WorkerChannel, fork, run_worker
+
+# Imported on first use: multiprocessing and ctypes are not needed by a program that starts no
+# worker, and every `namewire` command would pay for them at start-up.
+_LAZY = {"Worker", "WorkerChannel", "fork", "run_worker"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import workers
+
+        return getattr(workers, name)
+    raise AttributeError(f"module 'namewire' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
