@@ -347,7 +347,8 @@ class WorkerChannel(Channel[T]):
     def message_received(self, session: Session, payload: Any, size: int) -> None:
         self._items.append(payload)
         self._sizes.append(size)
-        self._wake_getter()
+        if self._getters:  # under load the reader is busy, not waiting: skip the call
+            self._wake_getter()
 
     def call_received(self, session: Session, call: Call) -> None:
         if call.func == _CLOSE:
