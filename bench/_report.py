@@ -241,6 +241,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("### Databases (bench/db_bench.py; docs/db.md)")
         out.append("")
         out.extend(_generic_table(db))
+    workers = results.get("workers")
+    if workers:
+        out.append("### Workers (bench/workers_bench.py)")
+        out.append("")
+        out.extend(_generic_table(workers))
         out.append("")
 
     versions = results.get("versions", {})

@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging", "metrics", "db")
+SECTIONS = ("echo", "rpc", "memory", "logging", "metrics", "db", "workers")
 
 
 class Progress:
@@ -669,52 +669,52 @@ def run_logging(quick: bool, progress: Progress, notes: list[str]) -> dict[str, 
     return data if isinstance(data, dict) else {"rows": data}
 
 
-def run_metrics_overhead(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
-    """bench/metrics_overhead.py: Plus calls/s with metrics on and off in the same run."""
-    out = BUILD / "metrics_overhead.json"
+# --- sections that are scripts of their own ----------------------------------------------------
+
+
+def run_script(
+    label: str, script: str, args: Sequence[str], progress: Progress, notes: list[str],
+    *, timeout: float = 420,
+) -> dict[str, Any]:
+    """Runs ``bench/<script> --json FILE <args>`` and returns the JSON it wrote, or an error row."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    out = BUILD / (Path(script).stem + ".json")
     out.unlink(missing_ok=True)
-    argv = [PY, str(BENCH / "metrics_overhead.py"), "--json", str(out)]
-    if quick:
-        argv += ["--seconds", "2", "--rounds", "2"]
     try:
-        done = run_captured(argv, timeout=300)
+        done = run_captured([PY, str(BENCH / script), "--json", str(out), *args], timeout=timeout)
         if done.returncode != 0:
             raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
         data: dict[str, Any] = json.loads(out.read_text())
     except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        notes.append(f"metrics overhead: failed, {exc}")
-        progress.step(f"metrics overhead: FAILED ({exc})")
+        notes.append(f"{label}: failed, {exc}")
+        progress.step(f"{label}: FAILED ({exc})")
         return {"error": str(exc)}
-    summary = (f"metrics on / off: {data['ratio']:.3f} ({data['on_calls_per_s']:,.0f} / "
-               f"{data['off_calls_per_s']:,.0f} calls/s at {data['callers']} callers, median of "
-               f"{data['rounds']} alternating rounds; bench/metrics_overhead.py)")
-    notes.append(summary)
-    progress.step(summary)
+    progress.step(f"{label}: done")
     return data
 
 
-# --- databases -----------------------------------------------------------------------------------
+def run_metrics_overhead(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """bench/metrics_overhead.py: Plus calls/s with metrics on and off in the same run."""
+    args = ["--seconds", "2", "--rounds", "2"] if quick else []
+    data = run_script("metrics overhead", "metrics_overhead.py", args, progress, notes, timeout=300)
+    if "error" not in data:
+        notes.append(f"metrics on / off: {data['ratio']:.3f} ({data['on_calls_per_s']:,.0f} / "
+                     f"{data['off_calls_per_s']:,.0f} calls/s at {data['callers']} callers, "
+                     f"median of {data['rounds']} alternating rounds; bench/metrics_overhead.py)")
+    return data
 
 
 def run_db(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
-    """Runs bench/db_bench.py (namewire.db beside aiosqlite and asyncpg) and returns its JSON."""
-    BUILD.mkdir(parents=True, exist_ok=True)
-    out = BUILD / "db.json"
-    out.unlink(missing_ok=True)
-    shape = ["--seconds", "0.5", "--repeat", "1", "--callers", "16"] if quick else [
-        "--seconds", "1.5", "--repeat", "2"]
-    try:
-        done = run_captured([PY, str(BENCH / "db_bench.py"), *shape, "--json", str(out)],
-                            timeout=420)
-        if done.returncode != 0:
-            raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
-        data = json.loads(out.read_text())
-    except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        notes.append(f"db: failed, {exc}")
-        progress.step(f"db: FAILED ({exc})")
-        return {"error": str(exc)}
-    progress.step("db: done")
-    return dict(data)
+    """bench/db_bench.py: namewire.db beside aiosqlite and asyncpg."""
+    shape = (["--seconds", "0.5", "--repeat", "1", "--callers", "16"] if quick
+             else ["--seconds", "1.5", "--repeat", "2"])
+    return run_script("db", "db_bench.py", shape, progress, notes)
+
+
+def run_workers(quick: bool, progress: Progress, notes: list[str]) -> dict[str, Any]:
+    """bench/workers_bench.py: channels beside multiprocessing.Queue, --workers 1 vs 2."""
+    args = ["--quick"] if quick else []
+    return run_script("workers", "workers_bench.py", args, progress, notes, timeout=300)
 
 
 # --- versions and machine ------------------------------------------------------------------------
@@ -889,6 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
         + (1 if "metrics" in sections else 0)
         + (1 if "db" in sections else 0)
+        + (1 if "workers" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -930,6 +931,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["metrics"] = run_metrics_overhead(args.quick, progress, notes)
         if "db" in sections:
             results["db"] = run_db(args.quick, progress, notes)
+        if "workers" in sections:
+            results["workers"] = run_workers(args.quick, progress, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")

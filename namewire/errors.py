@@ -23,6 +23,9 @@
     ├── AuthError                the peer refused our credentials
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
     ├── DatabaseError            a namewire.db operation failed: the driver's error and the statement
+    ├── ChannelBroken            the other end of a worker channel went away without closing it
+    │   └── WorkerExited         ... because the worker ended: ``exitcode`` or ``signal``
+    ├── ValueCannotCross         (also an EncodeError) a value a worker channel cannot carry
     └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
@@ -39,6 +42,7 @@ from collections.abc import Sequence
 __all__ = [
     "AuthError",
     "CallTimeout",
+    "ChannelBroken",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",
@@ -58,6 +62,8 @@ __all__ = [
     "RemoteError",
     "SupervisorFailed",
     "TransportError",
+    "ValueCannotCross",
+    "WorkerExited",
 ]
 
 
@@ -381,3 +387,72 @@ class DatabaseError(NamewireError):
         if len(statement) > 200:
             statement = statement[:197] + "..."
         return f"{where} (statement: {statement})"
+
+
+class ChannelBroken(NamewireError):
+    """The other end of the worker channel ``channel`` went away without closing it (``why``).
+
+    Values it had sent before are still readable; after them, and for every ``put``, this is raised.
+    """
+
+    def __init__(self, channel: str, why: str) -> None:
+        self.channel = channel
+        self.why = why
+        super().__init__(channel, why)
+
+    def __str__(self) -> str:
+        return f"channel {self.channel!r}: {self.why}" if self.channel else self.why
+
+
+class WorkerExited(ChannelBroken):
+    """The worker ``worker`` (``pid``; None for a thread) ended while its channels were open.
+
+    ``exitcode`` is the process's exit status (None if a signal ended it), ``signal`` the name of
+    the signal that killed it (``"SIGKILL"``) or None, ``error`` the text of the exception a thread
+    worker (or a worker that could not start) ended with.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        worker: str,
+        pid: int | None,
+        exitcode: int | None,
+        signal: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.worker = worker
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        self.error = error
+        who = f"worker {worker!r}" + (f" (pid {pid})" if pid is not None else " (thread)")
+        if signal is not None:
+            how = f"was killed by {signal}"
+        else:
+            how = f"exited with code {exitcode}"
+        if error:
+            how += f" ({error})"
+        super().__init__(channel, f"{who} {how}")
+
+
+class ValueCannotCross(EncodeError):
+    """A value put on the worker channel ``channel`` cannot be encoded to cross to the other side.
+
+    ``type_name`` is the type that msgpack cannot carry, ``path`` where it sits in the value
+    (``"[2]['when']"``, empty for the value itself). Nothing was sent; the channel stays usable.
+    """
+
+    def __init__(self, channel: str, type_name: str, path: str = "") -> None:
+        self.channel = channel
+        self.type_name = type_name
+        self.path = path
+        super().__init__(channel, type_name, path)
+
+    def __str__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return (
+            f"channel {self.channel!r}: a value of type {self.type_name}{where} cannot cross to "
+            "another process (msgpack carries None, bool, int, float, str, bytes, list, tuple "
+            "and dict); nothing was sent"
+        )

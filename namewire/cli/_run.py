@@ -71,6 +71,9 @@ def add_parsers(commands: Any) -> None:
                           f"backoff; 0 tries once (default: {DEFAULT_REGISTRY_WAIT:g})")
     run.add_argument("--metrics", metavar="URL", type=address,
                      help="serve Prometheus metrics at this tcp://host:port (docs/observability.md)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="run N processes of the service as the group NAME: instances "
+                          "NAME/1 .. NAME/N, restarted when they crash (see docs/workers.md)")
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -133,37 +136,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    if args.workers is not None:
+        from ._workers import run_group
+
+        return run_group(args, node.name)
     if args.metrics:
         if node.metrics is None:
             fail(f"--metrics: {args.app} makes its Node with metrics=False")
         node.metrics_url = args.metrics
     runtime.set_default_node_name(node.name)
     main_failed: list[str] = []
-
-    async def serve() -> None:
-        async with node.serve(
-            listen=args.listen or "tcp://127.0.0.1:0",
-            unix=not args.no_unix,
-            advertise=args.advertise,
-            nameservice=ns_url,
-            lease_ttl=args.lease_ttl,
-            grace=args.grace,
-            registry_wait=args.wait_for_nameservice,
-        ):
-            log.info("%s serving on %s (%s)", node.name, ", ".join(node.addresses),
-                     socket_implementation())
-            if main is None:
-                await asyncio.Event().wait()
-                return
-            try:
-                await main(node)
-            except Exception as exc:  # reported through the log, then exit 1
-                main_failed.append(f"{node.name}: main(node) raised {type(exc).__name__}: {exc}; "
-                                   "stopping")
-                log.exception("%s", main_failed[0])
-
     try:
-        runtime.run(serve())
+        runtime.run(serve_app(node, main, args, ns_url, main_failed))
     except NamewireError as exc:  # could not start: expected causes, one line says which
         return _fatal(args, f"{node.name}: {type(exc).__name__}: {exc}", with_traceback=False)
     except KeyboardInterrupt:
@@ -177,6 +161,32 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return FAILED
     return 0
+
+
+async def serve_app(node: Node, main: Any, args: argparse.Namespace, ns_url: str,
+                    main_failed: list[str]) -> None:
+    """Serve ``node`` with the ``run`` options until ``main`` returns (or forever); a failure of
+    ``main`` is logged and appended to ``main_failed``."""
+    async with node.serve(
+        listen=args.listen or "tcp://127.0.0.1:0",
+        unix=not args.no_unix,
+        advertise=args.advertise,
+        nameservice=ns_url,
+        lease_ttl=args.lease_ttl,
+        grace=args.grace,
+        registry_wait=args.wait_for_nameservice,
+    ):
+        log.info("%s serving on %s (%s)", node.name, ", ".join(node.addresses),
+                 socket_implementation())
+        if main is None:
+            await asyncio.Event().wait()
+            return
+        try:
+            await main(node)
+        except Exception as exc:  # reported through the log, then exit 1
+            main_failed.append(f"{node.name}: main(node) raised {type(exc).__name__}: {exc}; "
+                               "stopping")
+            log.exception("%s", main_failed[0])
 
 
 def cmd_nameservice(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from ..registry._protocol import (
     EVENT_CHANGED,
     FN_DEREGISTER,
     FN_LOOKUP,
+    FN_MEMBERS,
     FN_PROVIDERS,
     FN_REGISTER,
     FN_RENEW,
@@ -61,6 +62,7 @@ class NameService:
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}
         self._func_watchers: dict[str, set[Session]] = {}
+        self._group_watchers: dict[str, set[Session]] = {}
         self._tracked: set[Session] = set()
         self._sweep_interval = sweep_interval
         for fn, name in (
@@ -68,6 +70,7 @@ class NameService:
             (self._renew, FN_RENEW),
             (self._deregister, FN_DEREGISTER),
             (self._lookup, FN_LOOKUP),
+            (self._members, FN_MEMBERS),
             (self._providers, FN_PROVIDERS),
             (self._services, FN_SERVICES),
         ):
@@ -107,7 +110,11 @@ class NameService:
         self._lease_ids[lease.id] = lease
         self._track(session)
         old_functions = held.registration.functions if held is not None else ()
-        self._notify(registration.name, set(old_functions) | set(registration.functions))
+        old_group = held.registration.group if held is not None else ""
+        if old_group and old_group != registration.group:
+            self._notify(registration.name, set(old_functions), group=old_group)
+        self._notify(registration.name, set(old_functions) | set(registration.functions),
+                     group=registration.group)
         log.info("registered %r at %s", registration.name, ", ".join(registration.addresses))
         return {"lease": lease.id, "ttl": ttl}
 
@@ -130,6 +137,11 @@ class NameService:
         lease = self._leases.get(name)
         return lease.registration.to_dict() if lease is not None else None
 
+    def _members(self, caller: Caller, group: str) -> list[dict[str, Any]]:
+        self._watch(self._group_watchers, group, _session_of(caller))
+        return [lease.registration.to_dict() for _, lease in sorted(self._leases.items())
+                if lease.registration.group == group]
+
     def _providers(self, caller: Caller, func: str) -> list[str]:
         self._watch(self._func_watchers, func, _session_of(caller))
         return sorted(n for n, lease in self._leases.items()
@@ -151,14 +163,19 @@ class NameService:
         if self._leases.get(name) is lease:
             del self._leases[name]
             if notify:
-                self._notify(name, set(lease.registration.functions), left=True)
+                self._notify(name, set(lease.registration.functions), left=True,
+                             group=lease.registration.group)
 
-    def _notify(self, name: str, functions: set[str], *, left: bool = False) -> None:
+    def _notify(self, name: str, functions: set[str], *, left: bool = False,
+                group: str = "") -> None:
         sessions = set(self._name_watchers.get(name, ()))
         for func in functions:
             sessions |= self._func_watchers.get(func, set())
+        if group:
+            sessions |= self._group_watchers.get(group, set())
         notice = {
-            "event": EVENT_CHANGED, "name": name, "functions": sorted(functions), "left": left
+            "event": EVENT_CHANGED, "name": name, "functions": sorted(functions), "left": left,
+            "group": group,
         }
         for session in sessions:
             session.push(notice)
@@ -177,7 +194,7 @@ class NameService:
 
     def _session_gone(self, session: Session) -> None:
         self._tracked.discard(session)
-        for table in (self._name_watchers, self._func_watchers):
+        for table in (self._name_watchers, self._func_watchers, self._group_watchers):
             for key in [k for k, s in table.items() if session in s]:
                 table[key].discard(session)
                 if not table[key]:

@@ -49,6 +49,7 @@ from ..wire import (
 )
 from ._failures import FailureLog
 from ._functions import Caller, FunctionTable
+from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
@@ -178,6 +179,10 @@ class Node:
         self._metadata: dict[str, Any] = {}
         self._reregistering: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The group this node is an instance of (`namewire run --workers N` sets it), and the
+        # routing of calls and messages to group names (`_groups.py`).
+        self.group = ""
+        self._groups = GroupRouter(self)
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -414,7 +419,7 @@ class Node:
         `PeerLost` (cannot reach, or the connection is already closed), `EncodeError`. A node may
         send to its own name.
         """
-        session = self._routes.by_name.get(name)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=True)
         if session is None:
             return self._send_msg_first(name, msg)
         return session.send_msg(msg)  # one coroutine per message, as in `rpc_call`
@@ -424,7 +429,7 @@ class Node:
         if name == self.name:
             await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
             return
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=True)
         await session.send_msg(msg)
 
     def rpc_call(
@@ -446,7 +451,7 @@ class Node:
         context = serving.get()
         if self._tracer is not None:
             return self._rpc_call_traced(name, func, args, timeout, context)
-        session = self._routes.by_name.get(name)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=False)
         if session is None:
             return self._rpc_call_first(name, func, args, timeout, context)
         if context is None:
@@ -467,7 +472,7 @@ class Node:
             context = Serving(None, next(_request_ids))
         context = context._replace(trace=traceparent_of(span))
         try:
-            session = self._routes.by_name.get(name)
+            session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=False)
             if session is None:
                 result = await self._rpc_call_first(name, func, args, timeout, context)
             else:
@@ -491,7 +496,7 @@ class Node:
         """`rpc_call` without an open route: to ourselves, or after look-up and connect."""
         if name == self.name:
             return await self._call_self(func, args, timeout, context)
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=False)
         if context is None:
             return await session.call(func, args, timeout, None, next(_request_ids))
         return await session.call(
@@ -821,6 +826,7 @@ class Node:
             host=host_id(),
             metadata=metadata,
             pid=os.getpid(),
+            group=self.group,
         )
 
 
@@ -836,6 +842,18 @@ class Node:
         turn = self._round_robin.get(func, 0)
         self._round_robin[func] = turn + 1
         return providers[turn % len(providers)]
+
+    async def _route_or_group(self, name: str, *, sticky: bool) -> Session:
+        """The session to ``name``, or to a live member when ``name`` is a group."""
+        groups = self._groups
+        if name not in groups.known:
+            try:
+                return await self._route(name)
+            except NameNotFound:
+                if self._registry is None or not await groups.is_group(name, self._registry):
+                    raise
+        assert self._registry is not None
+        return await groups.session(name, self._registry, sticky=sticky)
 
     async def _route(self, name: str) -> Session:
         if not self._running or self._stopping:

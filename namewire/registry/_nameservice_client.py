@@ -29,6 +29,7 @@ from ._protocol import (
     EVENT_CHANGED,
     FN_DEREGISTER,
     FN_LOOKUP,
+    FN_MEMBERS,
     FN_PROVIDERS,
     FN_REGISTER,
     FN_RENEW,
@@ -73,6 +74,7 @@ class NameServiceClient(Registry):
         self._lease: str | None = None
         self._cache: dict[str, Registration] = {}
         self._providers: dict[str, list[str]] = {}
+        self._members: dict[str, list[Registration]] = {}
         # Bumped by every change notice and reconnect. An answer is cached only if no notice came
         # while it was on its way: a notice can overtake the task that waits for the answer.
         self._epoch = 0
@@ -133,6 +135,16 @@ class NameServiceClient(Registry):
                 self._providers[func] = cached
         return list(cached)
 
+    async def members(self, group: str) -> list[Registration]:
+        cached = self._members.get(group)
+        if cached is None:
+            epoch = self._epoch
+            rows = await self._call(FN_MEMBERS, group)
+            cached = [Registration.from_dict(r) for r in rows]
+            if epoch == self._epoch:
+                self._members[group] = cached
+        return list(cached)
+
     async def services(self) -> list[ServiceInfo]:
         rows = await self._call(FN_SERVICES)
         return [
@@ -176,6 +188,9 @@ class NameServiceClient(Registry):
                 self.name_left(name)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
+            group = payload.get("group")
+            if group:
+                self._members.pop(str(group), None)
 
     def call_received(self, session: Session, call: Call) -> None:
         session.reply_error(call.id, "no_such_function", "NoSuchFunction",
@@ -193,6 +208,7 @@ class NameServiceClient(Registry):
         self._epoch += 1
         self._cache.clear()
         self._providers.clear()
+        self._members.clear()
         self._wake.set()
 
     # -- internals ---------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ class Registration:
     """A service as it registers itself: name, listening addresses, remote functions, metadata.
 
     ``host`` identifies the machine (see `host_id`) so that peers on the same host can prefer a unix
-    socket. ``idempotent`` lists the functions that may be retried on another provider.
+    socket. ``idempotent`` lists the functions that may be retried on another provider. ``group``
+    is the group this service is an instance of (``"PlusServer"`` for ``"PlusServer/2"``), or empty.
     """
 
     name: str
@@ -34,6 +35,7 @@ class Registration:
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
+    group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class Registration:
             "host": self.host,
             "metadata": dict(self.metadata),
             "pid": self.pid,
+            "group": self.group,
         }
 
     @classmethod
@@ -57,6 +60,7 @@ class Registration:
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
                 pid=int(data.get("pid") or 0),
+                group=str(data.get("group") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None

@@ -63,6 +63,18 @@ class Registry(ABC):
     async def services(self) -> list[ServiceInfo]:
         """Every live service."""
 
+    async def members(self, group: str) -> list[Registration]:
+        """The live registrations whose ``group`` is ``group``, sorted by name; empty if none.
+
+        The contract of groups (docs/workers.md): a member registers under its own name with
+        ``Registration.group`` set; it is listed here exactly while its own name is registered,
+        and leaves with it (lease end, deregister, disconnect). This default asks `services`;
+        a backend may answer from a cache it keeps current by watching the group.
+        """
+        rows = await self.services()
+        return sorted((r.registration for r in rows if r.registration.group == group),
+                      key=lambda r: r.name)
+
     @abstractmethod
     def forget(self, name: str) -> None:
         """Drop any cached registration of ``name`` (its connection just broke, say)."""

@@ -271,6 +271,16 @@ class Session:
         if self._write_paused:
             await self._drain()
 
+    def send_msg_nowait(self, payload: Any) -> bool:
+        """Queue a message if the peer's window has room now; False (nothing queued) if not.
+        Raises `PeerLost` once closing, `EncodeError`, `MessageTooLarge`."""
+        if self._closing:
+            raise self._lost_error(None)
+        if self._msg_waiters or not self._conn.send_msg(payload):
+            return False
+        self._written()
+        return True
+
     def push(self, payload: Any) -> None:
         """Write a control message without waiting (registry notices); dropped once closing."""
         if not self._closing:
@@ -295,6 +305,13 @@ class Session:
         if not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def fail_senders(self, exc: BaseException) -> None:
+        """Make every `send_msg` still waiting for message credit raise ``exc``; their messages
+        are not sent (a worker channel closed while its producers wait)."""
+        for waiter in self._msg_waiters or ():
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def close(self) -> None:
         """Close after flushing what is written."""

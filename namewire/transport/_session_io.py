@@ -30,12 +30,14 @@ async def session_over(sock: socket.socket, session: Session, *, native: bool = 
         return session
     loop = asyncio.get_running_loop()
     try:
-        _, stream = await loop.connect_accepted_socket(AsyncioStream, sock)
+        # Attached in connection_made: over a socketpair both ends speak first, so bytes can
+        # arrive before connect_accepted_socket returns.
+        await loop.connect_accepted_socket(
+            lambda: AsyncioStream(on_connected=session.attach), sock
+        )
     except BaseException:
         sock.close()
         raise
-    assert isinstance(stream, AsyncioStream)
-    session.attach(stream)
     return session
 
 
