@@ -88,6 +88,7 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     rpc = results.get("rpc")
     if rpc:
         ratios.append(_rpc_ratio(rpc))
+        ratios.extend(_probe_ratios(rpc))
     for row in results.get("memory", {}).get("rows", []):
         if row.get("key") == "namewire" and "per_conn_bytes" in row:
             ratios.append(
@@ -103,7 +104,7 @@ def _rpc_ratio(rpc: dict[str, Any]) -> dict[str, Any]:
     nw_point = _rpc_point(rows["namewire"], top) if "namewire" in rows else None
     best_label, best_value = None, None
     for key, row in rows.items():
-        if key == "namewire":
+        if key == "namewire" or row.get("reference"):
             continue
         point = _rpc_point(row, top)
         if point and (best_value is None or point["calls_per_s"] > best_value):
@@ -115,6 +116,30 @@ def _rpc_ratio(rpc: dict[str, Any]) -> dict[str, Any]:
         if nw_point and best_value
         else None,
     }
+
+
+def _probe_ratios(rpc: dict[str, Any]) -> list[dict[str, Any]]:
+    """namewire's calls/s against the bare msgpack-RPC probe's, at each caller count above 1."""
+    rows = {row["key"]: row for row in rpc.get("rows", [])}
+    if "namewire" not in rows or "probe" not in rows:
+        return []
+    out = []
+    for callers in rpc.get("callers", []):
+        if callers == 1:
+            continue
+        a, b = _rpc_point(rows["namewire"], callers), _rpc_point(rows["probe"], callers)
+        out.append({
+            "name": f"RPC calls/s namewire / bare msgpack-RPC probe at {callers} callers",
+            "best_peer": "reference",
+            "value": round(a["calls_per_s"] / b["calls_per_s"], 3) if a and b else None,
+        })
+    return out
+
+
+def _cpu_per_call(point: dict[str, Any] | None) -> str:
+    if not point or "server_us_per_call" not in point:
+        return "—"
+    return f"{point['server_us_per_call']:.1f} / {point['client_us_per_call']:.1f} µs"
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -163,8 +188,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("### RPC: `plus(1, 2)` in a loop, calls/s and latency")
         out.append("")
         head = [f"{c} caller{'s' if c > 1 else ''}" for c in callers]
-        out.append(f"| system | {' | '.join(head)} | p50 / p99 @{lo} | p50 / p99 @{hi} |")
-        out.append("|---|" + "---:|" * (len(callers) + 2))
+        out.append(
+            f"| system | {' | '.join(head)} | p50 / p99 @{lo} | p50 / p99 @{hi} "
+            f"| CPU server / client per call @{hi} |"
+        )
+        out.append("|---|" + "---:|" * (len(callers) + 3))
         for row in rpc["rows"]:
             cells = []
             for c in callers:
@@ -177,6 +205,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             for c in (lo, hi):
                 p = _rpc_point(row, c)
                 cells.append(_latency(p) if p else _cell_or_failed(row, str(c), "—"))
+            cells.append(_cpu_per_call(_rpc_point(row, hi)))
             label = row["label"] + (f" (skipped: {row['skipped']})" if "skipped" in row else "")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.extend(_noise_footnote(rpc["rows"], callers))

@@ -300,7 +300,8 @@ def run_echo(
 
 
 def measure_point(
-    server_pid: int, client_argv: Sequence[str], timeout: float, quiet_wait: float
+    server_pid: int | Sequence[int], client_argv: Sequence[str], timeout: float,
+    quiet_wait: float,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Runs one client to completion (pinned to the client CPU) and accounts for the CPU.
 
@@ -309,15 +310,20 @@ def measure_point(
     child's rusage) and everyone else's (the noise), as fractions of one CPU.
     """
     idle_before = wait_for_quiet(quiet_wait)
+    pids = [server_pid] if isinstance(server_pid, int) else list(server_pid)
+
+    def server_seconds() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
     cpu0, busy0, kids0, t0 = (
-        cpu_seconds(server_pid),
+        server_seconds(),
         machine_busy_seconds(),
         children_cpu(),
         time.monotonic(),
     )
     done = run_captured(pinned(CLIENT_CPU, client_argv), timeout=timeout)
     wall = time.monotonic() - t0
-    server = (cpu_seconds(server_pid) - cpu0) / wall
+    server = (server_seconds() - cpu0) / wall
     client = (children_cpu() - kids0) / wall
     other = max(0.0, (machine_busy_seconds() - busy0) / wall - server - client)
     usage = {
@@ -329,6 +335,20 @@ def measure_point(
     if done.returncode != 0 and "RESULT " not in done.stdout:
         raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
     return done, usage
+
+
+def cpu_per_call(usage: dict[str, Any], rate: float) -> dict[str, float]:
+    """Server and client CPU microseconds per call (or round trip) at ``rate`` per second.
+
+    The shares are over the client's whole run (connect and warm-up included), so this slightly
+    overstates the cost per counted call; it is the same for every row, and says which side limits.
+    """
+    if not rate:
+        return {}
+    return {
+        "server_us_per_call": round(usage["server_cpu"] / rate * 1e6, 2),
+        "client_us_per_call": round(usage["client_cpu"] / rate * 1e6, 2),
+    }
 
 
 def wait_for_quiet(max_wait: float, threshold: float = 0.25, sample: float = 0.25) -> float:
@@ -356,16 +376,32 @@ def describe_usage(usage: dict[str, Any]) -> str:
 # --- RPC -----------------------------------------------------------------------------------------
 
 
+# The RPC systems, in table order: (key, label, peer script, environment, Python module it
+# needs, binary it needs, reference row?).  A reference row is a yardstick, not a peer: it is
+# left out of "the best peer".  A new peer is one line here and a script in bench/peers/ with
+# the `server PORT` / `client PORT --callers ...` command line of `_rpcload.peer_parser`.
+RPC_PEERS: list[tuple[str, str, str, dict[str, str], str, str | None, bool]] = [
+    ("probe", "bare msgpack-RPC probe on uvloop (reference)", "msgpack_rpc_probe.py", {},
+     "uvloop", None, True),
+    ("nats", "NATS request/reply (nats-server + nats-py)", "nats_plus.py", {}, "nats",
+     "nats-server", False),
+    ("zmq", "pyzmq ROUTER / DEALER (asyncio client)", "zmq_plus.py", {}, "zmq", None, False),
+    ("pyro5", "Pyro5 (thread pool)", "pyro5_plus.py", {}, "Pyro5", None, False),
+    ("pyro5_mux", "Pyro5 (multiplex)", "pyro5_plus.py", {"PYRO_SERVERTYPE": "multiplex"},
+     "Pyro5", None, False),
+    ("rpyc", "rpyc (threaded)", "rpyc_plus.py", {}, "rpyc", None, False),
+    ("grpc", "grpcio (asyncio, generic handler)", "grpc_plus.py", {}, "grpc", None, False),
+]
+
+
 def rpc_systems() -> list[dict[str, Any]]:
     """The RPC systems: key, label, and how to start the server and the client."""
     systems: list[dict[str, Any]] = [{"key": "namewire", "label": "namewire (by name)"}]
-    for key, label, script, env in (
-        ("pyro5", "Pyro5 (thread pool)", "pyro5_plus.py", {}),
-        ("pyro5_mux", "Pyro5 (multiplex)", "pyro5_plus.py", {"PYRO_SERVERTYPE": "multiplex"}),
-        ("rpyc", "rpyc (threaded)", "rpyc_plus.py", {}),
-        ("grpc", "grpcio (asyncio, generic handler)", "grpc_plus.py", {}),
-    ):
-        systems.append({"key": key, "label": label, "script": PEERS / script, "env": env})
+    for key, label, script, env, module, binary, reference in RPC_PEERS:
+        systems.append(
+            {"key": key, "label": label, "script": PEERS / script, "env": env,
+             "module": module, "binary": binary, "reference": reference}
+        )
     return systems
 
 
@@ -381,6 +417,8 @@ def run_rpc(
     rows: list[dict[str, Any]] = []
     for system in rpc_systems():
         row: dict[str, Any] = {"key": system["key"], "label": system["label"], "points": {}}
+        if system.get("reference"):
+            row["reference"] = True
         rows.append(row)
         missing = rpc_missing(system)
         if missing:
@@ -391,7 +429,7 @@ def run_rpc(
             continue
         with ProcessSet(LOGS) as procs:
             try:
-                client_for, server_pid = start_rpc_server(system, procs)
+                client_for, server_pids = start_rpc_server(system, procs)
             except PeerFailed as exc:
                 for callers in callers_list:
                     row["points"][str(callers)] = {"error": f"server: {exc}"}
@@ -402,7 +440,7 @@ def run_rpc(
                 label = f"rpc {system['label']} @{callers}"
                 try:
                     argv = client_for(callers, seconds, warmup)
-                    done, usage = measure_point(server_pid, argv, seconds + warmup + 90, quiet_wait)
+                    done, usage = measure_point(server_pids, argv, seconds + warmup + 90, quiet_wait)
                     result = parse_result_line(done.stdout)
                     if result.get("errors"):
                         raise PeerFailed(
@@ -413,6 +451,7 @@ def run_rpc(
                         raise PeerFailed("no call completed within the measurement window")
                     result.pop("error", None)
                     result.update(usage)
+                    result.update(cpu_per_call(usage, result["calls_per_s"]))
                     row["points"][str(callers)] = result
                     progress.step(
                         f"{label}: {result['calls_per_s']:,.0f} calls/s, "
@@ -430,11 +469,12 @@ def rpc_missing(system: dict[str, Any]) -> str | None:
     """Why an RPC system cannot run here, or None."""
     if system["key"] == "namewire":
         return namewire_node_missing()
-    module = {"pyro5": "Pyro5", "pyro5_mux": "Pyro5", "rpyc": "rpyc", "grpc": "grpc"}[system["key"]]
     try:
-        __import__(module)
+        __import__(system["module"])
     except ImportError:
-        return f"{module} not installed (pip install -e '.[bench]')"
+        return f"{system['module']} not installed (pip install -e '.[bench]')"
+    if system["binary"] and shutil.which(system["binary"]) is None:
+        return f"{system['binary']} not installed (bench/setup.sh installs it)"
     return None
 
 
@@ -457,8 +497,9 @@ def start_namewire_plus(
 
 def start_rpc_server(
     system: dict[str, Any], procs: ProcessSet
-) -> tuple[Callable[[int, float, float], list[str]], int]:
-    """Starts the system's server(s); returns the client's argv builder and the server's pid."""
+) -> tuple[Callable[[int, float, float], list[str]], list[int]]:
+    """Starts the system's server(s); returns the client's argv builder and the server side's
+    pids (a broker and its responder both count: NATS)."""
     if system["key"] == "namewire":
         port = free_port()
         ns_url, server = start_namewire_plus(procs, "rpc", port)
@@ -477,7 +518,7 @@ def start_rpc_server(
                 "--warmup",
                 str(w),
             ],
-            pid_listening_on(server.pid, port),
+            [pid_listening_on(server.pid, port)],
         )
     port = free_port()
     # Environment switches (PYRO_SERVERTYPE) reach both sides through `env`, like a user's shell.
@@ -502,7 +543,7 @@ def start_rpc_server(
             "--warmup",
             str(w),
         ],
-        pid_listening_on(server.pid, port),
+        sorted({server.pid, pid_listening_on(server.pid, port)}),
     )
 
 
@@ -692,7 +733,9 @@ def versions() -> dict[str, str]:
         "luv": command_version(["lua5.4", "-e", 'print(require("luv").version_string())']),
         "gcc": command_version(["gcc", "-dumpfullversion"]),
     }
-    for dist in ("namewire", "uvloop", "msgpack", "Pyro5", "rpyc", "grpcio", "matplotlib"):
+    found["nats-server"] = command_version(["nats-server", "--version"]).split()[-1]
+    for dist in ("namewire", "uvloop", "msgpack", "nats-py", "pyzmq", "Pyro5", "rpyc", "grpcio",
+                 "matplotlib"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
