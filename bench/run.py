@@ -60,8 +60,11 @@ RESULTS = BENCH / "results"
 PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
+RPCGEN = BUILD / "rpcgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging")
+SECTIONS = ("echo", "rpc", "capacity", "memory", "logging")
+# Server capacity: (connections, calls in flight on each) the C RPC load generator keeps up.
+CAPACITY_LOADS = ((1, 1), (1, 1000), (100, 10))
 
 
 class Progress:
@@ -566,6 +569,78 @@ def plus_server_argv(ns_url: str, port: int) -> list[str]:
     ]
 
 
+# --- server capacity: the C RPC load generator against namewire and against the C RPC server ----
+
+
+def run_capacity(
+    seconds: float, warmup: float, quiet_wait: float, progress: Progress, notes: list[str]
+) -> dict[str, Any]:
+    """namewire's PlusServer and the C RPC server (the ceiling), each driven by `rpcgen` with
+    namewire's own hello, call and reply frames, at each of `CAPACITY_LOADS`."""
+    servers = [
+        ("namewire", "namewire PlusServer (C reactor)" if native_sockets() else
+         "namewire PlusServer (pure asyncio)", namewire_node_missing()),
+        ("c_rpc", "C RPC server (rpc_epoll, the ceiling)",
+         None if (BUILD / "rpc_epoll").exists() else "bench/build/rpc_epoll not built"),
+    ]
+    rows: list[dict[str, Any]] = []
+    for key, label, missing in servers:
+        row: dict[str, Any] = {"key": key, "label": label, "points": {}}
+        rows.append(row)
+        why = missing or (None if RPCGEN.exists() else "bench/build/rpcgen not built")
+        if why:
+            row["skipped"] = why
+            notes.append(f"capacity {label}: skipped, {why}")
+            for conns, depth in CAPACITY_LOADS:
+                progress.step(f"capacity {label} {conns}x{depth}: skipped ({why})")
+            continue
+        with ProcessSet(LOGS) as procs:
+            port = free_port()
+            try:
+                if key == "namewire":
+                    _, server = start_namewire_plus(procs, "capacity", port)
+                else:
+                    server = procs.start(
+                        "capacity-c-rpc", pinned(SERVER_CPU, [str(BUILD / "rpc_epoll"), str(port)])
+                    )
+                wait_port(port, server)
+                pid = pid_listening_on(server.pid, port)
+            except PeerFailed as exc:
+                row["skipped"] = f"server failed: {exc}"
+                notes.append(f"capacity {label}: server failed, {exc}")
+                for conns, depth in CAPACITY_LOADS:
+                    progress.step(f"capacity {label} {conns}x{depth}: FAILED ({exc})")
+                continue
+            for conns, depth in CAPACITY_LOADS:
+                name = f"{conns}x{depth}"
+                text = f"capacity {label} {name}"
+                argv = [str(RPCGEN), "-c", str(conns), "-q", str(depth), "-d", str(seconds),
+                        "-w", str(warmup), "127.0.0.1", str(port)]
+                try:
+                    done, usage = measure_point(pid, argv, seconds + warmup + 45, quiet_wait)
+                    result = parse_result_line(done.stdout)
+                    if result.get("errors"):
+                        raise PeerFailed(f"{result['errors']} error(s), first: {result['error']}")
+                    if not result.get("calls"):
+                        raise PeerFailed("no reply within the window")
+                    result.update(usage)
+                    result.update(cpu_per_call(usage, result["calls_per_s"]))
+                    row["points"][name] = result
+                    progress.step(
+                        f"{text}: {result['calls_per_s']:,.0f} calls/s, p50 "
+                        f"{result['p50_us']:,.0f} µs ({describe_usage(usage)})"
+                    )
+                except PeerFailed as exc:
+                    row["points"][name] = {"error": str(exc)}
+                    notes.append(f"{text}: failed, {exc}")
+                    progress.step(f"{text}: FAILED ({exc})")
+    return {
+        "loads": [f"{c}x{d}" for c, d in CAPACITY_LOADS],
+        "call": "plus(1, 2) as namewire call frames, hello first",
+        "rows": rows,
+    }
+
+
 # --- memory --------------------------------------------------------------------------------------
 
 
@@ -878,8 +953,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     n_echo = len(echo_servers()) * len(echo_conns) if "echo" in sections else 0
     n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
+    n_capacity = 2 * len(CAPACITY_LOADS) if "capacity" in sections else 0
     total = (
-        n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
+        n_echo + n_rpc + n_capacity + (2 if "memory" in sections else 0)
+        + (1 if "logging" in sections else 0)
     )
     progress = Progress(total)
     notes: list[str] = []
@@ -913,6 +990,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["echo"] = run_echo(echo_conns, seconds, warmup, quiet_wait, progress, notes)
         if "rpc" in sections:
             results["rpc"] = run_rpc(rpc_callers, seconds, warmup, quiet_wait, progress, notes)
+        if "capacity" in sections:
+            results["capacity"] = run_capacity(seconds, warmup, quiet_wait, progress, notes)
         if "memory" in sections:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:

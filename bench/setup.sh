@@ -9,7 +9,8 @@
 #   NATS RPC peer); installed with apt-get when missing.
 # - Python packages: the project's `bench` extra (matplotlib, Pyro5, rpyc, grpcio, nats-py,
 #   pyzmq) into the venv.
-# - C programs: bench/build/loadgen and bench/build/echo_epoll, rebuilt when their source changed.
+# - C programs: bench/build/loadgen, echo_epoll, rpcgen and rpc_epoll, rebuilt when their source
+#   changed.
 #
 # A step that fails is reported and the rest still runs: the runner marks the peers it lacks as
 # skipped instead of stopping.
@@ -63,7 +64,7 @@ fi
 mkdir -p "$BUILD"
 build() {  # build OUTPUT SOURCE
     local out="$BUILD/$1" src="$2"
-    if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$HERE/rpc_wire.h" -nt "$out" ]; then
         say "building $out"
         gcc -O2 -Wall -Wextra -o "$out" "$src" || { say "gcc failed for $src"; status=1; }
     fi
@@ -71,6 +72,8 @@ build() {  # build OUTPUT SOURCE
 if command -v gcc >/dev/null 2>&1; then
     build loadgen "$HERE/loadgen.c"
     build echo_epoll "$HERE/peers/echo_epoll.c"
+    build rpcgen "$HERE/rpcgen.c"
+    build rpc_epoll "$HERE/peers/rpc_epoll.c"
 fi
 
 exit $status
