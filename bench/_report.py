@@ -12,6 +12,8 @@ from typing import Any
 
 README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
+# Sections this module lays out itself; any other is shown as a generic table.
+KNOWN_SECTIONS = ("echo", "rpc", "capacity", "memory", "logging")
 # Share of a CPU that other work may take during a point before the point is flagged as noisy.
 NOISY_CPU = 0.25
 
@@ -321,6 +323,13 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("")
         out.extend(_generic_table(logging))
         out.append("")
+    # Sections hooked in as scripts (run.py's `script_section`) have no layout of their own.
+    for name in results.get("meta", {}).get("sections", []):
+        if name not in KNOWN_SECTIONS and isinstance(results.get(name), dict):
+            out.append(f"### {name}")
+            out.append("")
+            out.extend(_generic_table(results[name]))
+            out.append("")
 
     versions = results.get("versions", {})
     if versions:

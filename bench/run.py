@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,6 @@ PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 RPCGEN = BUILD / "rpcgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "capacity", "memory", "logging")
 # Server capacity: (connections, calls in flight on each) the C RPC load generator keeps up.
 CAPACITY_LOADS = ((1, 1), (1, 1000), (100, 10))
 
@@ -856,6 +856,87 @@ def git_commit() -> str:
     return (done.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty else "")
 
 
+# --- the sections ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every section is given: the run's settings, and where it reports progress and notes."""
+
+    quick: bool
+    seconds: float
+    warmup: float
+    quiet_wait: float
+    idle_conns: int
+    notes: list[str]
+    progress: Progress = field(default_factory=lambda: Progress(0))
+
+    @property
+    def echo_conns(self) -> list[int]:
+        # Quick keeps to about a minute: no single-connection echo, and 100 RPC callers (1000
+        # threads take Pyro5 and rpyc seconds to start). The full run is the one that judges.
+        return [100, 1000] if self.quick else [1, 10, 100, 1000]
+
+    @property
+    def rpc_callers(self) -> list[int]:
+        return [1, 100] if self.quick else [1, 100, 1000]
+
+
+# A section: how many progress lines it prints, and the function that runs it and returns its
+# part of the results (under its name).  Sections run in this order; `--only` picks some.
+Section = tuple[Callable[[Run], int], Callable[[Run], dict[str, Any]]]
+
+
+def script_section(script: Path, quick_argv: Sequence[str] = (), timeout: float = 240) -> Section:
+    """A section made of one script that writes its results as JSON to ``--json PATH``.
+
+    This is how a small bench script joins the suite: one line in `SECTIONS`, e.g.
+    ``"tls": script_section(BENCH / "tls_bench.py", ["--quick"])``.  The report shows its JSON
+    as a table (a list of flat dicts, or one under "rows"); ``quick_argv`` is added in quick runs.
+    """
+
+    def run(r: Run) -> dict[str, Any]:
+        name = script.stem
+        if not script.exists():
+            r.progress.step(f"{name}: skipped ({script.name} does not exist)")
+            r.notes.append(f"{name}: skipped, {script.name} does not exist")
+            return {"skipped": f"{script.name} does not exist"}
+        out = BUILD / f"{name}.json"
+        out.unlink(missing_ok=True)
+        argv = [PY, str(script), "--json", str(out), *(quick_argv if r.quick else ())]
+        try:
+            done = run_captured(argv, timeout=timeout)
+            if done.returncode != 0:
+                raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+            data = json.loads(out.read_text())
+        except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            r.notes.append(f"{name}: failed, {exc}")
+            r.progress.step(f"{name}: FAILED ({exc})")
+            return {"error": str(exc)}
+        r.progress.step(f"{name}: done")
+        return data if isinstance(data, dict) else {"rows": data}
+
+    return (lambda r: 1, run)
+
+
+SECTIONS: dict[str, Section] = {
+    "echo": (
+        lambda r: len(echo_servers()) * len(r.echo_conns),
+        lambda r: run_echo(r.echo_conns, r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "rpc": (
+        lambda r: len(rpc_systems()) * len(r.rpc_callers),
+        lambda r: run_rpc(r.rpc_callers, r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "capacity": (
+        lambda r: 2 * len(CAPACITY_LOADS),
+        lambda r: run_capacity(r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "memory": (lambda r: 2, lambda r: run_memory(r.idle_conns, r.progress, r.notes)),
+    "logging": (lambda r: 1, lambda r: run_logging(r.quick, r.progress, r.notes)),
+}
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -938,28 +1019,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     seconds = args.seconds or (1.0 if args.quick else 5.0)
-    warmup = 0.3 if args.quick else 0.5
-    # Before each point, wait this long at most for other work on the machine to quieten down.
-    quiet_wait = 0.5 if args.quick else 2.0
-    # Quick keeps to about a minute: no single-connection echo, and 100 RPC callers (1000
-    # threads take Pyro5 and rpyc seconds to start). The full run is the one that judges.
-    echo_conns = [100, 1000] if args.quick else [1, 10, 100, 1000]
-    rpc_callers = [1, 100] if args.quick else [1, 100, 1000]
-
     if not args.no_setup:
         run_setup()
     nofile = raise_nofile()
-    idle_conns = min(IDLE_CONNS, nofile - 100)
-
-    n_echo = len(echo_servers()) * len(echo_conns) if "echo" in sections else 0
-    n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
-    n_capacity = 2 * len(CAPACITY_LOADS) if "capacity" in sections else 0
-    total = (
-        n_echo + n_rpc + n_capacity + (2 if "memory" in sections else 0)
-        + (1 if "logging" in sections else 0)
-    )
-    progress = Progress(total)
     notes: list[str] = []
+    run = Run(
+        quick=args.quick,
+        seconds=seconds,
+        warmup=0.3 if args.quick else 0.5,
+        # Before each point, wait this long at most for other work on the machine to quieten down.
+        quiet_wait=0.5 if args.quick else 2.0,
+        idle_conns=min(IDLE_CONNS, nofile - 100),
+        notes=notes,
+    )
+    progress = run.progress = Progress(sum(SECTIONS[name][0](run) for name in sections))
     mode = "quick" if args.quick else "full"
     progress.say(
         f"namewire bench, {mode} run: {', '.join(sections)}; {seconds:g} s per point; "
@@ -971,9 +1044,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": machine(),
             "mode": mode,
+            "sections": sections,
             "seconds_per_point": seconds,
-            "warmup_seconds": warmup,
-            "quiet_wait_seconds": quiet_wait,
+            "warmup_seconds": run.warmup,
+            "quiet_wait_seconds": run.quiet_wait,
             "pinning": "servers on CPU 0, clients on CPU 1 (taskset)"
             if can_pin()
             else "not pinned",
@@ -983,19 +1057,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "versions": versions(),
     }
-    if idle_conns < IDLE_CONNS and "memory" in sections:
-        notes.append(f"memory: only {idle_conns} idle connections (descriptor limit {nofile})")
+    if run.idle_conns < IDLE_CONNS and "memory" in sections:
+        notes.append(f"memory: only {run.idle_conns} idle connections (descriptor limit {nofile})")
     try:
-        if "echo" in sections:
-            results["echo"] = run_echo(echo_conns, seconds, warmup, quiet_wait, progress, notes)
-        if "rpc" in sections:
-            results["rpc"] = run_rpc(rpc_callers, seconds, warmup, quiet_wait, progress, notes)
-        if "capacity" in sections:
-            results["capacity"] = run_capacity(seconds, warmup, quiet_wait, progress, notes)
-        if "memory" in sections:
-            results["memory"] = run_memory(idle_conns, progress, notes)
-        if "logging" in sections:
-            results["logging"] = run_logging(args.quick, progress, notes)
+        for name in sections:
+            results[name] = SECTIONS[name][1](run)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")
