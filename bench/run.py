@@ -808,7 +808,9 @@ def versions() -> dict[str, str]:
         "luv": command_version(["lua5.4", "-e", 'print(require("luv").version_string())']),
         "gcc": command_version(["gcc", "-dumpfullversion"]),
     }
-    found["nats-server"] = command_version(["nats-server", "--version"]).split()[-1]
+    # "nats-server: v2.9.10": keep the version only.
+    nats_version = command_version(["nats-server", "--version"])
+    found["nats-server"] = nats_version.split()[-1] if ": " in nats_version else nats_version
     for dist in ("namewire", "uvloop", "msgpack", "nats-py", "pyzmq", "Pyro5", "rpyc", "grpcio",
                  "matplotlib"):
         try:
