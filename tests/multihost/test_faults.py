@@ -149,7 +149,7 @@ def test_etcd_members_killed_under_steady_calls(hosts: list[Host]) -> None:
         cluster = Cluster("etcd", etcd.url, etcd)
         ttl = ["--lease-ttl", str(TTL)]
         h2.service("worker.py", "Worker", etcd.url, *ttl)
-        out = Output(driver(h3, cluster, "steady", "Worker", "14", "--lookups",
+        out = Output(driver(h3, cluster, "steady", "Worker", "16", "--lookups",
                             "--call-timeout", "1", *ttl))
         out.wait_for("ready", 20)
         time.sleep(1.5)
@@ -160,7 +160,9 @@ def test_etcd_members_killed_under_steady_calls(hosts: list[Host]) -> None:
         time.sleep(2.5)
         two = time.time()
         etcd.kill(etcd.members[1])
-        time.sleep(4.0)
+        # Longer than TTL + an election timeout: the last member may go on renewing for up to
+        # an election timeout, until it notices it has lost its quorum.
+        time.sleep(5.5)
         back = time.time()
         etcd.start(etcd.members[0], state="existing")
         etcd.start(etcd.members[1], state="existing")
