@@ -1006,7 +1006,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=os.environ.get("NAMEWIRE_BENCH_PROG"), description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="about a minute: short points, fewer")
     parser.add_argument(
         "--only",
