@@ -5,7 +5,8 @@
     NamewireError
     ├── ProtocolError            bad bytes from a peer: undecodable body, unknown kind, wrong
     │   │                        version, missing field; ``origin`` names the peer's address
-    │   └── FrameTooLarge        a frame over the size limit (``size``, ``limit``)
+    │   ├── FrameTooLarge        a frame over the size limit (``size``, ``limit``)
+    │   └── HandshakeTimeout     no complete handshake within its deadline (``timeout``)
     ├── EncodeError              a value the chosen codec cannot serialise
     │   └── MessageTooLarge      an outgoing call, reply or message over the peer's frame limit
     ├── TransportError           a socket-level failure; ``address`` names the endpoint
@@ -20,7 +21,7 @@
     ├── PeerLost                 the connection to a service broke before it answered
     ├── CallTimeout              no answer within the call's timeout or inherited deadline
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
-    ├── AuthError                the peer refused our credentials
+    ├── AuthError                authentication failed (wrong or missing secret or certificate)
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
     └── SupervisorFailed         a supervisor gave up on its children
 
@@ -45,6 +46,7 @@ __all__ = [
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
+    "HandshakeTimeout",
     "MessageTooLarge",
     "NameNotFound",
     "NameTaken",
@@ -92,6 +94,16 @@ class FrameTooLarge(ProtocolError):
         where = f" (from {origin})" if origin else ""
         super().__init__(f"frame of {size} bytes exceeds limit of {limit} bytes{where}",
                          origin=origin)
+
+
+class HandshakeTimeout(ProtocolError):
+    """A connection did not complete its handshake (hello, and proof of the secret where one is
+    required) within ``timeout`` seconds; only that connection is closed."""
+
+    def __init__(self, timeout: float, origin: str | None = None) -> None:
+        self.timeout = timeout
+        where = f" from {origin}" if origin else ""
+        super().__init__(f"no complete handshake{where} within {timeout:g}s", origin=origin)
 
 
 class EncodeError(NamewireError, TypeError):
@@ -280,7 +292,21 @@ class RegistryUnavailable(NamewireError):
 
 
 class AuthError(NamewireError):
-    """The peer refused the credentials given in the handshake."""
+    """Authentication failed in the handshake, either way: the peer's credentials were wrong or
+    missing, or it refused ours. ``reason`` says which; ``peer`` (hello name) and ``address`` name
+    the other side when known. Only that connection is closed.
+    """
+
+    def __init__(self, reason: str, *, peer: str | None = None, address: str | None = None) -> None:
+        self.reason = reason
+        self.peer = peer
+        self.address = address
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        who = " ".join(p for p in (repr(self.peer) if self.peer else "",
+                                   f"({self.address})" if self.address else "") if p)
+        return f"authentication failed with {who}: {self.reason}" if who else self.reason
 
 
 class ChannelClosed(NamewireError):

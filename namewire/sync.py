@@ -27,6 +27,7 @@ from typing import Any, Self, TypeVar
 
 from .node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
 from .runtime import new_event_loop
+from .transport import Security
 
 __all__ = ["Client"]
 
@@ -39,7 +40,9 @@ class Client:
 
     ``name`` defaults to a unique ``sync-HOST-PID-N``. ``listen`` None (the default) makes a pure
     caller; give addresses (and register functions on ``client.node`` first) to serve as well.
-    Raises `RegistryUnavailable` / `NameTaken` from the constructor when the node cannot start.
+    ``security`` is the node's (TLS, shared secret; default: from the environment).
+    Raises `RegistryUnavailable` / `NameTaken` / `AuthError` from the constructor when the node
+    cannot start.
     """
 
     def __init__(
@@ -50,10 +53,12 @@ class Client:
         listen: str | Sequence[str] | None = None,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         start_timeout: float = 10.0,
+        security: Security | None = None,
     ) -> None:
         self.node = Node(
             name or f"sync-{socket.gethostname()}-{os.getpid()}-{next(_counter)}",
             call_timeout=call_timeout,
+            security=security,
         )
         self._loop = new_event_loop()
         self._thread = threading.Thread(

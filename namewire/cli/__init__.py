@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..registry import DEFAULT_NAMESERVICE
-from . import _cluster, _demo, _run
+from . import _certs, _cluster, _demo, _run
 
 __all__ = ["main"]
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_parsers(commands)
     _cluster.add_parsers(commands)
     _demo.add_parsers(commands)
+    _certs.add_parsers(commands)
     return parser
 
 

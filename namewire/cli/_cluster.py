@@ -13,12 +13,14 @@ from ..errors import NamewireError
 from ..node import Node
 from ..registry import NameServiceClient, ServiceInfo
 from ._common import add_nameservice_option, fail, nameservice_url
+from ._security import add_security_options, security_of
 
 
 def add_parsers(commands: Any) -> None:
     ls = commands.add_parser("ls", help="list live services with addresses, functions, lease age")
     add_nameservice_option(ls)
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_security_options(ls)
     ls.set_defaults(handler=cmd_ls)
 
     call = commands.add_parser(
@@ -32,12 +34,14 @@ def add_parsers(commands: Any) -> None:
     call.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                       help="give up after this long (default: 10)")
     add_nameservice_option(call)
+    add_security_options(call)
     call.set_defaults(handler=cmd_call)
 
     send = commands.add_parser("send", help="send a message (JSON) to a service")
     send.add_argument("name", metavar="NAME")
     send.add_argument("msg", metavar="MSG", help='JSON, e.g. \'{"event": "hi"}\' or \'"text"\'')
     add_nameservice_option(send)
+    add_security_options(send)
     send.set_defaults(handler=cmd_send)
 
 
@@ -48,8 +52,8 @@ def _json_arg(text: str, what: str) -> Any:
         fail(f"{what} {text!r} is not JSON (a string needs quotes: '\"{text}\"')")
 
 
-def _client_node() -> Node:
-    return Node(f"namewire-cli-{os.getpid()}", codec="msgpack")
+def _client_node(args: argparse.Namespace) -> Node:
+    return Node(f"namewire-cli-{os.getpid()}", codec="msgpack", security=security_of(args))
 
 
 def _run_client(coro: Any) -> int:
@@ -63,7 +67,7 @@ def _run_client(coro: Any) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     values = [_json_arg(a, f"argument {i + 1}") for i, a in enumerate(args.args)]
-    node = _client_node()
+    node = _client_node(args)
 
     async def call() -> None:
         async with node.serve(listen=None, nameservice=nameservice_url(args)):
@@ -75,7 +79,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     msg = _json_arg(args.msg, "message")
-    node = _client_node()
+    node = _client_node(args)
 
     async def send() -> None:
         async with node.serve(listen=None, nameservice=nameservice_url(args)):
@@ -88,7 +92,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     url = nameservice_url(args)
 
     async def ls() -> None:
-        client = NameServiceClient(url, node_name=f"namewire-ls-{os.getpid()}")
+        client = NameServiceClient(url, node_name=f"namewire-ls-{os.getpid()}",
+                                   security=security_of(args))
         await client.start()
         try:
             services = await client.services()

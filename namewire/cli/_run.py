@@ -17,7 +17,7 @@ from ..errors import NamewireError
 from ..nameservice import serve_forever
 from ..node import Node
 from ..registry import DEFAULT_LEASE_TTL, DEFAULT_NAMESERVICE
-from ..transport import parse_address
+from ..transport import InsecureListen, parse_address
 from ._common import (
     add_logging_options,
     add_nameservice_option,
@@ -25,6 +25,7 @@ from ._common import (
     nameservice_url,
     setup_logging,
 )
+from ._security import add_security_options, security_of
 
 log = logging.getLogger("namewire.cli")
 
@@ -55,12 +56,14 @@ def add_parsers(commands: Any) -> None:
                      help=f"registration lease (default: {DEFAULT_LEASE_TTL})")
     run.add_argument("--grace", type=float, default=5.0, metavar="SECONDS",
                      help="on shutdown, time given to calls in flight (default: 5)")
+    add_security_options(run, listens=True)
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
     ns = commands.add_parser("nameservice", help="run the built-in name service")
     ns.add_argument("--listen", metavar="URL", default=DEFAULT_NAMESERVICE,
                     help=f"address to listen on (default: {DEFAULT_NAMESERVICE}, loopback only)")
+    add_security_options(ns, listens=True)
     add_logging_options(ns)
     ns.set_defaults(handler=cmd_nameservice)
 
@@ -96,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    node.security = security_of(args)
     runtime.set_default_node_name(node.name)
 
     async def serve() -> None:
@@ -117,14 +121,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime.run(serve())
     except NamewireError as exc:
         fail(str(exc), 1)
+    except InsecureListen as exc:
+        fail(str(exc))
     return 0
 
 
 def cmd_nameservice(args: argparse.Namespace) -> int:
     setup_logging(args)
     runtime.set_default_node_name("namewire.nameservice")
+    security = security_of(args)
     try:
-        runtime.run(serve_forever(args.listen))
+        runtime.run(serve_forever(args.listen, security=security))
     except NamewireError as exc:
         fail(str(exc), 1)
     except ValueError as exc:

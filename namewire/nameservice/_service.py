@@ -31,7 +31,7 @@ from ..registry._protocol import (
     FN_SERVICES,
     NAMESERVICE_NAME,
 )
-from ..transport import Session
+from ..transport import Security, Session
 
 __all__ = ["Lease", "NameService"]
 
@@ -52,10 +52,14 @@ class Lease:
 
 
 class NameService:
-    """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it."""
+    """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it.
 
-    def __init__(self, *, sweep_interval: float = 0.05) -> None:
-        self.node = Node(NAMESERVICE_NAME, call_timeout=None)
+    ``security`` (default: `Security.from_env`): TLS for tls:// listeners and the shared secret
+    every node must prove it holds.
+    """
+
+    def __init__(self, *, sweep_interval: float = 0.05, security: Security | None = None) -> None:
+        self.node = Node(NAMESERVICE_NAME, call_timeout=None, security=security)
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}
@@ -202,9 +206,14 @@ def _session_of(caller: Caller) -> Session:
     return caller.session
 
 
-async def serve_forever(listen: str = DEFAULT_NAMESERVICE, *, ready: asyncio.Event | None = None) -> None:
+async def serve_forever(
+    listen: str = DEFAULT_NAMESERVICE,
+    *,
+    ready: asyncio.Event | None = None,
+    security: Security | None = None,
+) -> None:
     """Run a name service until cancelled (what ``namewire nameservice`` does)."""
-    async with NameService().serve(listen) as service:
+    async with NameService(security=security).serve(listen) as service:
         log.info("name service listening on %s", service.address)
         if ready is not None:
             ready.set()

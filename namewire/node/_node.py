@@ -31,7 +31,7 @@ from ..registry import (
     default_nameservice,
     host_id,
 )
-from ..transport import Session, parse_address, scheme_of
+from ..transport import Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PING_INTERVAL,
@@ -97,7 +97,8 @@ class Node:
     is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
-    caller's codec).
+    caller's codec). ``security`` (default: `Security.from_env`) holds TLS, the shared secret
+    and the handshake's limits (docs/security.md).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class Node:
         max_frame: int = DEFAULT_MAX_FRAME,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        security: Security | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"a node needs a non-empty name, not {name!r}")
@@ -130,6 +132,7 @@ class Node:
         self._window = (mailbox_size, mailbox_bytes)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.security = security if security is not None else Security.from_env()
         self._mailbox: Mailbox | None = None
         self._routes = RouteTable(self)
         self._registry: Registry | None = None
@@ -247,10 +250,12 @@ class Node:
         try:
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
+                self.security.check_listen(urls)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
             if registry is None and not standalone:
                 registry = NameServiceClient(
-                    nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
+                    nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl,
+                    security=self.security,
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
@@ -511,6 +516,9 @@ class Node:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             window=self._window,
+            auth=self.security.authenticator(self.name, accepting=accepting),
+            handshake_timeout=self.security.handshake_timeout,
+            max_hello=self.security.max_hello,
         )
 
     def _own_mailbox(self) -> Mailbox:

@@ -108,7 +108,7 @@ class RouteTable:
     async def _connect(self, url: str, name: str) -> Session:
         node = self._node
         session = node.new_session(origin=url)
-        await connect_session(url, session, timeout=node.connect_timeout)
+        await connect_session(url, session, timeout=node.connect_timeout, tls=node.security.tls)
         try:
             async with asyncio.timeout(node.connect_timeout):
                 await session.wait_open()

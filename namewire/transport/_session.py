@@ -16,13 +16,15 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..errors import EncodeError, PeerLost, ProtocolError
+from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
 from ..wire import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_HELLO,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
     Answered,
+    Authenticator,
     Call,
     Cancel,
     Closed,
@@ -90,6 +92,7 @@ class Session:
         "_write_paused",
         "close_reason",
         "origin",
+        "peer_identity",
         "peer_info",
         "peer_name",
         "running",
@@ -107,6 +110,9 @@ class Session:
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         window: tuple[int, int] = DEFAULT_WINDOW,
+        auth: Authenticator | None = None,
+        handshake_timeout: float | None = None,
+        max_hello: int = DEFAULT_MAX_HELLO,
     ) -> None:
         self._loop = loop = asyncio.get_running_loop()
         self._conn = RpcConnection(
@@ -119,6 +125,9 @@ class Session:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             window=window,
+            auth=auth,
+            handshake_timeout=handshake_timeout,
+            max_hello=max_hello,
         )
         self._handler = handler
         self._stream: Stream | None = None
@@ -144,6 +153,9 @@ class Session:
         self.origin = origin
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
+        # Who the peer proved to be: its verified certificate's identity (tls://), else "secret"
+        # once it proved it holds the cluster secret; None when it proved nothing.
+        self.peer_identity: str | None = None
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
         self.running: dict[int, asyncio.Task[Any]] = {}
 
@@ -153,7 +165,10 @@ class Session:
         if not self.origin:
             self.origin = stream.where
             self._conn.set_origin(stream.where)
+        self.peer_identity = stream.peer_identity
         stream.start(self, max_frame=self._conn.max_frame)
+        if self._conn.next_deadline() is not None:
+            self._arm()  # the handshake's deadline
         self._flush()
 
     # -- what the owner uses ----------------------------------------------------------------------
@@ -181,6 +196,8 @@ class Session:
         if self.peer_name is not None:
             return
         if self._lost or self._closing:
+            if isinstance(self.close_reason, AuthError):
+                raise self.close_reason
             raise PeerLost(None, self._conn.end_reason or "lost before its hello",
                            address=self.origin or None)
         if self._opened is None:
@@ -344,7 +361,7 @@ class Session:
                     waiter.set_exception(lost)
         self._drain_waiters = self._msg_waiters = None
         if self._opened is not None and not self._opened.done():
-            self._opened.set_exception(lost)
+            self._opened.set_exception(reason if isinstance(reason, AuthError) else lost)
             self._opened.exception()  # retrieved: nobody may be waiting for it
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(reason)
@@ -384,6 +401,13 @@ class Session:
 
     def _hello_received(self, opened: Opened) -> None:
         self.peer_name = opened.peer
+        if self.peer_identity is None:
+            self.peer_identity = self._conn.peer_identity
+        if self._timer is not None:
+            # The handshake's deadline is met: the timer moves to the next one (pings, calls).
+            self._timer.cancel()
+            self._timer = None
+            self._arm()
         self.peer_info = opened.info
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
@@ -393,7 +417,12 @@ class Session:
         if self._lost:
             return  # the stream ended: stream_lost is doing the rest
         if reason is not None:
-            level = logging.WARNING if isinstance(reason, ProtocolError | PeerLost) else logging.INFO
+            # A handshake that never finished is what scanners and idle sockets do: not a warning.
+            level = (
+                logging.INFO if isinstance(reason, HandshakeTimeout)
+                else logging.WARNING if isinstance(reason, ProtocolError | PeerLost | AuthError)
+                else logging.INFO
+            )
             log.log(level, "%r: closing connection %s: %s", self._conn.name, self._describe(),
                     reason)
         self.abort(reason)

@@ -12,11 +12,12 @@ import socket
 from collections.abc import Callable
 
 from ._address import Address, parse_address, sockaddr_url
-from ._endpoints import ServerGroup, serve_sockets
+from ._endpoints import ServerGroup, serve_sockets, server_context, tls_connect
 from ._native_stream import NativeServer, native_frame_stream, native_sessions
 from ._schemes import bind_sockets, connect_socket, scheme_of
 from ._session import Session
 from ._streams import AsyncioStream
+from ._tls import TlsConfig
 
 __all__ = ["connect_session", "listen_sessions", "session_over"]
 
@@ -38,25 +39,46 @@ async def session_over(sock: socket.socket, session: Session, *, native: bool = 
     return session
 
 
-async def connect_session(url: str | Address, session: Session, *, timeout: float | None) -> Session:
-    """Connect ``session`` to ``url``; `TransportError` (refused, timed out...) naming the address.
+async def connect_session(
+    url: str | Address, session: Session, *, timeout: float | None, tls: TlsConfig | None = None
+) -> Session:
+    """Connect ``session`` to ``url``; `TransportError` (refused, timed out...) naming the address,
+    `AuthError` when a tls:// handshake fails. ``tls`` configures tls:// addresses.
 
     Returns without waiting for the peer's hello (`Session.wait_open`).
     """
     address = parse_address(url)
+    scheme = scheme_of(address)
     sock = await connect_socket(address, timeout)
-    return await session_over(sock, session, native=scheme_of(address).native)
+    if not scheme.tls:
+        return await session_over(sock, session, native=scheme.native)
+    try:
+        _, stream = await tls_connect(sock, AsyncioStream, address, tls or TlsConfig(), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    assert isinstance(stream, AsyncioStream)
+    session.attach(stream)
+    return session
 
 
 async def listen_sessions(
-    url: str | Address, make_session: Callable[[], Session], *, backlog: int = 1024
+    url: str | Address,
+    make_session: Callable[[], Session],
+    *,
+    backlog: int = 1024,
+    tls: TlsConfig | None = None,
+    handshake_timeout: float = 5.0,
 ) -> tuple[ServerGroup | NativeServer, str]:
     """Accept connections on ``url``, each run by a new ``make_session()``.
 
-    Returns the server (``close()``, ``sockets``) and the bound URL (port 0 resolved).
+    Returns the server (``close()``, ``sockets``) and the bound URL (port 0 resolved). A tls://
+    ``url`` needs ``tls`` with a certificate; its TLS handshake must end within
+    ``handshake_timeout`` seconds.
     """
     address = parse_address(url)
     scheme = scheme_of(address)
+    context = server_context(address, tls)
     sockets = await bind_sockets(address, backlog)
     bound = sockaddr_url(address.scheme, sockets[0].getsockname())
     if scheme.native and native_sessions():
@@ -69,4 +91,7 @@ async def listen_sessions(
     def protocol() -> AsyncioStream:
         return AsyncioStream(on_connected=lambda stream: make_session().attach(stream))
 
-    return await serve_sockets(sockets, protocol, backlog=backlog), bound
+    server = await serve_sockets(
+        sockets, protocol, backlog=backlog, context=context, handshake_timeout=handshake_timeout
+    )
+    return server, bound

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 from ._address import sockaddr_url
+from ._tls import certificate_identity
 
 __all__ = ["WRITE_HIGH_WATER", "AsyncioStream", "Stream", "StreamHandler"]
 
@@ -64,6 +65,7 @@ class Stream(abc.ABC):
     local_address: str = ""
     peer_address: str = ""
     where: str = ""
+    peer_identity: str | None = None  # from the peer's verified TLS certificate
 
     @abc.abstractmethod
     def start(self, handler: StreamHandler, *, max_frame: int) -> None:
@@ -108,7 +110,11 @@ class AsyncioStream(Stream, asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         sock = transport.get_extra_info("socket")
+        ssl_object = transport.get_extra_info("ssl_object")
         scheme = "unix" if sock is not None and sock.family.name == "AF_UNIX" else "tcp"
+        if ssl_object is not None:
+            scheme = "tls"
+            self.peer_identity = certificate_identity(ssl_object)
         self.local_address = sockaddr_url(scheme, transport.get_extra_info("sockname"))
         self.peer_address = sockaddr_url(scheme, transport.get_extra_info("peername"))
         if self.peer_address == "unix://":

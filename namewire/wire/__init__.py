@@ -5,6 +5,7 @@ bytes (or frames) and asked for bytes (or frames). The pieces below it (`FrameDe
 `encode_frame`, codecs, `to_wire`/`from_wire`) are public for tools and tests.
 """
 
+from ._auth import MIN_SECRET_BYTES, SecretAuthenticator
 from ._codecs import Codec, JsonCodec, MsgpackCodec, codec_named, sniff_codec
 from ._envelopes import (
     ERROR_BAD_REQUEST,
@@ -47,6 +48,8 @@ from ._frames import (
     unpack_header,
 )
 from ._rpc import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_HELLO,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
@@ -55,7 +58,9 @@ from ._rpc import (
 )
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_HELLO",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WINDOW",
@@ -64,6 +69,7 @@ __all__ = [
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",
     "HEADER_SIZE",
+    "MIN_SECRET_BYTES",
     "PROTOCOL_VERSION",
     "Answered",
     "Authenticator",
@@ -88,6 +94,7 @@ __all__ = [
     "PongReceived",
     "Reply",
     "RpcConnection",
+    "SecretAuthenticator",
     "SenderBlocked",
     "WindowOpened",
     "codec_named",

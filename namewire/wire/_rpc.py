@@ -32,6 +32,7 @@ from ..errors import (
     CallTimeout,
     EncodeError,
     FrameTooLarge,
+    HandshakeTimeout,
     MessageTooLarge,
     NoSuchFunction,
     PeerLost,
@@ -75,6 +76,8 @@ from ._events import (
 from ._frames import DEFAULT_MAX_FRAME, FrameDecoder, join_frames
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_HELLO",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WINDOW",
@@ -89,6 +92,11 @@ DEFAULT_PING_TIMEOUT = 4.0
 DEFAULT_WINDOW = (1000, 4 * 1024 * 1024)
 """Messages, and bytes of them, one sender may have unread in a receiver's mailbox."""
 
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a connection may take to complete its handshake before it is closed."""
+DEFAULT_MAX_HELLO = 64 * 1024
+"""Bytes a hello may have: what a peer not yet authenticated may make us decode."""
+
 DEFAULT_CANCEL_GRACE = 0.2
 """Seconds after a call timed out before it is cancelled at the peer: the peer's copy of the
 deadline (inherited by the calls it makes) ends after ours by the one-way latency, and it should see
@@ -102,16 +110,26 @@ _HEAP_SLACK = 256
 
 
 class Authenticator(Protocol):
-    """The handshake's authentication step. The default accepts every peer."""
+    """The handshake's authentication step. The default accepts every peer.
+
+    An authenticator may also run a third leg (`SecretAuthenticator` does): it then has
+    ``holds_output`` True on the connecting side (nothing but the hello leaves until the peer's hello
+    passed `verify`, then ``proof()`` goes out as a second hello) and ``needs_proof`` True on the
+    accepting side (the connection opens only once that second hello passed ``verify_proof``).
+    ``identity`` names who the peer proved to be, once it has. All four are optional.
+    """
 
     def hello_info(self) -> dict[str, Any]:
-        """Entries for our hello's info map (credentials, a challenge)."""
+        """Entries for our hello's info map (credentials, a challenge). The accepting side asks
+        after `verify` of the peer's hello, so its answer may depend on the peer's challenge."""
 
     def verify(self, hello: Hello) -> None:
         """Accept the peer's hello or raise `AuthError` saying why."""
 
 
 class _NoAuth:
+    identity = None
+
     def hello_info(self) -> dict[str, Any]:
         return {}
 
@@ -130,6 +148,7 @@ class RpcConnection:
 
     __slots__ = (
         "_auth",
+        "_awaiting_proof",
         "_blocked",
         "_cancel_grace",
         "_cancels",
@@ -142,6 +161,10 @@ class RpcConnection:
         "_decoder",
         "_ended",
         "_events",
+        "_handshake_by",
+        "_handshake_timeout",
+        "_hello_out",
+        "_holding",
         "_info",
         "_next_id",
         "_out",
@@ -158,6 +181,7 @@ class RpcConnection:
         "end_reason",
         "last_received",
         "max_frame",
+        "max_hello",
         "name",
         "origin",
         "peer",
@@ -182,6 +206,8 @@ class RpcConnection:
         window: tuple[int, int] = DEFAULT_WINDOW,
         auth: Authenticator | None = None,
         cancel_grace: float = DEFAULT_CANCEL_GRACE,
+        handshake_timeout: float | None = None,
+        max_hello: int = DEFAULT_MAX_HELLO,
     ) -> None:
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError(f"ping_interval must be positive or None, not {ping_interval}")
@@ -201,12 +227,15 @@ class RpcConnection:
         self.end_reason: str | None = None  # why the connection ended, once it has
         self.queued_bytes = 0  # bytes of frame bodies waiting in data_to_send (read-only)
         self._auth: Authenticator = auth if auth is not None else _NoAuth()
-        self._info = {
-            **(info or {}),
-            **self._auth.hello_info(),
-            "max_frame": max_frame,
-            "window": list(self.window),
-        }
+        self._info = {**(info or {}), "max_frame": max_frame, "window": list(self.window)}
+        self.max_hello = max_hello
+        # The handshake: its deadline, the accepting side's wait for a proof (the peer's first
+        # hello, kept meanwhile), and the connecting side's output held behind its hello.
+        self._handshake_timeout = handshake_timeout
+        self._handshake_by = clock() + handshake_timeout if handshake_timeout is not None else None
+        self._awaiting_proof: Hello | None = None
+        self._holding = codec is not None and bool(getattr(self._auth, "holds_output", False))
+        self._hello_out = False
         self._codec: Codec | None = codec_named(codec) if codec is not None else None
         self._decoder = FrameDecoder(max_frame, origin)
         self._clock = clock
@@ -235,7 +264,7 @@ class RpcConnection:
         self._blocked = False
         self._peer_max_frame = DEFAULT_MAX_FRAME
         if self._codec is not None:
-            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, name, self._info))))
+            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, name, self._hello_info()))))
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -330,6 +359,8 @@ class RpcConnection:
         out = self._out
         if not out:
             return []
+        if self._holding:
+            return self._hello_only()
         self._out = []
         self.queued_bytes = 0
         return out
@@ -498,6 +529,9 @@ class RpcConnection:
         due = heap[0][0] if heap else None
         if self._cancels and (due is None or self._cancels[0][0] < due):
             due = self._cancels[0][0]
+        by = self._handshake_by
+        if self.peer is None and by is not None and not self._ended and (due is None or by < due):
+            due = by
         if self.ping_interval is not None and (pending or self._unacked) and not self._ended:
             sent = self._ping_sent
             if sent is None or self.last_received > sent:
@@ -514,6 +548,11 @@ class RpcConnection:
         if self._ended:
             return
         now = self._clock()
+        if self.peer is None and self._handshake_by is not None and now >= self._handshake_by:
+            assert self._handshake_timeout is not None
+            exc = HandshakeTimeout(self._handshake_timeout, self.origin or None)
+            self._end(exc, str(exc))
+            return
         heap = self._deadlines
         pending = self._pending
         while heap and heap[0][0] <= now:
@@ -554,6 +593,18 @@ class RpcConnection:
         if codec is None:
             raise RuntimeError("nothing can be sent before the peer's hello has arrived")
         return codec.encode(item)
+
+    def _hello_info(self) -> dict[str, Any]:
+        return {**self._info, **self._auth.hello_info()}
+
+    def _hello_only(self) -> list[bytes]:
+        """While output is held (the peer has not proved itself yet): our hello alone, once."""
+        if self._hello_out:
+            return []
+        self._hello_out = True
+        hello = self._out.pop(0)
+        self.queued_bytes -= len(hello)
+        return [hello]
 
     def _queue(self, body: bytes) -> None:
         self._out.append(body)
@@ -631,21 +682,78 @@ class RpcConnection:
             raise ProtocolError(f"second hello from {self._describe()}", origin=self.origin or None)
 
     def _handshake(self, bodies: list[bytes]) -> list[bytes]:
+        if self._awaiting_proof is not None:
+            return self._proof_received(bodies)
         first = bodies[0]
+        where = f" from {self.origin}" if self.origin else ""
+        if len(first) > self.max_hello:
+            raise ProtocolError(
+                f"hello of {len(first)} bytes{where} exceeds the limit of {self.max_hello} bytes",
+                origin=self.origin or None,
+            )
         if self._codec is None:
             self._codec = sniff_codec(first)
-        hello = from_wire(self._codec.decode(first))
-        where = f" from {self.origin}" if self.origin else ""
-        if not isinstance(hello, Hello):
-            raise ProtocolError(f"expected hello{where}, got {type(hello).__name__.lower()}",
-                                origin=self.origin or None)
+        hello = self._decode_hello(first, "hello")
         if hello.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"peer {hello.name!r}{where} speaks protocol version {hello.version}, "
                 f"this side speaks {PROTOCOL_VERSION}",
                 origin=self.origin or None,
             )
-        self._auth.verify(hello)
+        try:
+            self._auth.verify(hello)
+        except AuthError as exc:
+            exc.address = exc.address or self.origin or None
+            raise
+        if self.accepting:
+            self._queue(self._encode(to_wire(
+                Hello(PROTOCOL_VERSION, self.name, self._hello_info()))))
+            if getattr(self._auth, "needs_proof", False):
+                self._awaiting_proof = hello
+                return self._proof_received(bodies[1:])
+        elif self._holding:
+            proof = self._auth.proof()  # type: ignore[attr-defined]
+            if proof is not None:
+                self._out.insert(0, self._encode(to_wire(Hello(PROTOCOL_VERSION, self.name, proof))))
+            self._holding = False
+        self._opened(hello)
+        return bodies[1:]
+
+    def _decode_hello(self, body: bytes, what: str) -> Hello:
+        assert self._codec is not None
+        hello = from_wire(self._codec.decode(body))
+        if not isinstance(hello, Hello):
+            where = f" from {self.origin}" if self.origin else ""
+            raise ProtocolError(f"expected {what}{where}, got {type(hello).__name__.lower()}",
+                                origin=self.origin or None)
+        return hello
+
+    def _proof_received(self, bodies: list[bytes]) -> list[bytes]:
+        """The accepting side's wait for the connecting side's second hello (its proof)."""
+        if not bodies:
+            return bodies
+        hello = self._awaiting_proof
+        assert hello is not None
+        if len(bodies[0]) > self.max_hello:
+            raise AuthError(f"proof of {len(bodies[0])} bytes exceeds the limit of "
+                            f"{self.max_hello} bytes", peer=hello.name, address=self.origin or None)
+        proof = self._decode_hello(bodies[0], "the proof of the shared secret")
+        try:
+            self._auth.verify_proof(proof)  # type: ignore[attr-defined]
+        except AuthError as exc:
+            exc.address = exc.address or self.origin or None
+            raise
+        self._awaiting_proof = None
+        self._opened(hello)
+        return bodies[1:]
+
+    @property
+    def peer_identity(self) -> str | None:
+        """Who the authenticator says the peer proved to be (None: it proved nothing)."""
+        identity = getattr(self._auth, "identity", None)
+        return identity if isinstance(identity, str) else None
+
+    def _opened(self, hello: Hello) -> None:
         info = hello.info
         limit = info.get("max_frame")
         if type(limit) is int and limit > 0:
@@ -661,11 +769,8 @@ class RpcConnection:
             self._send_window = None  # the peer asks for no flow control (a minimal client)
         self.peer = hello.name
         self.peer_info = info
-        if self.accepting:
-            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, self.name, self._info))))
         self._events.append(Opened(hello.name, info))
         self._events.append(_WINDOW_OPENED)
-        return bodies[1:]
 
     def _message(self, payload: Any, size: int) -> None:
         self._unread += 1
