@@ -304,8 +304,10 @@ class AuthError(NamewireError):
         super().__init__(reason)
 
     def __str__(self) -> str:
-        who = " ".join(p for p in (repr(self.peer) if self.peer else "",
-                                   f"({self.address})" if self.address else "") if p)
+        if self.peer and self.address:
+            who = f"{self.peer!r} ({self.address})"
+        else:
+            who = repr(self.peer) if self.peer else self.address or ""
         return f"authentication failed with {who}: {self.reason}" if who else self.reason
 
 

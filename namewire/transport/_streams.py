@@ -25,6 +25,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from ..errors import AuthError
 from ._address import sockaddr_url
 from ._tls import certificate_identity
 
@@ -102,6 +103,8 @@ class AsyncioStream(Stream, asyncio.Protocol):
         self._handler: StreamHandler | None = None
         self._transport: asyncio.Transport | None = None
         self._on_connected = on_connected
+        self._tls = False
+        self._heard = False
 
     # -- asyncio protocol ---------------------------------------------------------------------
 
@@ -114,6 +117,7 @@ class AsyncioStream(Stream, asyncio.Protocol):
         scheme = "unix" if sock is not None and sock.family.name == "AF_UNIX" else "tcp"
         if ssl_object is not None:
             scheme = "tls"
+            self._tls = True
             self.peer_identity = certificate_identity(ssl_object)
         self.local_address = sockaddr_url(scheme, transport.get_extra_info("sockname"))
         self.peer_address = sockaddr_url(scheme, transport.get_extra_info("peername"))
@@ -126,6 +130,7 @@ class AsyncioStream(Stream, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self._handler is not None
+        self._heard = True
         self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -133,6 +138,14 @@ class AsyncioStream(Stream, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         handler, self._handler = self._handler, None
+        if exc is None and self._tls and not self._heard:
+            # With TLS 1.3 a server checks the client's certificate after the client's side of the
+            # handshake is done, and its refusal arrives as a plain close.
+            exc = AuthError(
+                "closed right after the TLS handshake, before a word: a listener with mutual TLS "
+                "does that to a client without a certificate it trusts (--tls-cert/--tls-key)",
+                address=self.peer_address,
+            )
         if handler is not None:
             handler.stream_lost(exc)
 
