@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -32,6 +33,7 @@ from ..registry._protocol import (
     NAMESERVICE_NAME,
 )
 from ..transport import Security, Session
+from ._validation import check_registration
 
 __all__ = ["Lease", "NameService"]
 
@@ -94,9 +96,12 @@ class NameService:
     # -- remote functions ------------------------------------------------------------------------
 
     def _register(self, caller: Caller, data: dict[str, Any], ttl: float) -> dict[str, Any]:
-        registration = Registration.from_dict(data)
-        ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         session = _session_of(caller)
+        # The identity is the one the connection proved (its certificate), never what it claims.
+        registration = dataclasses.replace(Registration.from_dict(data),
+                                           identity=session.peer_identity or "")
+        check_registration(registration)
+        ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         now = time.monotonic()
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
@@ -120,11 +125,19 @@ class NameService:
         now = time.monotonic()
         if lease is None or lease.expires <= now:
             return False
+        if lease.session is not _session_of(caller):
+            log.warning("refused to renew the lease of %r for %r (%s): not the lease holder",
+                        lease.registration.name, caller.name, _session_of(caller).origin)
+            return False
         lease.expires = now + lease.ttl
         return True
 
     def _deregister(self, caller: Caller, lease_id: str) -> None:
         lease = self._lease_ids.get(lease_id)
+        if lease is not None and lease.session is not _session_of(caller):
+            log.warning("refused to deregister %r for %r (%s): not the lease holder",
+                        lease.registration.name, caller.name, _session_of(caller).origin)
+            raise PermissionError(f"the lease of {lease.registration.name!r} is not yours")
         if lease is not None:
             log.info("deregistered %r", lease.registration.name)
             self._drop(lease)

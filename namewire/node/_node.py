@@ -259,6 +259,7 @@ class Node:
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
+                registry.name_changed = self._routes.changed
                 await registry.start()
                 self._registry = registry
                 if self._listeners is not None:
@@ -606,6 +607,9 @@ class Node:
         if not self._running or self._stopping:
             raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
         if self._registry is None:
+            route = self._routes.inbound_route(name)  # standalone: hello names are all there is
+            if route is not None:
+                return route
             raise NameNotFound(
                 name, f"no connection to {name!r} and node {self.name!r} has no name service to ask"
             )

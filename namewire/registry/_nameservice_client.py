@@ -173,6 +173,8 @@ class NameServiceClient(Registry):
             self._cache.pop(name, None)
             if payload.get("left") is True and self.name_left is not None:
                 self.name_left(name)
+            elif payload.get("left") is not True and self.name_changed is not None:
+                self.name_changed(name)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
 

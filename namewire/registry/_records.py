@@ -25,6 +25,9 @@ class Registration:
 
     ``host`` identifies the machine (see `host_id`) so that peers on the same host can prefer a unix
     socket. ``idempotent`` lists the functions that may be retried on another provider.
+    ``identity`` is set by the registry, never by the service: the identity its connection proved
+    (its TLS certificate's name), empty when it proved none. A connection from that identity may
+    serve as the route to the name.
     """
 
     name: str
@@ -33,6 +36,7 @@ class Registration:
     idempotent: tuple[str, ...] = ()
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    identity: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +46,7 @@ class Registration:
             "idempotent": list(self.idempotent),
             "host": self.host,
             "metadata": dict(self.metadata),
+            "identity": self.identity,
         }
 
     @classmethod
@@ -54,6 +59,7 @@ class Registration:
                 idempotent=tuple(str(f) for f in data.get("idempotent", ())),
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
+                identity=str(data.get("identity") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None

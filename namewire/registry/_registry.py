@@ -22,6 +22,10 @@ class Registry(ABC):
     """Called with a name when the registry reports that it left (its lease ended or was given
     up), so that its owner stops sending it new calls at once."""
 
+    name_changed: Callable[[str], None] | None = None
+    """Called with a name when the registry reports it registered or changed: a route its owner
+    took on trust while the name was unregistered (a connection that said hello with it) ends."""
+
     @abstractmethod
     async def start(self) -> None:
         """Connect; raise `RegistryUnavailable` naming the address if that fails."""

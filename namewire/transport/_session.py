@@ -153,8 +153,8 @@ class Session:
         self.origin = origin
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
-        # Who the peer proved to be: its verified certificate's identity (tls://), else "secret"
-        # once it proved it holds the cluster secret; None when it proved nothing.
+        # Who the peer proved to be: its verified TLS certificate's name; None without one (the
+        # shared secret proves membership of the cluster, not a particular identity).
         self.peer_identity: str | None = None
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
         self.running: dict[int, asyncio.Task[Any]] = {}
@@ -401,8 +401,6 @@ class Session:
 
     def _hello_received(self, opened: Opened) -> None:
         self.peer_name = opened.peer
-        if self.peer_identity is None:
-            self.peer_identity = self._conn.peer_identity
         if self._timer is not None:
             # The handshake's deadline is met: the timer moves to the next one (pings, calls).
             self._timer.cancel()
