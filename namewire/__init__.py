@@ -9,6 +9,7 @@ and on top ``sync`` (blocking facade) and ``cli/``. This module only re-exports 
 
 from .errors import (
     AuthError,
+    Busy,
     CallTimeout,
     ChannelClosed,
     ConnectionRefused,
@@ -66,6 +67,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "Busy",
     "CallTimeout",
     "Caller",
     "Channel",

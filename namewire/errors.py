@@ -17,6 +17,7 @@
     ├── NameNotFound             no live service has that name
     ├── NameTaken                another live process holds the name
     ├── NoSuchFunction           the service does not provide that function
+    ├── Busy                     the service runs as many calls as its limits allow; nothing ran
     ├── RemoteError              the remote function raised; carries type, message, traceback
     ├── PeerLost                 the connection to a service broke before it answered
     ├── CallTimeout              no answer within the call's timeout or inherited deadline
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AuthError",
+    "Busy",
     "CallTimeout",
     "ChannelClosed",
     "ConnectTimeout",
@@ -200,6 +202,20 @@ class NoSuchFunction(NamewireError, LookupError):
         if self.provided is not None:
             text += f" (it provides: {', '.join(self.provided) or 'none'})"
         return text
+
+
+class Busy(NamewireError):
+    """``peer`` refused to start ``function``: it runs as many calls as its limit allows
+    (``reason`` names the limit). Answered at once; nothing ran. Try again later or elsewhere."""
+
+    def __init__(self, peer: str | None, function: str, reason: str) -> None:
+        self.peer = peer
+        self.function = function
+        self.reason = reason
+        super().__init__(peer, function, reason)
+
+    def __str__(self) -> str:
+        return f"{call_site('rpc_call', self.peer, self.function)}: busy ({self.reason})"
 
 
 class RemoteError(NamewireError):

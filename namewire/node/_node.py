@@ -37,6 +37,7 @@ from ..wire import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     Call,
@@ -142,6 +143,8 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._running_calls = 0  # async calls from peers running now, on every connection
+        self._busy = False  # refusing calls as Busy; logged once per episode
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -569,6 +572,13 @@ class Node:
     def _start_task(
         self, session: Session, call: Call, fn: Callable[..., Any], args: Sequence[Any]
     ) -> None:
+        limits = self.security
+        if (
+            len(session.running) >= limits.max_calls_per_connection
+            or self._running_calls >= limits.max_running_calls
+        ):
+            self._refuse_busy(session, call)
+            return
         # The task serves the call: calls it makes inherit the caller's deadline and request id.
         context = contextvars.copy_context()
         request = call.meta.get("r") if call.meta is not None else None
@@ -577,7 +587,33 @@ class Node:
             _answer(session, call.id, fn(*args)), context=context
         )
         session.running[call.id] = task
-        task.add_done_callback(lambda _: session.running.pop(call.id, None))
+        self._running_calls += 1
+        task.add_done_callback(lambda _: self._call_done(session, call.id))
+
+    def _call_done(self, session: Session, call_id: int) -> None:
+        session.running.pop(call_id, None)
+        self._running_calls -= 1
+        limits = self.security
+        if (
+            self._busy
+            and self._running_calls <= limits.max_running_calls // 2
+            and len(session.running) <= limits.max_calls_per_connection // 2
+        ):
+            self._busy = False
+
+    def _refuse_busy(self, session: Session, call: Call) -> None:
+        limits = self.security
+        if len(session.running) >= limits.max_calls_per_connection:
+            reason = (f"{len(session.running)} calls from this connection running, the limit is "
+                      f"{limits.max_calls_per_connection}")
+        else:
+            reason = (f"{self._running_calls} calls running in {self.name!r}, the limit is "
+                      f"{limits.max_running_calls}")
+        if not self._busy:
+            self._busy = True
+            log.warning("node %r: refusing calls as busy (%s; caller %r at %s)", self.name,
+                        reason, session.peer_name, session.origin)
+        session.reply_error(call.id, ERROR_BUSY, "Busy", reason)
 
     def _registration(self, metadata: dict[str, Any]) -> Registration:
         return Registration(

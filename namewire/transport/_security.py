@@ -41,9 +41,18 @@ from ._address import parse_address
 from ._schemes import scheme_of
 from ._tls import TlsConfig
 
-__all__ = ["InsecureListen", "Security", "load_secret"]
+__all__ = [
+    "DEFAULT_MAX_CALLS_PER_CONNECTION",
+    "DEFAULT_MAX_RUNNING_CALLS",
+    "InsecureListen",
+    "Security",
+    "load_secret",
+]
 
 log = logging.getLogger("namewire.transport")
+
+DEFAULT_MAX_CALLS_PER_CONNECTION = 1000
+DEFAULT_MAX_RUNNING_CALLS = 10_000
 
 
 class InsecureListen(ValueError):
@@ -89,7 +98,10 @@ class Security:
     connection prove both ways that it holds it. ``insecure`` allows non-loopback listeners with
     neither. ``handshake_timeout``: seconds a connection may take to complete its handshake
     (TLS, hello, proof) before it is closed. ``max_hello``: the largest hello (bytes) accepted from
-    a peer not yet authenticated.
+    a peer not yet authenticated. ``max_calls_per_connection`` / ``max_running_calls``: how many
+    ``async def`` calls may run at once for one connection / in the whole node; past either a
+    call is answered at once with `Busy` instead of starting (sync functions run inline and are
+    not counted: they hold the loop, not memory).
     """
 
     tls: TlsConfig | None = None
@@ -97,6 +109,8 @@ class Security:
     insecure: bool = False
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     max_hello: int = DEFAULT_MAX_HELLO
+    max_calls_per_connection: int = DEFAULT_MAX_CALLS_PER_CONNECTION
+    max_running_calls: int = DEFAULT_MAX_RUNNING_CALLS
 
     def __post_init__(self) -> None:
         if self.secret is not None and len(self.secret) < MIN_SECRET_BYTES:

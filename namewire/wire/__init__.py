@@ -9,6 +9,7 @@ from ._auth import MIN_SECRET_BYTES, SecretAuthenticator
 from ._codecs import Codec, JsonCodec, MsgpackCodec, codec_named, sniff_codec
 from ._envelopes import (
     ERROR_BAD_REQUEST,
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WINDOW",
     "ERROR_BAD_REQUEST",
+    "ERROR_BUSY",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",

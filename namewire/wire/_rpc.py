@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ..errors import (
     AuthError,
+    Busy,
     CallTimeout,
     EncodeError,
     FrameTooLarge,
@@ -42,6 +43,7 @@ from ..errors import (
 )
 from ._codecs import Codec, codec_named, sniff_codec
 from ._envelopes import (
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -808,6 +810,8 @@ class RpcConnection:
                 listed = found.group(1)
                 provided = [] if listed == "none" else listed.split(", ")
             exc = NoSuchFunction(self.peer, func, provided)
+        elif err.code == ERROR_BUSY:
+            exc = Busy(self.peer, func, err.message)
         else:
             exc = RemoteError(self.peer, func, err.type, err.message, err.traceback)
         self._events.append(Failed(handle, exc))

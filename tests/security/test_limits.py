@@ -1,0 +1,187 @@
+"""Limits that hold against hostile peers: busy calls, handshakes that never finish, frames that are
+announced but never sent. Real sockets, a real service process."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import namewire
+from namewire import Busy, Security
+from tests.conftest import APPS, Processes, free_port, wait_port
+
+from .conftest import nameservice
+
+
+async def test_calls_past_the_limits_are_answered_busy_at_once() -> None:
+    release = asyncio.Event()
+    server = namewire.Node("Server", security=Security(max_calls_per_connection=3,
+                                                        max_running_calls=4))
+
+    @server.function
+    async def hold() -> str:
+        await release.wait()
+        return "done"
+
+    server.function(lambda: "inline", name="quick")
+    async with nameservice(Security()) as ns:
+        async with server.serve(nameservice=ns, listen="tcp://127.0.0.1:0", unix=False):
+            first = namewire.Node("First")
+            second = namewire.Node("Second")
+            async with first.serve(nameservice=ns, listen=None), \
+                    second.serve(nameservice=ns, listen=None):
+                held = [asyncio.ensure_future(first.rpc_call("Server", "hold")) for _ in range(3)]
+                await asyncio.sleep(0.1)
+                started = time.monotonic()
+                with pytest.raises(Busy) as busy:
+                    await first.rpc_call("Server", "hold")
+                assert time.monotonic() - started < 2  # at once, not after a timeout
+                assert busy.value.peer == "Server" and busy.value.function == "hold"
+                assert "3 calls from this connection running, the limit is 3" in str(busy.value)
+                # Sync functions run inline and are never refused; other connections still fit.
+                assert await first.rpc_call("Server", "quick") == "inline"
+                held.append(asyncio.ensure_future(second.rpc_call("Server", "hold")))
+                await asyncio.sleep(0.1)
+                with pytest.raises(Busy, match="4 calls running in 'Server', the limit is 4"):
+                    await second.rpc_call("Server", "hold")
+                release.set()
+                assert await asyncio.gather(*held) == ["done"] * 4
+                assert await first.rpc_call("Server", "hold") == "done"
+
+
+@pytest.fixture
+def many_files() -> Iterator[int]:
+    """As many descriptors as the hard limit allows, for this process and what it starts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        yield hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def start_guarded(procs: Processes, ns: str, handshake_timeout: float) -> tuple[str, int]:
+    """``worker.py`` as "Guarded" on a known port, with the given handshake deadline."""
+    port = free_port()
+    proc = procs.start(
+        "-m", "namewire", "run", str(APPS / "worker.py"), "--name", "Guarded",
+        "--nameservice", ns, "--listen", f"tcp://127.0.0.1:{port}", "--no-unix",
+        "--log-level", "ERROR", "--handshake-timeout", str(handshake_timeout),
+    )
+    wait_port(port, proc)
+    return f"127.0.0.1:{port}", proc.pid
+
+
+def open_silent(host: str, port: int, count: int, preamble: bytes = b"") -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((host, port), 5)
+        if preamble:
+            sock.sendall(preamble)
+        socks.append(sock)
+    return socks
+
+
+def wait_all_closed(socks: list[socket.socket], timeout: float) -> float:
+    """Seconds until every socket saw its peer close; AssertionError past ``timeout``."""
+    started = time.monotonic()
+    poller = select.poll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+    while by_fd:
+        left = timeout - (time.monotonic() - started)
+        assert left > 0, f"{len(by_fd)} of {len(socks)} connections still open after {timeout}s"
+        for fd, _ in poller.poll(min(left, 1.0) * 1000):
+            sock = by_fd.get(fd)
+            if sock is None:
+                continue
+            try:
+                data = sock.recv(65536)
+            except ConnectionError:
+                data = b""
+            if not data:
+                poller.unregister(fd)
+                del by_fd[fd]
+    return time.monotonic() - started
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+@pytest.mark.timeout(90)
+async def test_connections_that_never_say_hello_are_closed_while_calls_carry_on(
+    procs: Processes, many_files: int
+) -> None:
+    count = min(5000, (many_files - 200) // 2)
+    ns, _ = procs.nameservice()
+    address, _ = start_guarded(procs, ns, handshake_timeout=2.0)
+    host, port = address.rsplit(":", 1)
+    caller = namewire.Node("Legit")
+    socks: list[socket.socket] = []
+    async with caller.serve(nameservice=ns, listen=None):
+        assert await caller.rpc_call("Guarded", "plus", 1, 2) == 3
+        answered = 0
+        loop = asyncio.get_running_loop()
+        try:
+            opened = loop.run_in_executor(None, open_silent, host, int(port), count)
+            while not opened.done():  # calls go on while the crowd arrives
+                assert await caller.rpc_call("Guarded", "plus", answered, 1) == answered + 1
+                answered += 1
+                await asyncio.sleep(0.01)
+            socks = await opened
+            assert len(socks) == count
+            closing = loop.run_in_executor(None, wait_all_closed, socks, 2.0 + 15.0)
+            while not closing.done():
+                assert await caller.rpc_call("Guarded", "plus", answered, 1) == answered + 1
+                answered += 1
+                await asyncio.sleep(0.01)
+            took = await closing
+            assert took < 2.0 + 15.0
+            assert answered > 20
+        finally:
+            for sock in socks:
+                sock.close()
+        # The service is fine afterwards.
+        assert await caller.rpc_call("Guarded", "plus", 2, 2) == 4
+
+
+@pytest.mark.timeout(90)
+async def test_announced_frames_hold_no_memory_and_are_dropped(
+    procs: Processes, many_files: int
+) -> None:
+    count = min(1000, many_files - 200)
+    ns, _ = procs.nameservice()
+    address, pid = start_guarded(procs, ns, handshake_timeout=4.0)
+    host, port = address.rsplit(":", 1)
+    caller = namewire.Node("Legit")
+    async with caller.serve(nameservice=ns, listen=None):
+        assert await caller.rpc_call("Guarded", "plus", 1, 2) == 3
+        rss = status_kib(pid, "VmRSS")
+        announce = struct.pack(">I", 16 * 1024 * 1024) + b"x" * 1000
+        loop = asyncio.get_running_loop()
+        socks = await loop.run_in_executor(None, open_silent, host, int(port), count, announce)
+        try:
+            await asyncio.sleep(0.5)  # let the service read what was sent
+            assert await caller.rpc_call("Guarded", "plus", 2, 3) == 5
+            grown = (status_kib(pid, "VmRSS") - rss) / 1024
+            # Reserving each announced frame would take count * 16 MiB (16 GB for 1000).
+            assert grown < 150, f"RSS grew by {grown:.0f} MiB for {count} announced 16 MiB frames"
+            # The frames never complete the handshake: every connection is dropped.
+            await loop.run_in_executor(None, wait_all_closed, socks, 4.0 + 15.0)
+        finally:
+            for sock in socks:
+                sock.close()
+        assert await caller.rpc_call("Guarded", "plus", 3, 4) == 7
