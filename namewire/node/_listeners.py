@@ -66,7 +66,8 @@ class Listeners:
                 address = parse_address(url)
                 security = node.security
                 server, _ = await listen_sessions(address, factory, tls=security.tls,
-                                                  handshake_timeout=security.handshake_timeout)
+                                                  handshake_timeout=security.handshake_timeout,
+                                                  max_connections=security.max_connections)
                 servers.append(server)
                 if scheme_of(address).makes_file:
                     files.append(address.path)

@@ -43,6 +43,7 @@ from ._tls import TlsConfig
 
 __all__ = [
     "DEFAULT_MAX_CALLS_PER_CONNECTION",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RUNNING_CALLS",
     "InsecureListen",
     "Security",
@@ -53,6 +54,7 @@ log = logging.getLogger("namewire.transport")
 
 DEFAULT_MAX_CALLS_PER_CONNECTION = 1000
 DEFAULT_MAX_RUNNING_CALLS = 10_000
+DEFAULT_MAX_CONNECTIONS = 10_000
 
 
 class InsecureListen(ValueError):
@@ -101,7 +103,9 @@ class Security:
     a peer not yet authenticated. ``max_calls_per_connection`` / ``max_running_calls``: how many
     ``async def`` calls may run at once for one connection / in the whole node; past either a
     call is answered at once with `Busy` instead of starting (sync functions run inline and are
-    not counted: they hold the loop, not memory).
+    not counted: they hold the loop, not memory). ``max_connections``: accepted connections
+    open at once per listener; past it accepting pauses (tls:// and ``NAMEWIRE_NATIVE=0``: newcomers
+    are closed).
     """
 
     tls: TlsConfig | None = None
@@ -111,6 +115,7 @@ class Security:
     max_hello: int = DEFAULT_MAX_HELLO
     max_calls_per_connection: int = DEFAULT_MAX_CALLS_PER_CONNECTION
     max_running_calls: int = DEFAULT_MAX_RUNNING_CALLS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if self.secret is not None and len(self.secret) < MIN_SECRET_BYTES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
@@ -91,6 +91,7 @@ class Session:
         "_timer_at",
         "_write_paused",
         "close_reason",
+        "on_lost",
         "origin",
         "peer_identity",
         "peer_info",
@@ -158,6 +159,8 @@ class Session:
         self.peer_identity: str | None = None
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
         self.running: dict[int, asyncio.Task[Any]] = {}
+        # Called once the stream is gone (a listener counting its open connections).
+        self.on_lost: Callable[[], None] | None = None
 
     def attach(self, stream: Stream) -> None:
         """Run over ``stream`` (connected); our hello, if we speak first, leaves at once."""
@@ -368,6 +371,9 @@ class Session:
         for task in self.running.values():
             task.cancel()
         self._stream = None  # no cycle through the stream: a closed session is freed at once
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
         self._handler.session_closed(self, reason)
 
     # -- internals ---------------------------------------------------------------------------------

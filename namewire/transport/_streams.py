@@ -99,8 +99,14 @@ class Stream(abc.ABC):
 class AsyncioStream(Stream, asyncio.Protocol):
     """A `Stream` over an asyncio transport; it is the transport's protocol."""
 
-    def __init__(self, on_connected: Callable[[AsyncioStream], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_connected: Callable[[AsyncioStream], None] | None = None,
+        *,
+        certificate_given: bool = True,
+    ) -> None:
         self._handler: StreamHandler | None = None
+        self._certificate_given = certificate_given  # we presented a TLS client certificate
         self._transport: asyncio.Transport | None = None
         self._on_connected = on_connected
         self._tls = False
@@ -138,12 +144,12 @@ class AsyncioStream(Stream, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         handler, self._handler = self._handler, None
-        if exc is None and self._tls and not self._heard:
+        if exc is None and self._tls and not self._heard and not self._certificate_given:
             # With TLS 1.3 a server checks the client's certificate after the client's side of the
             # handshake is done, and its refusal arrives as a plain close.
             exc = AuthError(
                 "closed right after the TLS handshake, before a word: a listener with mutual TLS "
-                "does that to a client without a certificate it trusts (--tls-cert/--tls-key)",
+                "does that to a client without a certificate (--tls-cert/--tls-key)",
                 address=self.peer_address,
             )
         if handler is not None:

@@ -4,9 +4,11 @@ announced but never sent. Real sockets, a real service process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import select
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Iterator
@@ -15,10 +17,11 @@ from pathlib import Path
 import pytest
 
 import namewire
-from namewire import Busy, Security
+from namewire import Busy, Security, TlsConfig
+from namewire.transport import connect_session
 from tests.conftest import APPS, Processes, free_port, wait_port
 
-from .conftest import nameservice
+from .conftest import Certs, nameservice
 
 
 async def test_calls_past_the_limits_are_answered_busy_at_once() -> None:
@@ -80,6 +83,17 @@ def start_guarded(procs: Processes, ns: str, handshake_timeout: float) -> tuple[
     return f"127.0.0.1:{port}", proc.pid
 
 
+async def first_call(caller: namewire.Node, timeout: float = 10.0) -> None:
+    """Call "Guarded" as soon as it has registered (it listens a moment before)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                assert await caller.rpc_call("Guarded", "plus", 1, 2) == 3
+                return
+            except namewire.NameNotFound:
+                await asyncio.sleep(0.05)
+
+
 def open_silent(host: str, port: int, count: int, preamble: bytes = b"") -> list[socket.socket]:
     socks = []
     for _ in range(count):
@@ -132,7 +146,7 @@ async def test_connections_that_never_say_hello_are_closed_while_calls_carry_on(
     caller = namewire.Node("Legit")
     socks: list[socket.socket] = []
     async with caller.serve(nameservice=ns, listen=None):
-        assert await caller.rpc_call("Guarded", "plus", 1, 2) == 3
+        await first_call(caller)
         answered = 0
         loop = asyncio.get_running_loop()
         try:
@@ -168,7 +182,7 @@ async def test_announced_frames_hold_no_memory_and_are_dropped(
     host, port = address.rsplit(":", 1)
     caller = namewire.Node("Legit")
     async with caller.serve(nameservice=ns, listen=None):
-        assert await caller.rpc_call("Guarded", "plus", 1, 2) == 3
+        await first_call(caller)
         rss = status_kib(pid, "VmRSS")
         announce = struct.pack(">I", 16 * 1024 * 1024) + b"x" * 1000
         loop = asyncio.get_running_loop()
@@ -185,3 +199,61 @@ async def test_announced_frames_hold_no_memory_and_are_dropped(
             for sock in socks:
                 sock.close()
         assert await caller.rpc_call("Guarded", "plus", 3, 4) == 7
+
+
+def open_silent_tls(host: str, port: int, count: int, ca: str) -> list[ssl.SSLSocket]:
+    """Connections that complete the TLS handshake, then say nothing."""
+    context = ssl.create_default_context(cafile=ca)
+    socks = []
+    for _ in range(count):
+        raw = socket.create_connection((host, port), 5)
+        try:
+            socks.append(context.wrap_socket(raw, server_hostname=host))
+        except OSError:
+            raw.close()  # closed at once: the listener was full
+    return socks
+
+
+@pytest.mark.parametrize("listen", ["tcp://127.0.0.1:0", "tls://127.0.0.1:0"])
+async def test_a_listener_holds_at_most_max_connections(
+    listen: str, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the C reactor accepting pauses at the limit; on asyncio transports (tls://,
+    NAMEWIRE_NATIVE=0) newcomers are closed. Either way a caller gets in once the silent
+    connections are dropped at their handshake deadline, and the limit is logged once."""
+    tls = certs.tls("PlusServer", verify_clients=False) if listen.startswith("tls") else None
+    server = namewire.Node("Server", security=Security(tls=tls, max_connections=20,
+                                                        handshake_timeout=1.0))
+    server.function(lambda: "here", name="where")
+    caller = namewire.Node("Caller", security=certs.security("Caller"))
+    loop = asyncio.get_running_loop()
+    async with server.serve(listen=listen, unix=False, standalone=True):
+        url = server.addresses[0]
+        host, port = url.split("://")[1].rsplit(":", 1)
+        with caplog.at_level(logging.WARNING, logger="namewire.transport"):
+            if tls is None:
+                socks: list[socket.socket] = await loop.run_in_executor(
+                    None, open_silent, host, int(port), 30)
+            else:
+                socks = list(await loop.run_in_executor(
+                    None, open_silent_tls, host, int(port), 30, certs.ca))
+            try:
+                await asyncio.sleep(0.3)
+                async with caller.serve(listen=None, standalone=True), asyncio.timeout(15):
+                    while True:
+                        session = caller.new_session(origin=url)
+                        await connect_session(url, session, timeout=5, tls=caller.security.tls)
+                        try:
+                            await session.wait_open()
+                        except namewire.PeerLost:
+                            await asyncio.sleep(0.1)  # closed while the listener was full
+                            continue
+                        break
+                    assert await session.call("where", [], 5) == "here"
+                    session.close()
+            finally:
+                for sock in socks:
+                    sock.close()
+        full = [r for r in caplog.records if "the limit (max_connections)" in r.getMessage()]
+        assert len(full) == 1, [r.getMessage() for r in caplog.records]
+        assert "20 connections open" in full[0].getMessage()
