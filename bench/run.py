@@ -61,7 +61,7 @@ PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging")
+SECTIONS = ("echo", "rpc", "memory", "logging", "tls")
 
 
 class Progress:
@@ -874,6 +874,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["memory"] = run_memory(idle_conns, progress, notes)
         if "logging" in sections:
             results["logging"] = run_logging(args.quick, progress, notes)
+        if "tls" in sections:  # RPC over tls:// beside tcp://: its own table (bench/tls_rpc.py)
+            subprocess.run([PY, str(BENCH / "tls_rpc.py"), "--seconds", str(seconds),
+                            "--out", str(args.out)], check=False, timeout=600)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")
