@@ -4,6 +4,7 @@ announced but never sent. Real sockets, a real service process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import select
@@ -11,7 +12,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,23 @@ def start_guarded(procs: Processes, ns: str, handshake_timeout: float) -> tuple[
     return f"127.0.0.1:{port}", proc.pid
 
 
+@contextlib.asynccontextmanager
+async def started(node: namewire.Node, ns: str) -> AsyncIterator[namewire.Node]:
+    """``node`` serving (a pure caller), its start retried while the machine is too loaded for the
+    name service to answer within the client's 3 s connect timeout."""
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await node.start(nameservice=ns, listen=None)
+                break
+            except namewire.RegistryUnavailable:
+                await asyncio.sleep(0.2)
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
 async def first_call(caller: namewire.Node, timeout: float = 10.0) -> None:
     """Call "Guarded" as soon as it has registered (it listens a moment before)."""
     async with asyncio.timeout(timeout):
@@ -145,7 +163,7 @@ async def test_connections_that_never_say_hello_are_closed_while_calls_carry_on(
     host, port = address.rsplit(":", 1)
     caller = namewire.Node("Legit")
     socks: list[socket.socket] = []
-    async with caller.serve(nameservice=ns, listen=None):
+    async with started(caller, ns):
         await first_call(caller)
         answered = 0
         loop = asyncio.get_running_loop()
@@ -181,7 +199,7 @@ async def test_announced_frames_hold_no_memory_and_are_dropped(
     address, pid = start_guarded(procs, ns, handshake_timeout=4.0)
     host, port = address.rsplit(":", 1)
     caller = namewire.Node("Legit")
-    async with caller.serve(nameservice=ns, listen=None):
+    async with started(caller, ns):
         await first_call(caller)
         rss = status_kib(pid, "VmRSS")
         announce = struct.pack(">I", 16 * 1024 * 1024) + b"x" * 1000
@@ -254,6 +272,10 @@ async def test_a_listener_holds_at_most_max_connections(
             finally:
                 for sock in socks:
                     sock.close()
-        full = [r for r in caplog.records if "the limit (max_connections)" in r.getMessage()]
-        assert len(full) == 1, [r.getMessage() for r in caplog.records]
-        assert "20 connections open" in full[0].getMessage()
+        messages = [r.getMessage() for r in caplog.records]
+        full = [m for m in messages if "the limit (max_connections)" in m]
+        again = [m for m in messages if "below the limit again" in m]
+        # Once per episode, not once per connection: an episode ends below 3/4 of the limit, and
+        # the ten connections still waiting may start a second one.
+        assert 1 <= len(full) <= len(again) + 1 and len(full) <= 2, messages
+        assert "20 connections open" in full[0]
