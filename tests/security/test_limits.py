@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import namewire
-from namewire import Busy, Security, TlsConfig
+from namewire import Busy, Security
 from namewire.transport import connect_session
 from tests.conftest import APPS, Processes, free_port, wait_port
 

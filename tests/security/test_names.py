@@ -156,7 +156,7 @@ def test_ls_json_survives_what_others_registered(procs: object) -> None:
             await client.register(Registration("Fine", metadata={"ok": [1, "two"]}))
             listed = subprocess.run(
                 [sys.executable, "-m", "namewire", "ls", "--json", "--nameservice", ns],
-                capture_output=True, text=True, timeout=20, cwd=ROOT,
+                capture_output=True, text=True, timeout=20, cwd=ROOT, check=False,
             )
             assert listed.returncode == 0, listed.stderr
             assert [r["name"] for r in json.loads(listed.stdout)] == ["Fine"]

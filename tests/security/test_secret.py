@@ -4,6 +4,8 @@ real sockets; replayed handshakes and wrong secrets refused; the handshake fuzze
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 import namewire
 from namewire import AuthError, Security
 from namewire.errors import ProtocolError
+from namewire.sync import Client
 from namewire.wire import (
     PROTOCOL_VERSION,
     Answered,
@@ -26,6 +29,7 @@ from namewire.wire import (
     encode_frame,
     to_wire,
 )
+from tests.conftest import APPS, Processes, free_port, wait_port
 
 from .conftest import nameservice
 
@@ -234,3 +238,24 @@ async def test_a_cluster_with_a_secret(caplog: pytest.LogCaptureFixture) -> None
 
                 # Nobody else noticed.
                 assert await caller.rpc_call("PlusServer", "plus", 2, 3) == 5
+
+
+def test_the_blocking_client_takes_the_same_security(procs: Processes, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    port = free_port()
+    ns = f"tcp://127.0.0.1:{port}"
+    proc = procs.start("-m", "namewire", "nameservice", "--listen", ns, "--secret-file",
+                       str(secret), "--log-level", "ERROR")
+    wait_port(port, proc)
+    procs.start("-m", "namewire", "run", str(APPS / "worker.py"), "--name", "Worker",
+                "--nameservice", ns, "--log-level", "ERROR", "--secret-file", str(secret))
+    with Client(nameservice=ns, security=Security(secret=SECRET)) as client:
+        deadline = time.monotonic() + 15
+        while "Worker" not in client.get_remote_func_provider("plus"):
+            assert time.monotonic() < deadline, "Worker never registered"
+            time.sleep(0.1)
+        assert client.rpc_call("Worker", "plus", 20, 22) == 42
+    with pytest.raises(AuthError, match="wrong shared secret"):
+        Client(nameservice=ns, security=Security(secret=OTHER))
