@@ -47,6 +47,7 @@ from ._functions import Caller, FunctionTable
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
+from ._stalls import watch_stalled_frames
 
 __all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
 
@@ -143,6 +144,7 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._stalls: asyncio.Task[None] | None = None
         self._running_calls = 0  # async calls from peers running now, on every connection
         self._busy = False  # refusing calls as Busy; logged once per episode
 
@@ -250,6 +252,8 @@ class Node:
         self._running = True
         self._stopping = False
         self._mailbox = Mailbox(self._mailbox_size)
+        self._stalls = asyncio.get_running_loop().create_task(watch_stalled_frames(
+            lambda: self._routes.sessions, self.security.frame_timeout, self.name))
         try:
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
@@ -305,6 +309,9 @@ class Node:
         finally:
             # Even when the steps above fail (or the loop's shutdown cancels this task), close what
             # is open: connections, the registry session, the listeners' socket files.
+            stalls, self._stalls = self._stalls, None
+            if stalls is not None:
+                stalls.cancel()
             try:
                 await self._routes.close_all()
             finally:

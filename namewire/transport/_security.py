@@ -42,6 +42,7 @@ from ._schemes import scheme_of
 from ._tls import TlsConfig
 
 __all__ = [
+    "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_MAX_CALLS_PER_CONNECTION",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RUNNING_CALLS",
@@ -55,6 +56,7 @@ log = logging.getLogger("namewire.transport")
 DEFAULT_MAX_CALLS_PER_CONNECTION = 1000
 DEFAULT_MAX_RUNNING_CALLS = 10_000
 DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_FRAME_TIMEOUT = 30.0
 
 
 class InsecureListen(ValueError):
@@ -105,7 +107,8 @@ class Security:
     call is answered at once with `Busy` instead of starting (sync functions run inline and are
     not counted: they hold the loop, not memory). ``max_connections``: accepted connections
     open at once per listener; past it accepting pauses (tls:// and ``NAMEWIRE_NATIVE=0``: newcomers
-    are closed).
+    are closed). ``frame_timeout``: seconds a frame, once begun, may go without growing (and
+    without any frame completing) before its connection is closed.
     """
 
     tls: TlsConfig | None = None
@@ -116,11 +119,14 @@ class Security:
     max_calls_per_connection: int = DEFAULT_MAX_CALLS_PER_CONNECTION
     max_running_calls: int = DEFAULT_MAX_RUNNING_CALLS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.secret is not None and len(self.secret) < MIN_SECRET_BYTES:
             raise ValueError(f"a shared secret needs at least {MIN_SECRET_BYTES} bytes, "
                              f"not {len(self.secret)}")
+        if self.frame_timeout <= 0:
+            raise ValueError(f"frame_timeout must be positive, not {self.frame_timeout}")
         if self.handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout}")
         if self.max_hello < 256:

@@ -190,6 +190,14 @@ class Session:
         return self._conn.pending_count
 
     @property
+    def partial_bytes(self) -> int:
+        """Bytes of an incomplete frame from the peer, wherever it is being assembled."""
+        stream = self._stream
+        if stream is not None and stream.cuts_frames:
+            return int(getattr(stream, "buffered", 0))
+        return self._conn.partial_bytes
+
+    @property
     def connection(self) -> RpcConnection:
         """The protocol state (read-only use: counters, the peer's window)."""
         return self._conn

@@ -289,6 +289,11 @@ class RpcConnection:
         return len(self._pending)
 
     @property
+    def partial_bytes(self) -> int:
+        """Bytes of a frame begun and not yet complete (`receive_data` streams only)."""
+        return self._decoder.buffered
+
+    @property
     def unacked(self) -> tuple[int, int]:
         """Messages (count, bytes) we sent that the peer has not yet consumed."""
         return self._unacked, self._unacked_bytes

@@ -20,6 +20,7 @@ import pytest
 import namewire
 from namewire import Busy, Security
 from namewire.transport import connect_session
+from namewire.wire import PROTOCOL_VERSION, Hello, Msg, MsgpackCodec, encode_frame, to_wire
 from tests.conftest import APPS, Processes, free_port, wait_port
 
 from .conftest import Certs, nameservice
@@ -279,3 +280,37 @@ async def test_a_listener_holds_at_most_max_connections(
         # the ten connections still waiting may start a second one.
         assert 1 <= len(full) <= len(again) + 1 and len(full) <= 2, messages
         assert "20 connections open" in full[0]
+
+
+async def test_a_frame_that_stops_arriving_is_dropped_and_a_slow_one_is_not() -> None:
+    node = namewire.Node("Server", security=Security(frame_timeout=1.0))
+    codec = MsgpackCodec()
+    hello = encode_frame(codec.encode(to_wire(Hello(PROTOCOL_VERSION, "Peer", {}))))
+    loop = asyncio.get_running_loop()
+    async with node.serve(listen="tcp://127.0.0.1:0", unix=False, standalone=True):
+        host, port = node.addresses[0].removeprefix("tcp://").rsplit(":", 1)
+
+        def stall() -> float:
+            with socket.create_connection((host, int(port)), 5) as sock:
+                sock.sendall(hello + struct.pack(">I", 1 << 20) + b"x" * 100)
+                sock.settimeout(10)
+                started = time.monotonic()
+                while sock.recv(65536):  # the hello back, then the close
+                    pass
+                return time.monotonic() - started
+
+        def trickle() -> None:
+            body = codec.encode(to_wire(Msg("y" * 900)))
+            frame = encode_frame(body)
+            with socket.create_connection((host, int(port)), 5) as sock:
+                sock.sendall(hello)
+                for i in range(0, len(frame), 100):  # 3 s for one frame, always progressing
+                    sock.sendall(frame[i:i + 100])
+                    time.sleep(0.3)
+                time.sleep(0.5)
+
+        took = await loop.run_in_executor(None, stall)
+        assert 1.0 <= took < 4.0, f"a stalled frame was dropped after {took:.1f}s"
+        slow = loop.run_in_executor(None, trickle)
+        assert await asyncio.wait_for(node.get_msg(), 10) == ("Peer", "y" * 900)
+        await slow
