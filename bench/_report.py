@@ -12,6 +12,8 @@ from typing import Any
 
 README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
+# Sections this module lays out itself; any other is shown as a generic table.
+KNOWN_SECTIONS = ("echo", "rpc", "capacity", "memory", "logging")
 # Share of a CPU that other work may take during a point before the point is flagged as noisy.
 NOISY_CPU = 0.25
 
@@ -88,6 +90,8 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     rpc = results.get("rpc")
     if rpc:
         ratios.append(_rpc_ratio(rpc))
+        ratios.extend(_probe_ratios(rpc))
+    ratios.extend(_target_ratios(results))
     for row in results.get("memory", {}).get("rows", []):
         if row.get("key") == "namewire" and "per_conn_bytes" in row:
             ratios.append(
@@ -96,14 +100,14 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return ratios
 
 
-def _rpc_ratio(rpc: dict[str, Any]) -> dict[str, Any]:
-    """namewire's calls/s at the most callers against the best other system's."""
+def _rpc_ratio(rpc: dict[str, Any], at: int | None = None) -> dict[str, Any]:
+    """namewire's calls/s at ``at`` callers (default the most) against the best peer's."""
     rows = {row["key"]: row for row in rpc.get("rows", [])}
-    top = max(rpc.get("callers", [1000]) or [1000])
+    top = at or max(rpc.get("callers", [1000]) or [1000])
     nw_point = _rpc_point(rows["namewire"], top) if "namewire" in rows else None
     best_label, best_value = None, None
     for key, row in rows.items():
-        if key == "namewire":
+        if key == "namewire" or row.get("reference"):
             continue
         point = _rpc_point(row, top)
         if point and (best_value is None or point["calls_per_s"] > best_value):
@@ -115,6 +119,71 @@ def _rpc_ratio(rpc: dict[str, Any]) -> dict[str, Any]:
         if nw_point and best_value
         else None,
     }
+
+
+def _target_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14's targets: server capacity against the C RPC server, calls by name against the
+    best peer at 100 callers too, and one caller's p50 against the C echo's round trip."""
+    out: list[dict[str, Any]] = []
+    cap = {row["key"]: row for row in results.get("capacity", {}).get("rows", [])}
+    if "namewire" in cap and "c_rpc" in cap:
+        for load in results["capacity"]["loads"]:
+            a = _rpc_point(cap["namewire"], load)  # type: ignore[arg-type]
+            b = _rpc_point(cap["c_rpc"], load)  # type: ignore[arg-type]
+            conns, depth = load.split("x")
+            out.append({
+                "name": f"server capacity namewire PlusServer / C RPC server, {depth} in flight "
+                f"on each of {conns} connection(s)",
+                "best_peer": "C load generator",
+                "value": round(a["calls_per_s"] / b["calls_per_s"], 3) if a and b else None,
+            })
+    rpc = results.get("rpc")
+    if rpc and 100 in rpc.get("callers", []) and max(rpc["callers"]) != 100:
+        out.append(_rpc_ratio(rpc, 100))
+    echo = {row["key"]: row for row in results.get("echo", {}).get("rows", [])}
+    rows = {row["key"]: row for row in (rpc or {}).get("rows", [])}
+    c_echo = _echo_value(echo["c_epoll"], 1) if "c_epoll" in echo else None
+    one = _rpc_point(rows["namewire"], 1) if "namewire" in rows else None
+    if c_echo and one:
+        out.append({
+            "name": "one caller: namewire p50 / the C echo's mean round trip at 1 connection "
+            f"(1 / its round trips per second: {1e6 / c_echo:.0f} µs; a mean, so stalls count)",
+            "best_peer": "lower is better",
+            "value": round(one["p50_us"] / (1e6 / c_echo), 3),
+        })
+    c_one = _rpc_point(cap["c_rpc"], "1x1") if "c_rpc" in cap else None  # type: ignore[arg-type]
+    if c_one and one:
+        out.append({
+            "name": "one caller: namewire p50 / the C RPC server's p50 under the C load generator "
+            f"at 1 connection, 1 call in flight ({c_one['p50_us']:.0f} µs)",
+            "best_peer": "lower is better",
+            "value": round(one["p50_us"] / c_one["p50_us"], 3),
+        })
+    return out
+
+
+def _probe_ratios(rpc: dict[str, Any]) -> list[dict[str, Any]]:
+    """namewire's calls/s against the bare msgpack-RPC probe's, at each caller count above 1."""
+    rows = {row["key"]: row for row in rpc.get("rows", [])}
+    if "namewire" not in rows or "probe" not in rows:
+        return []
+    out = []
+    for callers in rpc.get("callers", []):
+        if callers == 1:
+            continue
+        a, b = _rpc_point(rows["namewire"], callers), _rpc_point(rows["probe"], callers)
+        out.append({
+            "name": f"RPC calls/s namewire / bare msgpack-RPC probe at {callers} callers",
+            "best_peer": "reference",
+            "value": round(a["calls_per_s"] / b["calls_per_s"], 3) if a and b else None,
+        })
+    return out
+
+
+def _cpu_per_call(point: dict[str, Any] | None) -> str:
+    if not point or "server_us_per_call" not in point:
+        return "—"
+    return f"{point['server_us_per_call']:.1f} / {point['client_us_per_call']:.1f} µs"
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -163,8 +232,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("### RPC: `plus(1, 2)` in a loop, calls/s and latency")
         out.append("")
         head = [f"{c} caller{'s' if c > 1 else ''}" for c in callers]
-        out.append(f"| system | {' | '.join(head)} | p50 / p99 @{lo} | p50 / p99 @{hi} |")
-        out.append("|---|" + "---:|" * (len(callers) + 2))
+        out.append(
+            f"| system | {' | '.join(head)} | p50 / p99 @{lo} | p50 / p99 @{hi} "
+            f"| CPU server / client per call @{hi} |"
+        )
+        out.append("|---|" + "---:|" * (len(callers) + 3))
         for row in rpc["rows"]:
             cells = []
             for c in callers:
@@ -177,9 +249,33 @@ def to_markdown(results: dict[str, Any]) -> str:
             for c in (lo, hi):
                 p = _rpc_point(row, c)
                 cells.append(_latency(p) if p else _cell_or_failed(row, str(c), "—"))
+            cells.append(_cpu_per_call(_rpc_point(row, hi)))
             label = row["label"] + (f" (skipped: {row['skipped']})" if "skipped" in row else "")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.extend(_noise_footnote(rpc["rows"], callers))
+        out.append("")
+
+    capacity = results.get("capacity")
+    if capacity:
+        loads = capacity["loads"]
+        out.append("### Server capacity: the C RPC load generator (namewire frames), calls/s")
+        out.append("")
+        out.append("connections × calls in flight on each; CPU per call of server / load generator.")
+        out.append("")
+        out.append("| server | " + " | ".join(loads) + " | p50 / p99 @" + loads[0]
+                   + " | CPU per call @" + loads[-1] + " |")
+        out.append("|---|" + "---:|" * (len(loads) + 2))
+        for row in capacity["rows"]:
+            cells = []
+            for load in loads:
+                p = _rpc_point(row, load)  # type: ignore[arg-type]
+                cells.append(_cell_or_failed(
+                    row, load, _num(p["calls_per_s"]) + _noisy(row, load) if p else "—"))  # type: ignore[arg-type]
+            p = _rpc_point(row, loads[0])  # type: ignore[arg-type]
+            cells.append(_latency(p) if p else "—")
+            cells.append(_cpu_per_call(_rpc_point(row, loads[-1])))  # type: ignore[arg-type]
+            label = row["label"] + (f" (skipped: {row['skipped']})" if "skipped" in row else "")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.append("")
 
     memory = results.get("memory")
@@ -214,11 +310,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         seed = " | ".join(
             _ratio(SEED_ECHO["luanet"][c], SEED_ECHO["node.js"][c]) for c in (10, 100, 1000)
         )
-        out.append(f"| *seed 2014: luanet / node.js* | {seed} |")
+        out.append(f"| *luanet in 2014 (its published table): luanet / node.js* | {seed} |")
         seed = " | ".join(
             _ratio(SEED_ECHO["luanet"][c], SEED_ECHO["luvit"][c]) for c in (10, 100, 1000)
         )
-        out.append(f"| *seed 2014: luanet / luvit* | {seed} |")
+        out.append(f"| *luanet in 2014 (its published table): luanet / luvit* | {seed} |")
         out.append("")
     if ratios:
         for r in ratios:
@@ -234,6 +330,25 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("### Logging (bench/logging_bench.py)")
         out.append("")
         out.extend(_generic_table(logging))
+        out.append("")
+    # Sections hooked in as scripts (run.py's `script_section`) have no layout of their own.
+    for name in results.get("meta", {}).get("sections", []):
+        if name not in KNOWN_SECTIONS and isinstance(results.get(name), dict):
+            out.append(f"### {name}")
+            out.append("")
+            out.extend(_generic_table(results[name]))
+            out.append("")
+
+    db = results.get("db")
+    if db:
+        out.append("### Databases (bench/db_bench.py; docs/db.md)")
+        out.append("")
+        out.extend(_generic_table(db))
+    workers = results.get("workers")
+    if workers:
+        out.append("### Workers (bench/workers_bench.py)")
+        out.append("")
+        out.extend(_generic_table(workers))
         out.append("")
 
     versions = results.get("versions", {})

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ RESULTS = BENCH / "results"
 PEERS = BENCH / "peers"
 PY = sys.executable
 LOADGEN = BUILD / "loadgen"
+RPCGEN = BUILD / "rpcgen"
 IDLE_CONNS = 10_000
-SECTIONS = ("echo", "rpc", "memory", "logging", "tls")
+# Server capacity: (connections, calls in flight on each) the C RPC load generator keeps up.
+CAPACITY_LOADS = ((1, 1), (1, 1000), (100, 10))
 
 
 class Progress:
@@ -300,7 +303,8 @@ def run_echo(
 
 
 def measure_point(
-    server_pid: int, client_argv: Sequence[str], timeout: float, quiet_wait: float
+    server_pid: int | Sequence[int], client_argv: Sequence[str], timeout: float,
+    quiet_wait: float,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Runs one client to completion (pinned to the client CPU) and accounts for the CPU.
 
@@ -309,15 +313,20 @@ def measure_point(
     child's rusage) and everyone else's (the noise), as fractions of one CPU.
     """
     idle_before = wait_for_quiet(quiet_wait)
+    pids = [server_pid] if isinstance(server_pid, int) else list(server_pid)
+
+    def server_seconds() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
     cpu0, busy0, kids0, t0 = (
-        cpu_seconds(server_pid),
+        server_seconds(),
         machine_busy_seconds(),
         children_cpu(),
         time.monotonic(),
     )
     done = run_captured(pinned(CLIENT_CPU, client_argv), timeout=timeout)
     wall = time.monotonic() - t0
-    server = (cpu_seconds(server_pid) - cpu0) / wall
+    server = (server_seconds() - cpu0) / wall
     client = (children_cpu() - kids0) / wall
     other = max(0.0, (machine_busy_seconds() - busy0) / wall - server - client)
     usage = {
@@ -329,6 +338,20 @@ def measure_point(
     if done.returncode != 0 and "RESULT " not in done.stdout:
         raise PeerFailed(f"client exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
     return done, usage
+
+
+def cpu_per_call(usage: dict[str, Any], rate: float) -> dict[str, float]:
+    """Server and client CPU microseconds per call (or round trip) at ``rate`` per second.
+
+    The shares are over the client's whole run (connect and warm-up included), so this slightly
+    overstates the cost per counted call; it is the same for every row, and says which side limits.
+    """
+    if not rate:
+        return {}
+    return {
+        "server_us_per_call": round(usage["server_cpu"] / rate * 1e6, 2),
+        "client_us_per_call": round(usage["client_cpu"] / rate * 1e6, 2),
+    }
 
 
 def wait_for_quiet(max_wait: float, threshold: float = 0.25, sample: float = 0.25) -> float:
@@ -356,16 +379,32 @@ def describe_usage(usage: dict[str, Any]) -> str:
 # --- RPC -----------------------------------------------------------------------------------------
 
 
+# The RPC systems, in table order: (key, label, peer script, environment, Python module it
+# needs, binary it needs, reference row?).  A reference row is a yardstick, not a peer: it is
+# left out of "the best peer".  A new peer is one line here and a script in bench/peers/ with
+# the `server PORT` / `client PORT --callers ...` command line of `_rpcload.peer_parser`.
+RPC_PEERS: list[tuple[str, str, str, dict[str, str], str, str | None, bool]] = [
+    ("probe", "bare msgpack-RPC probe on uvloop (reference)", "msgpack_rpc_probe.py", {},
+     "uvloop", None, True),
+    ("nats", "NATS request/reply (nats-server + nats-py)", "nats_plus.py", {}, "nats",
+     "nats-server", False),
+    ("zmq", "pyzmq ROUTER / DEALER (asyncio client)", "zmq_plus.py", {}, "zmq", None, False),
+    ("pyro5", "Pyro5 (thread pool)", "pyro5_plus.py", {}, "Pyro5", None, False),
+    ("pyro5_mux", "Pyro5 (multiplex)", "pyro5_plus.py", {"PYRO_SERVERTYPE": "multiplex"},
+     "Pyro5", None, False),
+    ("rpyc", "rpyc (threaded)", "rpyc_plus.py", {}, "rpyc", None, False),
+    ("grpc", "grpcio (asyncio, generic handler)", "grpc_plus.py", {}, "grpc", None, False),
+]
+
+
 def rpc_systems() -> list[dict[str, Any]]:
     """The RPC systems: key, label, and how to start the server and the client."""
     systems: list[dict[str, Any]] = [{"key": "namewire", "label": "namewire (by name)"}]
-    for key, label, script, env in (
-        ("pyro5", "Pyro5 (thread pool)", "pyro5_plus.py", {}),
-        ("pyro5_mux", "Pyro5 (multiplex)", "pyro5_plus.py", {"PYRO_SERVERTYPE": "multiplex"}),
-        ("rpyc", "rpyc (threaded)", "rpyc_plus.py", {}),
-        ("grpc", "grpcio (asyncio, generic handler)", "grpc_plus.py", {}),
-    ):
-        systems.append({"key": key, "label": label, "script": PEERS / script, "env": env})
+    for key, label, script, env, module, binary, reference in RPC_PEERS:
+        systems.append(
+            {"key": key, "label": label, "script": PEERS / script, "env": env,
+             "module": module, "binary": binary, "reference": reference}
+        )
     return systems
 
 
@@ -381,6 +420,8 @@ def run_rpc(
     rows: list[dict[str, Any]] = []
     for system in rpc_systems():
         row: dict[str, Any] = {"key": system["key"], "label": system["label"], "points": {}}
+        if system.get("reference"):
+            row["reference"] = True
         rows.append(row)
         missing = rpc_missing(system)
         if missing:
@@ -391,7 +432,7 @@ def run_rpc(
             continue
         with ProcessSet(LOGS) as procs:
             try:
-                client_for, server_pid = start_rpc_server(system, procs)
+                client_for, server_pids = start_rpc_server(system, procs)
             except PeerFailed as exc:
                 for callers in callers_list:
                     row["points"][str(callers)] = {"error": f"server: {exc}"}
@@ -402,7 +443,7 @@ def run_rpc(
                 label = f"rpc {system['label']} @{callers}"
                 try:
                     argv = client_for(callers, seconds, warmup)
-                    done, usage = measure_point(server_pid, argv, seconds + warmup + 90, quiet_wait)
+                    done, usage = measure_point(server_pids, argv, seconds + warmup + 90, quiet_wait)
                     result = parse_result_line(done.stdout)
                     if result.get("errors"):
                         raise PeerFailed(
@@ -413,6 +454,7 @@ def run_rpc(
                         raise PeerFailed("no call completed within the measurement window")
                     result.pop("error", None)
                     result.update(usage)
+                    result.update(cpu_per_call(usage, result["calls_per_s"]))
                     row["points"][str(callers)] = result
                     progress.step(
                         f"{label}: {result['calls_per_s']:,.0f} calls/s, "
@@ -430,11 +472,12 @@ def rpc_missing(system: dict[str, Any]) -> str | None:
     """Why an RPC system cannot run here, or None."""
     if system["key"] == "namewire":
         return namewire_node_missing()
-    module = {"pyro5": "Pyro5", "pyro5_mux": "Pyro5", "rpyc": "rpyc", "grpc": "grpc"}[system["key"]]
     try:
-        __import__(module)
+        __import__(system["module"])
     except ImportError:
-        return f"{module} not installed (pip install -e '.[bench]')"
+        return f"{system['module']} not installed (pip install -e '.[bench]')"
+    if system["binary"] and shutil.which(system["binary"]) is None:
+        return f"{system['binary']} not installed (bench/setup.sh installs it)"
     return None
 
 
@@ -457,8 +500,9 @@ def start_namewire_plus(
 
 def start_rpc_server(
     system: dict[str, Any], procs: ProcessSet
-) -> tuple[Callable[[int, float, float], list[str]], int]:
-    """Starts the system's server(s); returns the client's argv builder and the server's pid."""
+) -> tuple[Callable[[int, float, float], list[str]], list[int]]:
+    """Starts the system's server(s); returns the client's argv builder and the server side's
+    pids (a broker and its responder both count: NATS)."""
     if system["key"] == "namewire":
         port = free_port()
         ns_url, server = start_namewire_plus(procs, "rpc", port)
@@ -477,7 +521,7 @@ def start_rpc_server(
                 "--warmup",
                 str(w),
             ],
-            pid_listening_on(server.pid, port),
+            [pid_listening_on(server.pid, port)],
         )
     port = free_port()
     # Environment switches (PYRO_SERVERTYPE) reach both sides through `env`, like a user's shell.
@@ -502,7 +546,7 @@ def start_rpc_server(
             "--warmup",
             str(w),
         ],
-        pid_listening_on(server.pid, port),
+        sorted({server.pid, pid_listening_on(server.pid, port)}),
     )
 
 
@@ -523,6 +567,78 @@ def plus_server_argv(ns_url: str, port: int) -> list[str]:
         "--log-level",
         "WARNING",
     ]
+
+
+# --- server capacity: the C RPC load generator against namewire and against the C RPC server ----
+
+
+def run_capacity(
+    seconds: float, warmup: float, quiet_wait: float, progress: Progress, notes: list[str]
+) -> dict[str, Any]:
+    """namewire's PlusServer and the C RPC server (the ceiling), each driven by `rpcgen` with
+    namewire's own hello, call and reply frames, at each of `CAPACITY_LOADS`."""
+    servers = [
+        ("namewire", "namewire PlusServer (C reactor)" if native_sockets() else
+         "namewire PlusServer (pure asyncio)", namewire_node_missing()),
+        ("c_rpc", "C RPC server (rpc_epoll, the ceiling)",
+         None if (BUILD / "rpc_epoll").exists() else "bench/build/rpc_epoll not built"),
+    ]
+    rows: list[dict[str, Any]] = []
+    for key, label, missing in servers:
+        row: dict[str, Any] = {"key": key, "label": label, "points": {}}
+        rows.append(row)
+        why = missing or (None if RPCGEN.exists() else "bench/build/rpcgen not built")
+        if why:
+            row["skipped"] = why
+            notes.append(f"capacity {label}: skipped, {why}")
+            for conns, depth in CAPACITY_LOADS:
+                progress.step(f"capacity {label} {conns}x{depth}: skipped ({why})")
+            continue
+        with ProcessSet(LOGS) as procs:
+            port = free_port()
+            try:
+                if key == "namewire":
+                    _, server = start_namewire_plus(procs, "capacity", port)
+                else:
+                    server = procs.start(
+                        "capacity-c-rpc", pinned(SERVER_CPU, [str(BUILD / "rpc_epoll"), str(port)])
+                    )
+                wait_port(port, server)
+                pid = pid_listening_on(server.pid, port)
+            except PeerFailed as exc:
+                row["skipped"] = f"server failed: {exc}"
+                notes.append(f"capacity {label}: server failed, {exc}")
+                for conns, depth in CAPACITY_LOADS:
+                    progress.step(f"capacity {label} {conns}x{depth}: FAILED ({exc})")
+                continue
+            for conns, depth in CAPACITY_LOADS:
+                name = f"{conns}x{depth}"
+                text = f"capacity {label} {name}"
+                argv = [str(RPCGEN), "-c", str(conns), "-q", str(depth), "-d", str(seconds),
+                        "-w", str(warmup), "127.0.0.1", str(port)]
+                try:
+                    done, usage = measure_point(pid, argv, seconds + warmup + 45, quiet_wait)
+                    result = parse_result_line(done.stdout)
+                    if result.get("errors"):
+                        raise PeerFailed(f"{result['errors']} error(s), first: {result['error']}")
+                    if not result.get("calls"):
+                        raise PeerFailed("no reply within the window")
+                    result.update(usage)
+                    result.update(cpu_per_call(usage, result["calls_per_s"]))
+                    row["points"][name] = result
+                    progress.step(
+                        f"{text}: {result['calls_per_s']:,.0f} calls/s, p50 "
+                        f"{result['p50_us']:,.0f} µs ({describe_usage(usage)})"
+                    )
+                except PeerFailed as exc:
+                    row["points"][name] = {"error": str(exc)}
+                    notes.append(f"{text}: failed, {exc}")
+                    progress.step(f"{text}: FAILED ({exc})")
+    return {
+        "loads": [f"{c}x{d}" for c, d in CAPACITY_LOADS],
+        "call": "plus(1, 2) as namewire call frames, hello first",
+        "rows": rows,
+    }
 
 
 # --- memory --------------------------------------------------------------------------------------
@@ -692,7 +808,11 @@ def versions() -> dict[str, str]:
         "luv": command_version(["lua5.4", "-e", 'print(require("luv").version_string())']),
         "gcc": command_version(["gcc", "-dumpfullversion"]),
     }
-    for dist in ("namewire", "uvloop", "msgpack", "Pyro5", "rpyc", "grpcio", "matplotlib"):
+    # "nats-server: v2.9.10": keep the version only.
+    nats_version = command_version(["nats-server", "--version"])
+    found["nats-server"] = nats_version.split()[-1] if ": " in nats_version else nats_version
+    for dist in ("namewire", "uvloop", "msgpack", "nats-py", "pyzmq", "Pyro5", "rpyc", "grpcio",
+                 "matplotlib"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -736,6 +856,114 @@ def git_commit() -> str:
         text=True,
     ).stdout.strip()
     return (done.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty else "")
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every section is given: the run's settings, and where it reports progress and notes."""
+
+    quick: bool
+    seconds: float
+    warmup: float
+    quiet_wait: float
+    idle_conns: int
+    notes: list[str]
+    progress: Progress = field(default_factory=lambda: Progress(0))
+
+    @property
+    def echo_conns(self) -> list[int]:
+        # Quick keeps to about a minute: no single-connection echo, and 100 RPC callers (1000
+        # threads take Pyro5 and rpyc seconds to start). The full run is the one that judges.
+        return [100, 1000] if self.quick else [1, 10, 100, 1000]
+
+    @property
+    def rpc_callers(self) -> list[int]:
+        return [1, 100] if self.quick else [1, 100, 1000]
+
+
+# A section: how many progress lines it prints, and the function that runs it and returns its
+# part of the results (under its name).  Sections run in this order; `--only` picks some.
+Section = tuple[Callable[[Run], int], Callable[[Run], dict[str, Any]]]
+
+
+def script_section(
+    script: Path,
+    quick_argv: Sequence[str] = (),
+    timeout: float = 240,
+    full_argv: Sequence[str] = (),
+) -> Section:
+    """A section made of one script that writes its results as JSON to ``--json PATH``.
+
+    This is how a small bench script joins the suite: one line in `SECTIONS`, e.g.
+    ``"tls": script_section(BENCH / "tls_bench.py", ["--quick"])``.  The report shows its JSON
+    as a table (a list of flat dicts, or one under "rows"); ``quick_argv`` is added in quick runs,
+    ``full_argv`` in full ones.
+    """
+
+    def run(r: Run) -> dict[str, Any]:
+        name = script.stem
+        if not script.exists():
+            r.progress.step(f"{name}: skipped ({script.name} does not exist)")
+            r.notes.append(f"{name}: skipped, {script.name} does not exist")
+            return {"skipped": f"{script.name} does not exist"}
+        BUILD.mkdir(parents=True, exist_ok=True)
+        out = BUILD / f"{name}.json"
+        out.unlink(missing_ok=True)
+        argv = [PY, str(script), "--json", str(out), *(quick_argv if r.quick else full_argv)]
+        try:
+            done = run_captured(argv, timeout=timeout)
+            if done.returncode != 0:
+                raise PeerFailed(f"exit {done.returncode}: {tail_text(done.stderr or done.stdout)}")
+            data = json.loads(out.read_text())
+        except (PeerFailed, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            r.notes.append(f"{name}: failed, {exc}")
+            r.progress.step(f"{name}: FAILED ({exc})")
+            return {"error": str(exc)}
+        r.progress.step(f"{name}: done")
+        return data if isinstance(data, dict) else {"rows": data}
+
+    return (lambda r: 1, run)
+
+
+SECTIONS: dict[str, Section] = {
+    "echo": (
+        lambda r: len(echo_servers()) * len(r.echo_conns),
+        lambda r: run_echo(r.echo_conns, r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "rpc": (
+        lambda r: len(rpc_systems()) * len(r.rpc_callers),
+        lambda r: run_rpc(r.rpc_callers, r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "capacity": (
+        lambda r: 2 * len(CAPACITY_LOADS),
+        lambda r: run_capacity(r.seconds, r.warmup, r.quiet_wait, r.progress, r.notes),
+    ),
+    "memory": (lambda r: 2, lambda r: run_memory(r.idle_conns, r.progress, r.notes)),
+    "logging": (lambda r: 1, lambda r: run_logging(r.quick, r.progress, r.notes)),
+    # Plus calls/s with metrics on and off, alternating rounds (docs/observability.md).
+    "metrics": script_section(
+        BENCH / "metrics_overhead.py", ["--seconds", "2", "--rounds", "2"], timeout=300
+    ),
+    # namewire.db beside aiosqlite and asyncpg (docs/db.md).
+    "db": script_section(
+        BENCH / "db_bench.py",
+        ["--seconds", "0.5", "--repeat", "1", "--callers", "16"],
+        timeout=420,
+        full_argv=["--seconds", "1.5", "--repeat", "2"],
+    ),
+    # RPC by name over tls:// (mutual TLS) beside tcp:// at 1 and 1000 callers (docs/security.md).
+    "tls": script_section(
+        BENCH / "tls_rpc.py",
+        ["--seconds", "1", "--out", str(BUILD)],
+        timeout=600,
+        full_argv=["--seconds", "3"],
+    ),
+    # Worker channels beside multiprocessing.Queue; --workers 1 against 2 (docs/workers.md).
+    "workers": script_section(BENCH / "workers_bench.py", ["--quick"], timeout=300),
+}
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -820,26 +1048,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     seconds = args.seconds or (1.0 if args.quick else 5.0)
-    warmup = 0.3 if args.quick else 0.5
-    # Before each point, wait this long at most for other work on the machine to quieten down.
-    quiet_wait = 0.5 if args.quick else 2.0
-    # Quick keeps to about a minute: no single-connection echo, and 100 RPC callers (1000
-    # threads take Pyro5 and rpyc seconds to start). The full run is the one that judges.
-    echo_conns = [100, 1000] if args.quick else [1, 10, 100, 1000]
-    rpc_callers = [1, 100] if args.quick else [1, 100, 1000]
-
     if not args.no_setup:
         run_setup()
     nofile = raise_nofile()
-    idle_conns = min(IDLE_CONNS, nofile - 100)
-
-    n_echo = len(echo_servers()) * len(echo_conns) if "echo" in sections else 0
-    n_rpc = len(rpc_systems()) * len(rpc_callers) if "rpc" in sections else 0
-    total = (
-        n_echo + n_rpc + (2 if "memory" in sections else 0) + (1 if "logging" in sections else 0)
-    )
-    progress = Progress(total)
     notes: list[str] = []
+    run = Run(
+        quick=args.quick,
+        seconds=seconds,
+        warmup=0.3 if args.quick else 0.5,
+        # Before each point, wait this long at most for other work on the machine to quieten down.
+        quiet_wait=0.5 if args.quick else 2.0,
+        idle_conns=min(IDLE_CONNS, nofile - 100),
+        notes=notes,
+    )
+    progress = run.progress = Progress(sum(SECTIONS[name][0](run) for name in sections))
     mode = "quick" if args.quick else "full"
     progress.say(
         f"namewire bench, {mode} run: {', '.join(sections)}; {seconds:g} s per point; "
@@ -851,9 +1073,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": machine(),
             "mode": mode,
+            "sections": sections,
             "seconds_per_point": seconds,
-            "warmup_seconds": warmup,
-            "quiet_wait_seconds": quiet_wait,
+            "warmup_seconds": run.warmup,
+            "quiet_wait_seconds": run.quiet_wait,
             "pinning": "servers on CPU 0, clients on CPU 1 (taskset)"
             if can_pin()
             else "not pinned",
@@ -863,20 +1086,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "versions": versions(),
     }
-    if idle_conns < IDLE_CONNS and "memory" in sections:
-        notes.append(f"memory: only {idle_conns} idle connections (descriptor limit {nofile})")
+    if run.idle_conns < IDLE_CONNS and "memory" in sections:
+        notes.append(f"memory: only {run.idle_conns} idle connections (descriptor limit {nofile})")
     try:
-        if "echo" in sections:
-            results["echo"] = run_echo(echo_conns, seconds, warmup, quiet_wait, progress, notes)
-        if "rpc" in sections:
-            results["rpc"] = run_rpc(rpc_callers, seconds, warmup, quiet_wait, progress, notes)
-        if "memory" in sections:
-            results["memory"] = run_memory(idle_conns, progress, notes)
-        if "logging" in sections:
-            results["logging"] = run_logging(args.quick, progress, notes)
-        if "tls" in sections:  # RPC over tls:// beside tcp://: its own table (bench/tls_rpc.py)
-            subprocess.run([PY, str(BENCH / "tls_rpc.py"), "--seconds", str(seconds),
-                            "--out", str(args.out)], check=False, timeout=600)
+        for name in sections:
+            results[name] = SECTIONS[name][1](run)
     except KeyboardInterrupt:
         notes.append("interrupted: the tables hold what was measured before the interrupt")
         progress.say("interrupted; writing what was measured")

@@ -5,9 +5,12 @@
 #     PYTHON=.venv/bin/python bash bench/setup.sh
 #
 # - Debian packages: lua5.4 and lua-luv (the luv echo peer), util-linux (taskset), nodejs (the
-#   node.js echo peer), gcc (the C load generator and echo); installed with apt-get when missing.
-# - Python packages: the project's `bench` extra (matplotlib, Pyro5, rpyc, grpcio) into the venv.
-# - C programs: bench/build/loadgen and bench/build/echo_epoll, rebuilt when their source changed.
+#   node.js echo peer), gcc (the C load generator and echo), nats-server (the NATS broker of the
+#   NATS RPC peer); installed with apt-get when missing.
+# - Python packages: the project's `bench` extra (matplotlib, Pyro5, rpyc, grpcio, nats-py,
+#   pyzmq) into the venv.
+# - C programs: bench/build/loadgen, echo_epoll, rpcgen and rpc_epoll, rebuilt when their source
+#   changed.
 #
 # A step that fails is reported and the rest still runs: the runner marks the peers it lacks as
 # skipped instead of stopping.
@@ -32,6 +35,7 @@ fi
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -50,7 +54,7 @@ if ((${#missing[@]})); then
 fi
 
 # --- Python packages -------------------------------------------------------------------------
-if ! "$PYTHON" -c 'import matplotlib, Pyro5, rpyc, grpc, uvloop, msgpack' >/dev/null 2>&1; then
+if ! "$PYTHON" -c 'import matplotlib, Pyro5, rpyc, grpc, uvloop, msgpack, nats, zmq' >/dev/null 2>&1; then
     say "installing the bench extra into $(dirname "$(dirname "$PYTHON")"): pip install -e '.[bench]'"
     (cd "$ROOT" && "$PYTHON" -m pip install -q -e '.[bench]' >&2) \
         || { say "pip install of the bench extra failed; the peers it provides will be skipped"; status=1; }
@@ -60,7 +64,7 @@ fi
 mkdir -p "$BUILD"
 build() {  # build OUTPUT SOURCE
     local out="$BUILD/$1" src="$2"
-    if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$HERE/rpc_wire.h" -nt "$out" ]; then
         say "building $out"
         gcc -O2 -Wall -Wextra -o "$out" "$src" || { say "gcc failed for $src"; status=1; }
     fi
@@ -68,6 +72,8 @@ build() {  # build OUTPUT SOURCE
 if command -v gcc >/dev/null 2>&1; then
     build loadgen "$HERE/loadgen.c"
     build echo_epoll "$HERE/peers/echo_epoll.c"
+    build rpcgen "$HERE/rpcgen.c"
+    build rpc_epoll "$HERE/peers/rpc_epoll.c"
 fi
 
 exit $status

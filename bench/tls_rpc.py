@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--callers", default="1,1000")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument("--json", type=Path, help="also write flat rows here (make bench's tls section)")
     args = parser.parse_args()
     raise_nofile()
     rows = []
@@ -79,6 +80,12 @@ def main() -> int:
               f"{row['ratio']:.2f}x | {tcp.get('p50_us', 0):.0f} / {tls.get('p50_us', 0):.0f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tls.json").write_text(json.dumps(rows, indent=2))
+    if args.json is not None:
+        flat = [{"callers": r["callers"], "tcp calls/s": round(r["tcp"]["calls_per_s"]),
+                 "tls calls/s": round(r["tls"]["calls_per_s"]), "tls / tcp": round(r["ratio"], 3),
+                 "p50 tcp us": round(r["tcp"].get("p50_us", 0)),
+                 "p50 tls us": round(r["tls"].get("p50_us", 0))} for r in rows]
+        args.json.write_text(json.dumps(flat, indent=2))
     return 0
 
 

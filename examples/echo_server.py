@@ -1,7 +1,8 @@
 """Echo server: every packet is decoded with msgpack, re-encoded and sent back.
 
-The seed's echo server did the same with JSON; the decode/encode round trip is what a real service
-pays per message, so the benchmark measures it too.
+luanet's echo server (luanet: the 2014 Lua framework namewire re-creates) did the same with
+JSON; the decode/encode round trip is what a real service pays per message, so the benchmark
+measures it too.
 
     python examples/echo_server.py --listen tcp://127.0.0.1:8011
 

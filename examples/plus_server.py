@@ -1,4 +1,4 @@
-"""The seed's PlusServer: one remote function, ``plus(a, b)``.
+"""PlusServer (luanet's example service, re-created): one remote function, ``plus(a, b)``.
 
 Run it under a name service:  namewire nameservice &  namewire run examples/plus_server.py
 """

@@ -24,6 +24,10 @@
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                authentication failed (wrong or missing secret or certificate)
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    ├── DatabaseError            a namewire.db operation failed: the driver's error and the statement
+    ├── ChannelBroken            the other end of a worker channel went away without closing it
+    │   └── WorkerExited         ... because the worker ended: ``exitcode`` or ``signal``
+    ├── ValueCannotCross         (also an EncodeError) a value a worker channel cannot carry
     └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
@@ -41,10 +45,12 @@ __all__ = [
     "AuthError",
     "Busy",
     "CallTimeout",
+    "ChannelBroken",
     "ChannelClosed",
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "DatabaseError",
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
@@ -60,6 +66,8 @@ __all__ = [
     "RemoteError",
     "SupervisorFailed",
     "TransportError",
+    "ValueCannotCross",
+    "WorkerExited",
 ]
 
 
@@ -171,7 +179,36 @@ class NameNotFound(NamewireError, LookupError):
 
 
 class NameTaken(NamewireError):
-    """Another live process holds the name; it becomes free when its lease ends."""
+    """A live service holds ``name``: it becomes free when that service stops (or its lease is not
+    renewed). ``addresses``, ``host`` and ``pid`` describe the holder where known; ``reason``
+    replaces the text when the registry gave no details.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        addresses: Sequence[str] = (),
+        host: str = "",
+        pid: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        self.name = name
+        self.addresses = tuple(addresses)
+        self.host = host
+        self.pid = pid
+        self.reason = reason
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        if self.reason is not None and not (self.addresses or self.host or self.pid):
+            return self.reason
+        where = f" at {', '.join(self.addresses)}" if self.addresses else ""
+        facts = [f"host {self.host}"] if self.host else []
+        facts += [f"pid {self.pid}"] if self.pid else []
+        about = f" ({', '.join(facts)})" if facts else ""
+        return (f"name {self.name!r} is held by a live service{where}{about}; stop that one, or "
+                "give this one another name (`namewire run --name`, `Node(name)`)")
 
 
 class NoSuchFunction(NamewireError, LookupError):
@@ -342,3 +379,124 @@ class SupervisorFailed(NamewireError):
         self.supervisor = supervisor
         self.child = child
         self.error = error
+
+
+class DatabaseError(NamewireError):
+    """A `namewire.db` operation failed.
+
+    ``operation`` is what was being done (``execute``, ``fetch_all``, ``commit``, ``connect``...),
+    ``database`` the database's label (a SQLite path, or the driver's name), ``statement`` the SQL
+    when there was one (the parameters are left out: they may hold secrets). ``driver_error`` (also
+    ``__cause__``) is the driver's exception when the driver raised; ``driver_type`` is its qualified
+    type name (``sqlite3.IntegrityError``, ``psycopg.errors.UniqueViolation``), ``driver_message``
+    its text and ``driver_code`` its SQLSTATE or SQLite error name when the driver gives one.
+    ``reason`` is the text when namewire itself refused (``the database is closed``).
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        database: str,
+        *,
+        statement: str | None = None,
+        driver_error: BaseException | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.database = database
+        self.statement = statement
+        self.driver_error = driver_error
+        self.reason = reason
+        if driver_error is not None:
+            kind = type(driver_error)
+            self.driver_type: str | None = f"{kind.__module__.lstrip('_')}.{kind.__qualname__}"
+            self.driver_message: str | None = str(driver_error).strip()
+            code = getattr(driver_error, "sqlstate", None) or getattr(
+                driver_error, "sqlite_errorname", None
+            )
+            self.driver_code: str | None = code if isinstance(code, str) else None
+        else:
+            self.driver_type = self.driver_message = self.driver_code = None
+        super().__init__(operation, database, statement)
+
+    def __str__(self) -> str:
+        if self.driver_error is not None:
+            text = f"{self.driver_type}: {self.driver_message}"
+        else:
+            text = self.reason or "failed"
+        where = f"{self.operation} on {self.database}: {text}"
+        if self.statement is None:
+            return where
+        statement = " ".join(self.statement.split())
+        if len(statement) > 200:
+            statement = statement[:197] + "..."
+        return f"{where} (statement: {statement})"
+
+
+class ChannelBroken(NamewireError):
+    """The other end of the worker channel ``channel`` went away without closing it (``why``).
+
+    Values it had sent before are still readable; after them, and for every ``put``, this is raised.
+    """
+
+    def __init__(self, channel: str, why: str) -> None:
+        self.channel = channel
+        self.why = why
+        super().__init__(channel, why)
+
+    def __str__(self) -> str:
+        return f"channel {self.channel!r}: {self.why}" if self.channel else self.why
+
+
+class WorkerExited(ChannelBroken):
+    """The worker ``worker`` (``pid``; None for a thread) ended while its channels were open.
+
+    ``exitcode`` is the process's exit status (None if a signal ended it), ``signal`` the name of
+    the signal that killed it (``"SIGKILL"``) or None, ``error`` the text of the exception a thread
+    worker (or a worker that could not start) ended with.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        worker: str,
+        pid: int | None,
+        exitcode: int | None,
+        signal: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.worker = worker
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        self.error = error
+        who = f"worker {worker!r}" + (f" (pid {pid})" if pid is not None else " (thread)")
+        if signal is not None:
+            how = f"was killed by {signal}"
+        else:
+            how = f"exited with code {exitcode}"
+        if error:
+            how += f" ({error})"
+        super().__init__(channel, f"{who} {how}")
+
+
+class ValueCannotCross(EncodeError):
+    """A value put on the worker channel ``channel`` cannot be encoded to cross to the other side.
+
+    ``type_name`` is the type that msgpack cannot carry, ``path`` where it sits in the value
+    (``"[2]['when']"``, empty for the value itself). Nothing was sent; the channel stays usable.
+    """
+
+    def __init__(self, channel: str, type_name: str, path: str = "") -> None:
+        self.channel = channel
+        self.type_name = type_name
+        self.path = path
+        super().__init__(channel, type_name, path)
+
+    def __str__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return (
+            f"channel {self.channel!r}: a value of type {self.type_name}{where} cannot cross to "
+            "another process (msgpack carries None, bool, int, float, str, bytes, list, tuple "
+            "and dict); nothing was sent"
+        )

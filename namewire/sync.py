@@ -36,13 +36,20 @@ _counter = itertools.count(1)
 
 
 class Client:
-    """A node driven from blocking code.
+    """A node driven from blocking code; the constructor starts it, `close` (or ``with``) stops it.
 
-    ``name`` defaults to a unique ``sync-HOST-PID-N``. ``listen`` None (the default) makes a pure
-    caller; give addresses (and register functions on ``client.node`` first) to serve as well.
+    ``name``: the node's name, which others send and call to; default a unique
+    ``sync-HOST-PID-N``. ``nameservice``: the name service URL (default ``$NAMEWIRE_NAMESERVICE``,
+    else tcp://127.0.0.1:8010). ``listen``: None (the default) makes a pure caller: it registers
+    nothing, so no other service can reach it by name; replies (and messages from the services it
+    has connected to) still come back over the connections it opened. Give address URLs (and
+    register functions on ``client.node`` first) to be reachable and serve as well.
+    ``call_timeout``: the default timeout of `rpc_call` in seconds (None: wait forever).
+    ``start_timeout``: how long the constructor waits for the node to start. ``registry_wait``:
+    how long to keep trying to reach the name service at start (default 0: a script wants the
+    error at once; `Node.start` waits 10 s by default). Raises `RegistryUnavailable` / `NameTaken`
+    / `AuthError` from the constructor when the node cannot start.
     ``security`` is the node's (TLS, shared secret; default: from the environment).
-    Raises `RegistryUnavailable` / `NameTaken` / `AuthError` from the constructor when the node
-    cannot start.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class Client:
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         start_timeout: float = 10.0,
         security: Security | None = None,
+        registry_wait: float = 0.0,
     ) -> None:
         self.node = Node(
             name or f"sync-{socket.gethostname()}-{os.getpid()}-{next(_counter)}",
@@ -68,7 +76,10 @@ class Client:
         self._closed = False
         try:
             self._submit(
-                lambda: self.node.start(listen=listen, nameservice=nameservice), start_timeout
+                lambda: self.node.start(
+                    listen=listen, nameservice=nameservice, registry_wait=registry_wait
+                ),
+                start_timeout,
             )
         except BaseException:
             self._stop_loop()
@@ -86,7 +97,8 @@ class Client:
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Any:
         """Call ``func(*args)`` on ``name``; ``timeout`` defaults to ``call_timeout``, None waits
-        without limit."""
+        without limit. Like `Node.rpc_call`, arguments are positional only: the wire carries no
+        keyword arguments, and ``timeout`` is the only keyword."""
         return self._submit(lambda: self.node.rpc_call(name, func, *args, timeout=timeout))
 
     def rpc_call_any(self, func: str, *args: Any, timeout: float | None = DEFAULT) -> Any:

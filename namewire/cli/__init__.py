@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from ..registry import DEFAULT_NAMESERVICE
-from . import _certs, _cluster, _demo, _run
+from . import _certs, _cluster, _demo, _gateway, _observe, _run
+from ._about import version_text
+from ._common import Parser
 
 __all__ = ["main"]
 
@@ -19,41 +21,50 @@ The name service address defaults to $NAMEWIRE_NAMESERVICE, else {DEFAULT_NAMESE
 
 examples:
   namewire nameservice                         start the name service on {DEFAULT_NAMESERVICE}
-  namewire run examples/plus_server.py         run a service (the seed's `luanet app.lua`)
+  namewire run examples/plus_server.py         run a service defined in a Python file
   namewire ls                                  list live services
   namewire call PlusServer plus 1 2            call a remote function, print the JSON result
   namewire send Logger '{{"event": "hi"}}'       send a message
+  namewire gateway --expose PlusServer         let browsers call PlusServer (ws://127.0.0.1:8080/)
+  namewire top                                 services, calls/s, latencies, errors, live
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="namewire",
         description="Distributed Python services that talk to each other by name.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from .. import __version__
-
-    parser.add_argument("--version", action="version", version=f"namewire {__version__}")
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the version and which sockets this install uses, and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _run.add_parsers(commands)
     _cluster.add_parsers(commands)
     _demo.add_parsers(commands)
     _certs.add_parsers(commands)
+    _gateway.add_parsers(commands)
+    _observe.add_parsers(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``namewire`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        build_parser().print_help()
+        return 0
     if argv[:1] == ["bench"]:
         # Everything after "bench" belongs to bench/run.py, options first included.
         return _demo.run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    status: int = args.handler(args)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
     return status
 
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NameTaken
-from ..node import Caller, Node
+from ..node import Caller, FailureLog, Node
 from ..registry import DEFAULT_NAMESERVICE, Registration
 from ..registry._protocol import (
     EVENT_CHANGED,
     FN_DEREGISTER,
     FN_LOOKUP,
+    FN_MEMBERS,
     FN_PROVIDERS,
     FN_REGISTER,
     FN_RENEW,
@@ -62,10 +63,12 @@ class NameService:
 
     def __init__(self, *, sweep_interval: float = 0.05, security: Security | None = None) -> None:
         self.node = Node(NAMESERVICE_NAME, call_timeout=None, security=security)
+        self.node.failures = FailureLog(refusals=(NameTaken,))  # a taken name is an answer
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}
         self._func_watchers: dict[str, set[Session]] = {}
+        self._group_watchers: dict[str, set[Session]] = {}
         self._tracked: set[Session] = set()
         self._sweep_interval = sweep_interval
         for fn, name in (
@@ -73,6 +76,7 @@ class NameService:
             (self._renew, FN_RENEW),
             (self._deregister, FN_DEREGISTER),
             (self._lookup, FN_LOOKUP),
+            (self._members, FN_MEMBERS),
             (self._providers, FN_PROVIDERS),
             (self._services, FN_SERVICES),
         ):
@@ -105,10 +109,9 @@ class NameService:
         now = time.monotonic()
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
-            raise NameTaken(
-                f"name {registration.name!r} is held by a live service "
-                f"(its lease ends in {held.expires - now:.1f}s unless renewed)"
-            )
+            holder = held.registration
+            raise NameTaken(holder.name, addresses=holder.addresses,
+                            host=holder.host.split("/")[0], pid=holder.pid)
         if held is not None:
             self._drop(held, notify=False)
         lease = Lease(secrets.token_hex(8), registration, session, ttl, now, now + ttl)
@@ -116,7 +119,11 @@ class NameService:
         self._lease_ids[lease.id] = lease
         self._track(session)
         old_functions = held.registration.functions if held is not None else ()
-        self._notify(registration.name, set(old_functions) | set(registration.functions))
+        old_group = held.registration.group if held is not None else ""
+        if old_group and old_group != registration.group:
+            self._notify(registration.name, set(old_functions), group=old_group)
+        self._notify(registration.name, set(old_functions) | set(registration.functions),
+                     group=registration.group)
         log.info("registered %r at %s", registration.name, ", ".join(registration.addresses))
         return {"lease": lease.id, "ttl": ttl}
 
@@ -147,6 +154,11 @@ class NameService:
         lease = self._leases.get(name)
         return lease.registration.to_dict() if lease is not None else None
 
+    def _members(self, caller: Caller, group: str) -> list[dict[str, Any]]:
+        self._watch(self._group_watchers, group, _session_of(caller))
+        return [lease.registration.to_dict() for _, lease in sorted(self._leases.items())
+                if lease.registration.group == group]
+
     def _providers(self, caller: Caller, func: str) -> list[str]:
         self._watch(self._func_watchers, func, _session_of(caller))
         return sorted(n for n, lease in self._leases.items()
@@ -156,7 +168,7 @@ class NameService:
         now = time.monotonic()
         return [
             {"registration": lease.registration.to_dict(), "lease_age": now - lease.granted,
-             "ttl": lease.ttl}
+             "ttl": lease.ttl, "expires_in": max(0.0, lease.expires - now)}
             for _, lease in sorted(self._leases.items())
         ]
 
@@ -168,14 +180,19 @@ class NameService:
         if self._leases.get(name) is lease:
             del self._leases[name]
             if notify:
-                self._notify(name, set(lease.registration.functions), left=True)
+                self._notify(name, set(lease.registration.functions), left=True,
+                             group=lease.registration.group)
 
-    def _notify(self, name: str, functions: set[str], *, left: bool = False) -> None:
+    def _notify(self, name: str, functions: set[str], *, left: bool = False,
+                group: str = "") -> None:
         sessions = set(self._name_watchers.get(name, ()))
         for func in functions:
             sessions |= self._func_watchers.get(func, set())
+        if group:
+            sessions |= self._group_watchers.get(group, set())
         notice = {
-            "event": EVENT_CHANGED, "name": name, "functions": sorted(functions), "left": left
+            "event": EVENT_CHANGED, "name": name, "functions": sorted(functions), "left": left,
+            "group": group,
         }
         for session in sessions:
             session.push(notice)
@@ -194,7 +211,7 @@ class NameService:
 
     def _session_gone(self, session: Session) -> None:
         self._tracked.discard(session)
-        for table in (self._name_watchers, self._func_watchers):
+        for table in (self._name_watchers, self._func_watchers, self._group_watchers):
             for key in [k for k, s in table.items() if session in s]:
                 table[key].discard(session)
                 if not table[key]:

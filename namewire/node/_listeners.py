@@ -9,32 +9,93 @@ non-loopback interface address, else loopback. ``Node.serve(advertise=...)`` ove
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
+import logging
 import os
 import re
 import socket
+import stat
 import struct
 import sys
 import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..transport import Session, listen_sessions, parse_address, scheme_of
+from ..transport import Address, Session, listen_sessions, parse_address, scheme_of
 from ..transport._schemes import unix_sockets_supported
 
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["Listeners", "default_unix_path"]
+__all__ = ["Listeners", "default_unix_path", "remove_stale_sockets", "runtime_directory"]
+
+log = logging.getLogger("namewire.node")
 
 # sun_path is 108 bytes on Linux, 104 on macOS; stay under both.
 _SUN_PATH_MAX = 100
 
 
-def default_unix_path(name: str) -> str:
-    """A per-user, per-process socket path for node ``name``."""
+def runtime_directory() -> str:
+    """The per-user directory that holds the nodes' default unix sockets (made if missing)."""
     directory = os.path.join(tempfile.gettempdir(), f"namewire-{os.getuid()}")
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    return directory
+
+
+def remove_stale_sockets(directory: str) -> list[str]:
+    """Remove the ``NAME-PID.sock`` files in ``directory`` left by nodes that were killed: their
+    process is gone and nobody accepts on them; return their paths.
+
+    Both checks are needed: a connect alone is also refused in the moment between another node's
+    bind and its listen, and that node's process is alive.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            owner = _OWNER.search(entry.name)
+            if owner and not _alive(int(owner.group(1))) and _nobody_listens(entry.path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(entry.path)
+    return removed
+
+
+_OWNER = re.compile(r"-(\d+)\.sock$")  # the pid in default_unix_path's names
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _nobody_listens(path: str) -> bool:
+    """True for a socket file whose connect is refused. Non-blocking: a listener with a full
+    backlog (EAGAIN) is alive, and must not stall the loop."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def default_unix_path(name: str) -> str:
+    """A per-user, per-process socket path for node ``name``."""
+    directory = runtime_directory()
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     suffix = f"-{os.getpid()}.sock"
     room = max(8, _SUN_PATH_MAX - len(directory) - 1 - len(suffix))
@@ -57,6 +118,10 @@ class Listeners:
 
         urls = list(urls)
         if unix and unix_sockets_supported() and not any(scheme_of(u).makes_file for u in urls):
+            stale = remove_stale_sockets(runtime_directory())
+            if stale:
+                log.info("%s: removed %d stale unix socket file%s (nobody listened): %s",
+                         node.name, len(stale), "" if len(stale) == 1 else "s", ", ".join(stale))
             urls.append("unix://" + default_unix_path(node.name))
         servers: list[Any] = []
         addresses: list[str] = []
@@ -73,7 +138,7 @@ class Listeners:
                     files.append(address.path)
                     addresses.append(str(address))
                 else:
-                    addresses.append(_advertised(server, address.scheme))
+                    addresses.append(_advertised(server, address))
         except BaseException:
             for server in servers:
                 server.close()
@@ -92,14 +157,12 @@ class Listeners:
                 os.unlink(path)
 
 
-def _advertised(server: Any, scheme: str) -> str:
+def _advertised(server: Any, address: Address) -> str:
     """The URL peers should use: the bound port, and a reachable host for wildcard binds."""
     host, port = server.sockets[0].getsockname()[:2]
     if host in ("0.0.0.0", "::"):
         host = reachable_host(socket.AF_INET6 if host == "::" else socket.AF_INET)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    return str(dataclasses.replace(address, host=host, port=port))
 
 
 # Where the route probe points. A UDP connect() sends nothing: the kernel only picks the route, and

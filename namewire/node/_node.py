@@ -8,13 +8,16 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from time import perf_counter
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from ..errors import (
     CallTimeout,
+    EncodeError,
     NameNotFound,
     NamewireError,
     NoSuchFunction,
@@ -25,12 +28,14 @@ from ..errors import (
 )
 from ..registry import (
     DEFAULT_LEASE_TTL,
-    NameServiceClient,
     Registration,
     Registry,
     default_nameservice,
     host_id,
+    open_registry,
 )
+from ..runtime import stop_waiting
+from ..runtime._metrics import Metrics, outcome_of
 from ..transport import Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
@@ -43,20 +48,34 @@ from ..wire import (
     Call,
     codec_named,
 )
+from ._failures import FailureLog
 from ._functions import Caller, FunctionTable
+from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
 from ._stalls import watch_stalled_frames
+from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
+from ._tracing import (
+    attach_span,
+    end_span,
+    opentelemetry_tracer,
+    start_client_span,
+    start_server_span,
+    traceparent_of,
+)
 
-__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "Node"]
+__all__ = ["DEFAULT", "DEFAULT_CALL_TIMEOUT", "STATS_FUNCTION", "Node"]
 
 log = logging.getLogger("namewire.node")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CALL_TIMEOUT = 30.0
+_UNSENDABLE = "returned a result that cannot be sent (the caller got an error):"
 DEFAULT_LISTEN = "tcp://127.0.0.1:0"
+# The remote function every node answers (not listed in its registration): `Node.stats`.
+STATS_FUNCTION = "namewire.stats"
 
 
 class _Default:
@@ -69,14 +88,16 @@ DEFAULT: Any = _Default()
 
 
 class Serving(NamedTuple):
-    """The call being served in this context: its deadline (loop time, None: none) and request id.
+    """The call being served in this context: its deadline (loop time, None: none), request id
+    and W3C traceparent.
 
-    Calls made while serving inherit both, so a chain of nested calls cannot outlive the first
-    caller's timeout, and every call made for one request carries its id.
+    Calls made while serving inherit all three, so a chain of nested calls cannot outlive the first
+    caller's timeout, and every call made for one request carries its id and its trace.
     """
 
     deadline: float | None
     request: int | None
+    trace: str | None = None
 
 
 serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
@@ -84,6 +105,10 @@ serving: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(
 )
 # Request ids of calls that start a request (made outside any call being served).
 _request_ids = itertools.count(random.randrange(1 << 24) << 8)
+
+
+def new_request_id() -> int:
+    return next(_request_ids)
 
 
 class Node:
@@ -99,8 +124,12 @@ class Node:
     is silent for ``ping_interval`` seconds is pinged, and lost (its calls fail with `PeerLost`) if
     nothing comes back within ``ping_timeout`` more; None turns pings off. ``codec`` is what this
     node speaks on connections it opens ("msgpack" or "json"; accepted connections answer in the
-    caller's codec). ``security`` (default: `Security.from_env`) holds TLS, the shared secret
-    and the handshake's limits (docs/security.md).
+    caller's codec). ``failures`` (a `FailureLog`) logs the remote functions that fail, in the
+    service, rate-limited. ``metrics``: True counts calls, bytes, connections... (`stats`, and
+    the ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves
+    them there in the Prometheus text format (docs/observability.md); False counts nothing.
+    ``security`` (default: `Security.from_env`) holds TLS, the shared secret and the
+    handshake's limits (docs/security.md).
     """
 
     def __init__(
@@ -115,6 +144,7 @@ class Node:
         max_frame: int = DEFAULT_MAX_FRAME,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
+        metrics: bool | str = True,
         security: Security | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
@@ -125,6 +155,7 @@ class Node:
         self.codec = codec
         self.max_frame = max_frame
         self.functions = FunctionTable()
+        self.failures = FailureLog()
         if mailbox_size <= 0 or mailbox_bytes <= 0:
             raise ValueError(
                 f"mailbox_size and mailbox_bytes must be positive, not {mailbox_size}, "
@@ -147,6 +178,20 @@ class Node:
         self._stalls: asyncio.Task[None] | None = None
         self._running_calls = 0  # async calls from peers running now, on every connection
         self._busy = False  # refusing calls as Busy; logged once per episode
+        self._not_holding: str | None = None  # why we may not answer under our name now
+        self.metrics: Metrics | None = Metrics(name) if metrics else None
+        self.metrics_url = metrics if isinstance(metrics, str) else None
+        self._metrics_endpoint: Any = None
+        self._tracer: Any = None  # an OpenTelemetry tracer, when an SDK is set up
+        if self.metrics is not None:
+            self.metrics.readers.append(self._live_counters)
+        self._metadata: dict[str, Any] = {}
+        self._reregistering: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The group this node is an instance of (`namewire run --workers N` sets it), and the
+        # routing of calls and messages to group names (`_groups.py`).
+        self.group = ""
+        self._groups = GroupRouter(self)
 
     # -- remote functions ------------------------------------------------------------------------
 
@@ -177,12 +222,15 @@ class Node:
 
         ``idempotent=True`` lets `rpc_call_any` retry the call on another provider when the chosen
         one is lost before answering. ``with_caller=True`` passes a `Caller` (the calling node's name
-        and session) as the first argument. Register before `serve`: the registration sent to the
-        name service lists the functions known then.
+        and session) as the first argument. A function added while the node is serving is callable
+        at once, and the node registers again so that ``namewire ls`` and
+        `get_remote_func_provider` list it too (one registration for the functions added in one
+        loop turn).
         """
 
         def add(f: F) -> F:
             self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            self._functions_changed()
             return f
 
         return add(fn) if fn is not None else add
@@ -202,6 +250,7 @@ class Node:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
         grace: float = 5.0,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> AsyncIterator[Node]:
         """Start the node for the duration of the block; see `start` and `stop`."""
         await self.start(
@@ -213,6 +262,7 @@ class Node:
             standalone=standalone,
             lease_ttl=lease_ttl,
             metadata=metadata,
+            registry_wait=registry_wait,
         )
         try:
             yield self
@@ -230,6 +280,7 @@ class Node:
         standalone: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         metadata: dict[str, Any] | None = None,
+        registry_wait: float = DEFAULT_REGISTRY_WAIT,
     ) -> None:
         """Listen, connect to the registry and register.
 
@@ -240,8 +291,10 @@ class Node:
         containers, a proxy in front); the unix socket is still advertised. ``nameservice``:
         the name service URL (None: ``$NAMEWIRE_NAMESERVICE``, else tcp://127.0.0.1:8010).
         ``registry`` plugs in another `Registry` backend instead. ``standalone=True`` uses no
-        registry at all: only peers that connected to this node can be reached. Raises `RegistryUnavailable`, `NameTaken`,
-        `TransportError` (cannot listen); on failure nothing is left running.
+        registry at all: only peers that connected to this node can be reached.
+        ``registry_wait``: while the registry cannot be reached, keep trying (with backoff, logged)
+        for this many seconds; 0 tries once. Raises `RegistryUnavailable` (saying how long it
+        tried), `NameTaken`, `TransportError` (cannot listen); on failure nothing is left running.
         """
         if self._running:
             raise RuntimeError(f"node {self.name!r} is already running")
@@ -251,26 +304,42 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._not_holding = None
+        self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         self._stalls = asyncio.get_running_loop().create_task(watch_stalled_frames(
             lambda: self._routes.sessions, self.security.frame_timeout, self.name))
+        self._tracer = opentelemetry_tracer()
         try:
+            if self.metrics is not None:
+                self.metrics.service = self.name
+                if self.metrics_url is not None:
+                    from ._prometheus import MetricsEndpoint  # prometheus_client only when asked
+
+                    self._metrics_endpoint = await MetricsEndpoint.open(
+                        self.metrics_url, self.metrics
+                    )
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
                 self.security.check_listen(urls)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
             if registry is None and not standalone:
-                registry = NameServiceClient(
-                    nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl,
+                registry = open_registry(
+                    nameservice or default_nameservice(),
+                    node_name=self.name,
+                    ttl=lease_ttl,
                     security=self.security,
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
                 registry.name_changed = self._routes.changed
-                await registry.start()
+                registry.holding_changed = self._holding_changed
+                registry.metrics = self.metrics
+                await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
+                self._metadata = metadata or {}
                 if self._listeners is not None:
-                    await registry.register(self._registration(metadata or {}))
+                    await registry.register(self._registration(self._metadata))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -282,6 +351,7 @@ class Node:
         The teardown runs in a task of its own: cancelling ``stop`` cancels only the wait for it,
         and the node still closes everything. A ``stop`` while one is under way waits for that
         same teardown (its ``grace`` is the first one's); on a stopped node it returns at once.
+        Under `namewire.run`, a second SIGINT/SIGTERM ends the grace period at once.
         """
         if not self._running:
             return
@@ -305,7 +375,7 @@ class Node:
                 await listeners.close()
             running = self._routes.running_calls()
             if running and grace > 0:
-                await asyncio.wait(running, timeout=grace)
+                await wait_for_calls(self.name, running, grace, stop_waiting())
         finally:
             # Even when the steps above fail (or the loop's shutdown cancels this task), close what
             # is open: connections, the registry session, the listeners' socket files.
@@ -323,6 +393,9 @@ class Node:
                         await listeners.close()
                         listeners.remove_files()
                     self._listeners = None
+                    endpoint, self._metrics_endpoint = self._metrics_endpoint, None
+                    if endpoint is not None:
+                        await endpoint.close()
                     self._running = False
 
     def _stopped(self, teardown: asyncio.Task[None]) -> None:
@@ -365,7 +438,7 @@ class Node:
         `PeerLost` (cannot reach, or the connection is already closed), `EncodeError`. A node may
         send to its own name.
         """
-        session = self._routes.by_name.get(name)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=True)
         if session is None:
             return self._send_msg_first(name, msg)
         return session.send_msg(msg)  # one coroutine per message, as in `rpc_call`
@@ -375,13 +448,16 @@ class Node:
         if name == self.name:
             await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
             return
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=True)
         await session.send_msg(msg)
 
     def rpc_call(
         self, name: str, func: str, *args: Any, timeout: float | None = DEFAULT
     ) -> Coroutine[Any, Any, Any]:
         """Call ``func(*args)`` on service ``name``; await it for the result.
+
+        Arguments are positional only: a call carries no keyword arguments to the remote function
+        (``timeout`` is this method's own keyword), so give a function that needs options a dict.
 
         Raises `NameNotFound`, `NoSuchFunction`, `RemoteError`, `PeerLost` (cannot reach, or lost
         before answering), `CallTimeout`, `EncodeError`. ``timeout`` defaults to the node's
@@ -392,12 +468,41 @@ class Node:
         if timeout is DEFAULT:
             timeout = self.call_timeout
         context = serving.get()
-        session = self._routes.by_name.get(name)
+        if self._tracer is not None:
+            return self._rpc_call_traced(name, func, args, timeout, context)
+        session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=False)
         if session is None:
             return self._rpc_call_first(name, func, args, timeout, context)
         if context is None:
             return session.call(func, args, timeout, None, next(_request_ids))
-        return session.call(func, args, timeout, context.deadline, context.request)
+        return session.call(func, args, timeout, context.deadline, context.request, context.trace)
+
+    async def _rpc_call_traced(
+        self,
+        name: str,
+        func: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        context: Serving | None,
+    ) -> Any:
+        """`rpc_call` inside an OpenTelemetry CLIENT span, whose traceparent the call carries."""
+        span = start_client_span(self._tracer, name, func, context.trace if context else None)
+        if context is None:
+            context = Serving(None, next(_request_ids))
+        context = context._replace(trace=traceparent_of(span))
+        try:
+            session = self._routes.by_name.get(name) or self._groups.open_member(name, sticky=False)
+            if session is None:
+                result = await self._rpc_call_first(name, func, args, timeout, context)
+            else:
+                result = await session.call(
+                    func, args, timeout, context.deadline, context.request, context.trace
+                )
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        end_span(span, None)
+        return result
 
     async def _rpc_call_first(
         self,
@@ -410,10 +515,12 @@ class Node:
         """`rpc_call` without an open route: to ourselves, or after look-up and connect."""
         if name == self.name:
             return await self._call_self(func, args, timeout, context)
-        session = await self._route(name)
+        session = await self._route_or_group(name, sticky=False)
         if context is None:
             return await session.call(func, args, timeout, None, next(_request_ids))
-        return await session.call(func, args, timeout, context.deadline, context.request)
+        return await session.call(
+            func, args, timeout, context.deadline, context.request, context.trace
+        )
 
     async def rpc_call_any(
         self,
@@ -470,27 +577,42 @@ class Node:
     # -- SessionHandler --------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
+        log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
+        if self.metrics is not None:
+            self.metrics.connections_opened += 1
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
+        log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
+                  session.origin, f": {reason}" if reason is not None else "")
+        if self.metrics is not None:
+            self.metrics.session_closed(session.connection, session.peer_name is not None)
         if self._routes.closed(session) and self._registry is not None:
             assert session.peer_name is not None
             self._registry.forget(session.peer_name)  # its address may be dead: look it up again
 
     def message_received(self, session: Session, payload: Any, size: int) -> None:
         assert self._mailbox is not None and session.peer_name is not None
+        if self.metrics is not None:
+            self.metrics.messages_received += 1
         self._mailbox.put(session.peer_name, payload, session, size)
 
     def call_received(self, session: Session, call: Call) -> None:
+        if self._not_holding is not None:
+            session.reply_error(call.id, ERROR_REMOTE, "NameNotFound",
+                                f"{self.name!r} does not hold its name now ({self._not_holding})")
+            return
         entry = self.functions.by_name.get(call.func)
         if entry is None:
+            if call.func == STATS_FUNCTION:
+                session.reply(call.id, self.stats())
+                return
             provided = ", ".join(self.functions.names()) or "none"
-            session.reply_error(
-                call.id,
-                ERROR_NO_SUCH_FUNCTION,
-                "NoSuchFunction",
-                f"{self.name!r} has no function {call.func!r} (it provides: {provided})",
-            )
+            message = f"{self.name!r} has no function {call.func!r} (it provides: {provided})"
+            session.reply_error(call.id, ERROR_NO_SUCH_FUNCTION, "NoSuchFunction", message)
+            if self.metrics is not None:
+                self.metrics.call_failed(False, session.peer_name, call.func, 0.0,
+                                         "no_such_function", message, _trace_of(call))
             return
         args = call.args
         if entry.with_caller:
@@ -499,15 +621,26 @@ class Node:
         if entry.is_async:
             self._start_task(session, call, entry.fn, args)
             return
+        # Served calls are timed from the read that brought them (one clock read per batch).
+        metrics = self.metrics
+        started = session.read_at
+        span = None
+        if self._tracer is not None:
+            span = start_server_span(self._tracer, self.name, call.func, session.peer_name,
+                                     _trace_of(call))
         try:
             result = entry.fn(*args)
         except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
-            _reply_exception(session, call.id, exc)
+            self._served(session, call, started, exc, span)
             return
         if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
-            self._start_task(session, call, lambda *_: result, ())
+            self._start_task(session, call, lambda *_: result, (), started, span)
             return
-        session.reply(call.id, result)
+        problem = session.reply(call.id, result)
+        if span is not None or problem is not None:
+            self._served(session, call, started, problem, span)
+        elif metrics is not None:
+            metrics.call_served(session.peer_name, call.func, perf_counter() - started)
 
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
@@ -516,9 +649,13 @@ class Node:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _holding_changed(self, reason: str | None) -> None:
+        """The registry lost (``reason``) or regained (None) our name: refuse calls meanwhile."""
+        self._not_holding = reason
+
     def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
         """A session of this node (not yet attached to a stream), with its protocol options."""
-        return Session(
+        session = Session(
             self.name,
             self,
             codec=None if accepting else self.codec,
@@ -531,6 +668,8 @@ class Node:
             handshake_timeout=self.security.handshake_timeout,
             max_hello=self.security.max_hello,
         )
+        session.metrics = self.metrics
+        return session
 
     def _own_mailbox(self) -> Mailbox:
         if self._mailbox is None:
@@ -548,6 +687,8 @@ class Node:
         """A call to this node's own name: run locally, with the errors a remote call would give."""
         entry = self.functions.by_name.get(func)
         if entry is None:
+            if func == STATS_FUNCTION:
+                return self._through_codec(self.stats())
             raise NoSuchFunction(self.name, func, self.functions.names())
         call_args = self._through_codec(list(args))
         if entry.with_caller:
@@ -576,8 +717,62 @@ class Node:
             ) from exc
         return self._through_codec(result)
 
+    def stats(self) -> dict[str, Any]:
+        """What this node counted (`Metrics.snapshot`; empty when made with ``metrics=False``),
+        with its addresses, functions, host and open connections: the reply of
+        ``namewire.stats``, which every node answers."""
+        snapshot = (self.metrics or Metrics(self.name)).snapshot()
+        snapshot.update(
+            service=self.name,
+            counting=self.metrics is not None,
+            addresses=list(self.addresses),
+            functions=self.functions.names(),
+            host=host_id(),
+            peers=[list(p) for p in self.peers],
+        )
+        return snapshot
+
+    def _live_counters(self) -> dict[str, float]:
+        """The series kept on the connections and the mailbox, for `Metrics.snapshot`."""
+        sessions = self._routes.sessions
+        return {
+            "bytes_sent": sum(s.connection.bytes_sent for s in sessions),
+            "bytes_received": sum(s.connection.bytes_received for s in sessions),
+            "connections": sum(1 for s in sessions if s.is_open),
+            "pending_calls": sum(s.pending_count for s in sessions),
+            "running_calls": sum(len(s.running) for s in sessions),
+            "mailbox_depth": len(self._mailbox) if self._mailbox is not None else 0,
+        }
+
+    def _served(
+        self, session: Session, call: Call, started: float, error: BaseException | None, span: Any
+    ) -> None:
+        """A served call ended: the error reply, its count and its span."""
+        if isinstance(error, EncodeError):  # reply() already answered with an error
+            self.failures.failed(self.name, call.func, session.peer_name, error, _UNSENDABLE)
+        elif isinstance(error, Exception):
+            _reply_exception(session, call.id, error)
+            self.failures.failed(self.name, call.func, session.peer_name, error)
+        if span is not None:
+            end_span(span, error)
+        metrics = self.metrics
+        if metrics is None:
+            return
+        seconds = perf_counter() - started
+        if error is None:
+            metrics.call_served(session.peer_name, call.func, seconds)
+        else:
+            metrics.call_failed(False, session.peer_name, call.func, seconds, outcome_of(error),
+                                f"{_type_name(error)}: {error}", _trace_of(call))
+
     def _start_task(
-        self, session: Session, call: Call, fn: Callable[..., Any], args: Sequence[Any]
+        self,
+        session: Session,
+        call: Call,
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        started: float | None = None,
+        span: Any = None,
     ) -> None:
         limits = self.security
         if (
@@ -586,12 +781,22 @@ class Node:
         ):
             self._refuse_busy(session, call)
             return
-        # The task serves the call: calls it makes inherit the caller's deadline and request id.
+        # The task serves the call: calls it makes inherit the caller's deadline, request id and
+        # trace (with spans on: this call's server span, which is also made current for the task).
+        if started is None:
+            started = session.read_at
+        meta = call.meta
+        trace = meta.get("t") if meta is not None else None
+        if self._tracer is not None and span is None:
+            span = start_server_span(self._tracer, self.name, call.func, session.peer_name, trace)
         context = contextvars.copy_context()
-        request = call.meta.get("r") if call.meta is not None else None
-        context.run(serving.set, Serving(session.deadline_of(call), request))
+        if span is not None:
+            trace = traceparent_of(span)
+            context.run(attach_span, span)
+        request = meta.get("r") if meta is not None else None
+        context.run(serving.set, Serving(session.deadline_of(call), request, trace))
         task = asyncio.get_running_loop().create_task(
-            _answer(session, call.id, fn(*args)), context=context
+            self._answer(session, call, fn(*args), started, span), context=context
         )
         session.running[call.id] = task
         self._running_calls += 1
@@ -622,6 +827,51 @@ class Node:
                         reason, session.peer_name, session.origin)
         session.reply_error(call.id, ERROR_BUSY, "Busy", reason)
 
+    async def _answer(
+        self, session: Session, call: Call, coro: Any, started: float, span: Any
+    ) -> None:
+        try:
+            result = await coro
+        except asyncio.CancelledError as exc:
+            # The caller gave up (cancel) or the node is stopping: nobody waits for an answer.
+            if span is not None or self.metrics is not None:
+                self._served(session, call, started, exc, span)
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
+            self._served(session, call, started, exc, span)
+        else:
+            problem = session.reply(call.id, result)
+            if span is not None or problem is not None or self.metrics is not None:
+                self._served(session, call, started, problem, span)
+
+    def _functions_changed(self) -> None:
+        if self._registry is None or self._listeners is None or self._stopping:
+            return  # not serving (yet): `start` registers what is there then
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and here is not loop:  # added from another thread (namewire.sync)
+            loop.call_soon_threadsafe(self._functions_changed)
+        elif self._reregistering is None:
+            self._reregistering = asyncio.get_running_loop().create_task(self._register_again())
+
+    async def _register_again(self) -> None:
+        await asyncio.sleep(0)  # functions added in a row: one registration
+        self._reregistering = None
+        registry = self._registry
+        if registry is None or self._stopping:
+            return
+        try:
+            await registry.register(self._registration(self._metadata))
+        except NamewireError as exc:
+            log.warning("%s: functions added while serving are callable but not yet registered "
+                        "with the name service: %s", self.name, exc)
+        else:
+            log.info("%s: registered again, with functions %s", self.name,
+                     ", ".join(self.functions.names()))
+
     def _registration(self, metadata: dict[str, Any]) -> Registration:
         return Registration(
             name=self.name,
@@ -630,6 +880,8 @@ class Node:
             idempotent=self.functions.idempotent_names(),
             host=host_id(),
             metadata=metadata,
+            pid=os.getpid(),
+            group=self.group,
         )
 
 
@@ -645,6 +897,18 @@ class Node:
         turn = self._round_robin.get(func, 0)
         self._round_robin[func] = turn + 1
         return providers[turn % len(providers)]
+
+    async def _route_or_group(self, name: str, *, sticky: bool) -> Session:
+        """The session to ``name``, or to a live member when ``name`` is a group."""
+        groups = self._groups
+        if name not in groups.known:
+            try:
+                return await self._route(name)
+            except NameNotFound:
+                if self._registry is None or not await groups.is_group(name, self._registry):
+                    raise
+        assert self._registry is not None
+        return await groups.session(name, self._registry, sticky=sticky)
 
     async def _route(self, name: str) -> Session:
         if not self._running or self._stopping:
@@ -667,15 +931,10 @@ def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(str(parse_address(url)) for url in urls)
 
 
-async def _answer(session: Session, call_id: int, coro: Any) -> None:
-    try:
-        result = await coro
-    except asyncio.CancelledError:
-        raise  # the caller gave up (cancel) or the node is stopping: nobody waits for an answer
-    except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
-        _reply_exception(session, call_id, exc)
-    else:
-        session.reply(call_id, result)
+def _trace_of(call: Call) -> str | None:
+    meta = call.meta
+    trace = meta.get("t") if meta is not None else None
+    return trace if isinstance(trace, str) else None
 
 
 def _type_name(exc: BaseException) -> str:

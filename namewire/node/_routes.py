@@ -32,6 +32,7 @@ class RouteTable:
         self.sessions: set[Session] = set()
         self.inbound: dict[str, Session] = {}  # connections peers opened, by their hello name
         self._connecting: dict[str, asyncio.Task[Session]] = {}
+        self._known: set[str] = set()  # names connected to before: a new connect is a reconnect
 
     async def open(self, name: str, registry: Registry) -> Session:
         """The session to ``name``: look it up and connect once, however many callers ask at once."""
@@ -113,6 +114,14 @@ class RouteTable:
             task.exception()  # mark retrieved: every waiter may have been cancelled
 
     async def _open(self, name: str, registry: Registry) -> Session:
+        session = await self._look_up_and_connect(name, registry)
+        metrics = self._node.metrics
+        if name in self._known and metrics is not None:
+            metrics.peer_reconnects += 1
+        self._known.add(name)
+        return session
+
+    async def _look_up_and_connect(self, name: str, registry: Registry) -> Session:
         try:
             registration = await registry.lookup(name)
         except NameNotFound:

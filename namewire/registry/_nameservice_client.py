@@ -30,6 +30,7 @@ from ._protocol import (
     EVENT_CHANGED,
     FN_DEREGISTER,
     FN_LOOKUP,
+    FN_MEMBERS,
     FN_PROVIDERS,
     FN_REGISTER,
     FN_RENEW,
@@ -43,7 +44,7 @@ __all__ = ["NameServiceClient"]
 log = logging.getLogger("namewire.registry")
 
 _BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 2.0
+_BACKOFF_MAX = 0.5  # a restarted name service sees everyone back within ~0.75 s (jitter)
 
 
 class NameServiceClient(Registry):
@@ -77,6 +78,7 @@ class NameServiceClient(Registry):
         self._lease: str | None = None
         self._cache: dict[str, Registration] = {}
         self._providers: dict[str, list[str]] = {}
+        self._members: dict[str, list[Registration]] = {}
         # Bumped by every change notice and reconnect. An answer is cached only if no notice came
         # while it was on its way: a notice can overtake the task that waits for the answer.
         self._epoch = 0
@@ -106,6 +108,10 @@ class NameServiceClient(Registry):
 
     async def lookup(self, name: str) -> Registration:
         cached = self._cache.get(name)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.registry_lookups += 1
+            metrics.registry_cache_hits += cached is not None
         if cached is not None:
             return cached
         # Concurrent look-ups of one name share one request.
@@ -133,11 +139,22 @@ class NameServiceClient(Registry):
                 self._providers[func] = cached
         return list(cached)
 
+    async def members(self, group: str) -> list[Registration]:
+        cached = self._members.get(group)
+        if cached is None:
+            epoch = self._epoch
+            rows = await self._call(FN_MEMBERS, group)
+            cached = [Registration.from_dict(r) for r in rows]
+            if epoch == self._epoch:
+                self._members[group] = cached
+        return list(cached)
+
     async def services(self) -> list[ServiceInfo]:
         rows = await self._call(FN_SERVICES)
         return [
             ServiceInfo(Registration.from_dict(r["registration"]), float(r["lease_age"]),
-                        float(r["ttl"]))
+                        float(r["ttl"]),
+                        float(r["expires_in"]) if r.get("expires_in") is not None else None)
             for r in rows
         ]
 
@@ -177,6 +194,9 @@ class NameServiceClient(Registry):
                 self.name_changed(name)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
+            group = payload.get("group")
+            if group:
+                self._members.pop(str(group), None)
 
     def call_received(self, session: Session, call: Call) -> None:
         session.reply_error(call.id, "no_such_function", "NoSuchFunction",
@@ -194,6 +214,7 @@ class NameServiceClient(Registry):
         self._epoch += 1
         self._cache.clear()
         self._providers.clear()
+        self._members.clear()
         self._wake.set()
 
     # -- internals ---------------------------------------------------------------------------------
@@ -239,7 +260,8 @@ class NameServiceClient(Registry):
             return await session.call(func, args, self._call_timeout)
         except RemoteError as exc:
             if exc.remote_type == "NameTaken":
-                raise NameTaken(exc.remote_message) from None
+                name = str(args[0].get("name", "")) if func == FN_REGISTER else ""
+                raise NameTaken(name, reason=exc.remote_message) from None
             raise
         except (PeerLost, TimeoutError) as exc:
             raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None
@@ -248,8 +270,10 @@ class NameServiceClient(Registry):
         epoch = self._epoch
         data = await self._call(FN_LOOKUP, name)
         if data is None:
+            log.debug("%s: looked up %r: no such service", self.node_name, name)
             raise NameNotFound(name, registry=self.url)
         registration = Registration.from_dict(data)
+        log.debug("%s: looked up %r: %s", self.node_name, name, ", ".join(registration.addresses))
         if epoch == self._epoch:
             self._cache[name] = registration
         return registration
@@ -282,7 +306,9 @@ class NameServiceClient(Registry):
                     backoff = min(backoff * 2, _BACKOFF_MAX)
                     continue
                 backoff = _BACKOFF_FIRST
-                log.info("reconnected to the name service at %s", self.url)
+                log.info("%s: reconnected to the name service at %s", self.node_name, self.url)
+                if self.metrics is not None:
+                    self.metrics.registry_reconnects += 1
                 await self._register_again()
                 continue
             self._wake.clear()
@@ -303,12 +329,20 @@ class NameServiceClient(Registry):
         except NamewireError as exc:  # RemoteError, NoSuchFunction...: the name service refused
             log.warning("renewing the lease of %r at %s failed (%s); registering again",
                         self.node_name, self.url, exc)
+            self._lease_lost()
             await self._register_again()
             return
         if not alive:
             log.warning("lease of %r expired at the name service; registering again",
                         self.node_name)
+            self._lease_lost()
             await self._register_again()
+        elif self.metrics is not None:
+            self.metrics.lease_renewals += 1
+
+    def _lease_lost(self) -> None:
+        if self.metrics is not None:
+            self.metrics.lease_losses += 1
 
     async def _register_again(self) -> None:
         registration = self._registration

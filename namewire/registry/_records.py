@@ -24,7 +24,8 @@ class Registration:
     """A service as it registers itself: name, listening addresses, remote functions, metadata.
 
     ``host`` identifies the machine (see `host_id`) so that peers on the same host can prefer a unix
-    socket. ``idempotent`` lists the functions that may be retried on another provider.
+    socket. ``idempotent`` lists the functions that may be retried on another provider. ``group``
+    is the group this service is an instance of (``"PlusServer"`` for ``"PlusServer/2"``), or empty.
     ``identity`` is set by the registry, never by the service: the identity its connection proved
     (its TLS certificate's name), empty when it proved none. A connection from that identity may
     serve as the route to the name.
@@ -36,6 +37,8 @@ class Registration:
     idempotent: tuple[str, ...] = ()
     host: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
+    group: str = ""
     identity: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,6 +49,8 @@ class Registration:
             "idempotent": list(self.idempotent),
             "host": self.host,
             "metadata": dict(self.metadata),
+            "pid": self.pid,
+            "group": self.group,
             "identity": self.identity,
         }
 
@@ -59,6 +64,8 @@ class Registration:
                 idempotent=tuple(str(f) for f in data.get("idempotent", ())),
                 host=str(data.get("host", "")),
                 metadata=dict(data.get("metadata") or {}),
+                pid=int(data.get("pid") or 0),
+                group=str(data.get("group") or ""),
                 identity=str(data.get("identity") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -67,11 +74,16 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
-    """A live service as listed by the registry (for ``namewire ls``)."""
+    """A live service as listed by the registry (for ``namewire ls``).
+
+    ``lease_age``: seconds since it registered; ``expires_in``: seconds until its lease runs out
+    unless renewed (None when the registry does not say).
+    """
 
     registration: Registration
     lease_age: float
     ttl: float
+    expires_in: float | None = None
 
 
 _HOST_ID: str | None = None
@@ -92,5 +104,17 @@ def host_id() -> str:
 
 
 def default_nameservice() -> str:
-    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`."""
-    return os.environ.get("NAMEWIRE_NAMESERVICE") or DEFAULT_NAMESERVICE
+    """``$NAMEWIRE_NAMESERVICE`` if set, else `DEFAULT_NAMESERVICE`.
+
+    Raises ValueError saying that the value came from the environment when it is no address URL.
+    """
+    from_env = os.environ.get("NAMEWIRE_NAMESERVICE")
+    if not from_env:
+        return DEFAULT_NAMESERVICE
+    from ._backends import check_nameservice_url
+
+    try:
+        check_nameservice_url(from_env)
+    except ValueError as exc:
+        raise ValueError(f"$NAMEWIRE_NAMESERVICE (from the environment): {exc}") from None
+    return from_env

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from ..runtime._metrics import Metrics
 from ._records import Registration, ServiceInfo
 
 __all__ = ["Registry"]
@@ -21,6 +22,22 @@ class Registry(ABC):
     name_left: Callable[[str], None] | None = None
     """Called with a name when the registry reports that it left (its lease ended or was given
     up), so that its owner stops sending it new calls at once."""
+
+    metrics: Metrics | None = None
+    """Where the backend counts look-ups, cache hits, lease renewals and losses and reconnects
+    (the owning node's `Metrics`; None: not counted)."""
+
+    holding_changed: Callable[[str | None], None] | None = None
+    """Called with a reason when the registry can no longer vouch that we hold our own name (our
+    lease may have ended: another process may take the name), and with None once we hold it
+    again. The node refuses calls in between. The built-in name service does not call it: its
+    lease lives as long as the session to it, and a restart of the name service is not a reason
+    to stop serving."""
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the registry answers from its last view instead of a live one (None: it does not)."""
+        return None
 
     name_changed: Callable[[str], None] | None = None
     """Called with a name when the registry reports it registered or changed: a route its owner
@@ -49,6 +66,18 @@ class Registry(ABC):
     @abstractmethod
     async def services(self) -> list[ServiceInfo]:
         """Every live service."""
+
+    async def members(self, group: str) -> list[Registration]:
+        """The live registrations whose ``group`` is ``group``, sorted by name; empty if none.
+
+        The contract of groups (docs/workers.md): a member registers under its own name with
+        ``Registration.group`` set; it is listed here exactly while its own name is registered,
+        and leaves with it (lease end, deregister, disconnect). This default asks `services`;
+        a backend may answer from a cache it keeps current by watching the group.
+        """
+        rows = await self.services()
+        return sorted((r.registration for r in rows if r.registration.group == group),
+                      key=lambda r: r.name)
 
     @abstractmethod
     def forget(self, name: str) -> None:

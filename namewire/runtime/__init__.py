@@ -16,7 +16,7 @@ from ._context import (
     set_node_name,
 )
 from ._logging import ContextFilter, JsonFormatter, LogPipeline, configure_logging
-from ._run import new_event_loop, run
+from ._run import new_event_loop, run, stop_waiting
 from ._spawn import Process, running_processes, spawn, stop_processes
 from ._supervisor import Policy, Supervisor, SupervisorFailed
 from ._timers import Ticker, Timer, call_later, every, sleep, sleep_until
@@ -49,4 +49,5 @@ __all__ = [
     "sleep_until",
     "spawn",
     "stop_processes",
+    "stop_waiting",
 ]

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any, Literal
 
-from ._context import current_node_name, current_process_name
+from ._context import NO_NAME, current_node_name, current_process_name
 from ._rotation import SizeAndTimeRotatingFileHandler
 
 __all__ = [
@@ -48,14 +48,16 @@ __all__ = [
 Overflow = Literal["block", "drop_oldest"]
 LogFormat = Literal["text", "json"]
 
-TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(node)s/%(process_name)s] %(name)s: %(message)s"
+# [node] outside a light process, [node/process] inside one.
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(context)s] %(name)s: %(message)s"
 _BATCH = 256  # records the writer takes per turn; room in a full queue appears at this grain
 _PAUSE = 0.0001  # seconds the writer sleeps between batches while a backlog remains
 _REPORT_EVERY = 1.0  # seconds between drop reports while the queue stays full
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``record.node`` and ``record.process_name`` from the caller's context; never rejects.
+    """Adds ``record.node`` and ``record.process_name`` from the caller's context, and
+    ``record.context``: ``node/process`` in a light process, else ``node``; never rejects.
 
     Attach it to any handler of your own to get the same fields namewire's pipeline adds.
     """
@@ -64,6 +66,10 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "node"):
             record.node = current_node_name()
             record.process_name = current_process_name()
+        if not hasattr(record, "context"):  # also when extra= gave the node
+            node = getattr(record, "node", NO_NAME)
+            process = getattr(record, "process_name", NO_NAME)
+            record.context = node if process == NO_NAME else f"{node}/{process}"
         return True
 
 
@@ -93,6 +99,7 @@ class JsonFormatter(logging.Formatter):
         "asctime",
         "node",
         "process_name",
+        "context",
     }
 
     def format(self, record: logging.LogRecord) -> str:

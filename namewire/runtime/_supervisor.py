@@ -13,7 +13,8 @@ Policies (the names and meanings follow Erlang/OTP supervisors):
 
 Under both restart policies the restart intensity is bounded: more than ``max_restarts`` restarts within
 ``within`` seconds (counted over the whole group) and the supervisor gives up, exactly as under
-``cancel_siblings``. A child that returns, or is cancelled from outside, is not restarted: it leaves the
+``cancel_siblings``, and logs it at ERROR. ``backoff`` delays each restart: ``backoff`` seconds for
+the first restart within the window, doubling for each further one, at most ``max_backoff``. A child that returns, or is cancelled from outside, is not restarted: it leaves the
 group. Leaving the ``async with`` block waits until every child has left the group.
 """
 
@@ -67,6 +68,8 @@ class Supervisor:
         *,
         max_restarts: int = 3,
         within: float = 5.0,
+        backoff: float = 0.0,
+        max_backoff: float = 5.0,
         name: str = "supervisor",
     ) -> None:
         if policy not in _POLICIES:
@@ -76,6 +79,10 @@ class Supervisor:
         self.policy: Policy = policy
         self.max_restarts = max_restarts
         self.within = within
+        if backoff < 0 or max_backoff < backoff:
+            raise ValueError(f"need 0 <= backoff <= max_backoff, got {backoff}, {max_backoff}")
+        self.backoff = backoff
+        self.max_backoff = max_backoff
         self.name = name
         self.restarts = 0
         self._children: list[_Child] = []
@@ -201,14 +208,18 @@ class Supervisor:
                 )
                 return
             self.restarts += 1
+            delay = self._delay()
             logger.warning(
-                "supervisor %r (%s): restarting %r after %s: %s",
+                "supervisor %r (%s): restarting %r%s after %s: %s",
                 self.name,
                 self.policy,
                 child.name,
+                f" in {delay:.2f} s" if delay else "",
                 type(error).__name__,
                 error,
             )
+            if delay:
+                await asyncio.sleep(delay)
             if self.policy == "one_for_one":
                 self._start(child)
             else:
@@ -226,6 +237,12 @@ class Supervisor:
         times.append(now)
         return True
 
+    def _delay(self) -> float:
+        if not self.backoff:
+            return 0.0
+        recent = len(self._restart_times)  # this restart included
+        return float(min(self.backoff * 2 ** (recent - 1), self.max_backoff))
+
     async def _give_up(self, child: _Child, error: BaseException, why: str) -> None:
         self._failure = SupervisorFailed(
             f"supervisor {self.name!r} ({self.policy}): child {child.name!r} {why} "
@@ -234,6 +251,7 @@ class Supervisor:
             child.name or "?",
             error,
         )
+        logger.error("%s", self._failure)
         self._closed = True
         if self._in_body and self._parent is not None and not self._parent.done():
             self._cancelled_parent = True

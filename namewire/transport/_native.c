@@ -628,13 +628,25 @@ body_room(ConnObject *c, Py_ssize_t *room)
     return c->stage + have;
 }
 
-/* `n` more bytes of the body were written where body_room said; a complete body is delivered. */
-static void
+/* Out of memory while assembling input: that frame is lost, so the connection ends with ENOMEM
+ * after the frames before it (stopping to read in silence would leave it hanging). Returns -1. */
+static int
+input_lost(ConnObject *c)
+{
+    PyErr_WriteUnraisable((PyObject *)c);
+    flush_batch(c);
+    report_int(c, EV_RECV_ERROR, ENOMEM);
+    return -1;
+}
+
+/* `n` more bytes of the body were written where body_room said; a complete body is delivered.
+ * -1 (reported) when out of memory. */
+static int
 body_took(ConnObject *c, Py_ssize_t n)
 {
     c->partial_have += n;
     if (c->partial_have < c->body_size)
-        return;
+        return 0;
     PyObject *p = c->partial;
     c->partial = NULL;
     if (p == NULL) /* not reached with STAGE_COMMIT_DIV > 1, but cheap to get right */
@@ -643,9 +655,9 @@ body_took(ConnObject *c, Py_ssize_t n)
     c->partial_have = 0;
     stage_trim(c);
     if (p == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
-    else
-        deliver(c, p);
+        return input_lost(c);
+    deliver(c, p);
+    return 0;
 }
 
 static Py_ssize_t
@@ -663,14 +675,13 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
         if (c->in_body) {
             Py_ssize_t room;
             char *dst = body_room(c, &room);
-            if (dst == NULL) {
-                PyErr_WriteUnraisable((PyObject *)c);
-                return -1;
-            }
+            if (dst == NULL)
+                return input_lost(c);
             Py_ssize_t take = room < n - pos ? room : n - pos;
             memcpy(dst, data + pos, take);
             pos += take;
-            body_took(c, take);
+            if (body_took(c, take) < 0)
+                return -1;
             continue;
         }
         uint32_t size;
@@ -695,17 +706,13 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
         }
         if ((Py_ssize_t)size <= n - pos) {
             PyObject *p = PyBytes_FromStringAndSize((const char *)data + pos, size);
-            if (p == NULL) {
-                PyErr_WriteUnraisable((PyObject *)c);
-                return -1;
-            }
+            if (p == NULL)
+                return input_lost(c);
             pos += size;
             deliver(c, p);
         }
-        else if (body_begin(c, size) < 0) {
-            PyErr_WriteUnraisable((PyObject *)c);
-            return -1;
-        }
+        else if (body_begin(c, size) < 0)
+            return input_lost(c);
     }
     return 0;
 }
@@ -748,19 +755,16 @@ read_once(ConnObject *c, char *scratch)
         report_int(c, EV_EOF, partial_frame_bytes(c));
         return;
     }
+    int failed;
     if (!c->framed) {
         PyObject *p = PyBytes_FromStringAndSize(buf, n);
-        if (p == NULL)
-            PyErr_WriteUnraisable((PyObject *)c);
-        else
+        failed = p == NULL ? input_lost(c) : 0; /* lost bytes: the stream cannot go on */
+        if (p != NULL)
             deliver(c, p);
-        return;
     }
-    if (direct) {
-        body_took(c, n);
-        return;
-    }
-    if (feed(c, (const unsigned char *)buf, n) < 0) {
+    else
+        failed = direct ? body_took(c, n) : feed(c, (const unsigned char *)buf, n);
+    if (failed < 0) {
         c->reading = 0;
         epoll_update_or_report(c);
     }

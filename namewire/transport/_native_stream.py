@@ -8,13 +8,15 @@ task step in between. This module decides everything else: addresses, errors, en
 closing with a linger, the host task that runs a fiber's other awaits, and the accepting and
 connecting of sockets.
 
-`available()` says whether the extension is built and enabled (``NAMEWIRE_NATIVE=0`` turns it
-off); without it `listen`/`connect` use the pure-asyncio `StreamSocket`.
+`available()` says whether the extension is built, enabled (``NAMEWIRE_NATIVE=0`` turns it
+off) and usable on the running loop; without it `listen`/`connect` use the pure-asyncio
+`StreamSocket`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.proactor_events
 import contextvars
 import errno
 import logging
@@ -65,9 +67,40 @@ _ACCEPT_BATCH = 128
 _ACCEPT_PAUSE = 0.5
 
 
+def loop_carries_reactor(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` can host the reactor, which it joins through ``add_reader`` on one file
+    descriptor: selector loops and uvloop can, a proactor loop (Windows) cannot."""
+    if isinstance(loop, asyncio.proactor_events.BaseProactorEventLoop):
+        return False
+    return type(loop).add_reader is not asyncio.AbstractEventLoop.add_reader
+
+
 def available() -> bool:
-    """True when the C reactor is built and not turned off with ``NAMEWIRE_NATIVE=0``."""
-    return _native is not None and os.environ.get("NAMEWIRE_NATIVE", "1") != "0"
+    """True when stream sockets made now run on the C reactor.
+
+    ``NAMEWIRE_NATIVE`` decides: unset (or ``auto``), whenever the extension is built and the
+    running loop can host it; ``0``, never; ``1``, always, and RuntimeError saying why not when
+    it cannot (so a deployment that counts on the reactor never falls back unnoticed).
+    """
+    mode = os.environ.get("NAMEWIRE_NATIVE", "auto")
+    if mode == "0":
+        return False
+    why = _why_not_native()
+    if why is not None and mode == "1":
+        raise RuntimeError(f"NAMEWIRE_NATIVE=1 but the C reactor cannot be used: {why}")
+    return why is None
+
+
+def _why_not_native() -> str | None:
+    if _native is None:
+        return "the extension is not built (see namewire --version)"
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if not loop_carries_reactor(loop):
+        return f"the running loop ({type(loop).__name__}) has no add_reader"
+    return None
 
 
 # loop -> a weak reference to its reactor. The reactor holds its loop, so a strong value would
@@ -411,7 +444,18 @@ class NativeFrameStream(Stream, _Base):  # type: ignore[misc]
             self._lose(None)
         else:
             # EV_DRAINED (with _closing set) ends it when the output is out, or the linger does.
-            self._linger = self._loop.call_later(_STREAM_LINGER, self._lose, None)
+            self._linger = self._loop.call_later(_STREAM_LINGER, self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        # Output was dropped: the handler hears of it, a clean close would hide the loss.
+        unsent = int(self.out_buffered)
+        self._lose(
+            ConnectionReset(
+                f"closed with {unsent} bytes still unsent to {self.where} after waiting "
+                f"{_STREAM_LINGER:g}s for the peer to read them",
+                self.peer_address,
+            )
+        )
 
     def abort(self) -> None:
         self._closing = True

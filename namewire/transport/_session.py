@@ -14,9 +14,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any, Protocol
 
 from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
+from ..runtime._metrics import Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_HELLO,
@@ -91,11 +93,13 @@ class Session:
         "_timer_at",
         "_write_paused",
         "close_reason",
+        "metrics",
         "on_lost",
         "origin",
         "peer_identity",
         "peer_info",
         "peer_name",
+        "read_at",
         "running",
     )
 
@@ -152,6 +156,11 @@ class Session:
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._msg_waiters: deque[asyncio.Future[None]] | None = None
         self.origin = origin
+        # Where calls made on this session are counted (None: not counted); set by the owner.
+        self.metrics: Metrics | None = None
+        # perf_counter() at the last read, taken once per read while counting: the end of the
+        # calls it answers and the start of the calls it brings, one clock read per batch.
+        self.read_at = 0.0
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Who the peer proved to be: its verified TLS certificate's name; None without one (the
@@ -240,31 +249,44 @@ class Session:
         timeout: float | None,
         deadline: float | None = None,
         request: int | None = None,
+        trace: str | None = None,
     ) -> Any:
         """Call ``func(*args)`` on the peer and return its result.
 
-        ``deadline`` (loop time) is an inherited limit, ``request`` the request id to carry. Raises
-        `NoSuchFunction`, `RemoteError`, `PeerLost`, `CallTimeout`, `EncodeError`,
-        `MessageTooLarge`. Cancelling the awaiting task sends a cancel to the peer.
+        ``deadline`` (loop time) is an inherited limit, ``request`` the request id to carry,
+        ``trace`` a W3C traceparent. Raises `NoSuchFunction`, `RemoteError`, `PeerLost`,
+        `CallTimeout`, `EncodeError`, `MessageTooLarge`. Cancelling the awaiting task sends a
+        cancel to the peer.
         """
         if self._closing:
             raise self._lost_error(func)
         fut = self._loop.create_future()
         conn = self._conn
-        call_id = conn.call(func, args, fut, timeout=timeout, deadline=deadline, request=request)
+        call_id = conn.call(func, args, fut, timeout=timeout, deadline=deadline, request=request,
+                            trace=trace)
         if self._timer is None or deadline is not None or (
             timeout is not None and timeout < self._rearm_below
         ):
             self._arm()
         self._written()
+        metrics = self.metrics
+        started = perf_counter() if metrics is not None else 0.0
         try:
             if self._write_paused:
                 await self._drain()
-            return await fut
-        except asyncio.CancelledError:
-            if conn.cancel(call_id) is not None:
+            result = await fut
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and conn.cancel(call_id) is not None:
                 self._written()
+            if metrics is not None:
+                metrics.call_failed(True, self.peer_name, func, perf_counter() - started,
+                                    outcome_of(exc), str(exc), trace)
             raise
+        if metrics is not None:
+            # Ends at the read that brought the answer (or a later one, if other reads ran
+            # before this task resumed): the round trip as the caller sees it, one clock read less.
+            metrics.call_made(self.peer_name, func, self.read_at - started)
+        return result
 
     async def send_msg(self, payload: Any) -> None:
         """Send a message. Waits while the peer's window is full (its mailbox holds what we sent
@@ -276,6 +298,16 @@ class Session:
         self._written()
         if self._write_paused:
             await self._drain()
+
+    def send_msg_nowait(self, payload: Any) -> bool:
+        """Queue a message if the peer's window has room now; False (nothing queued) if not.
+        Raises `PeerLost` once closing, `EncodeError`, `MessageTooLarge`."""
+        if self._closing:
+            raise self._lost_error(None)
+        if self._msg_waiters or not self._conn.send_msg(payload):
+            return False
+        self._written()
+        return True
 
     def push(self, payload: Any) -> None:
         """Write a control message without waiting (registry notices); dropped once closing."""
@@ -302,6 +334,13 @@ class Session:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def fail_senders(self, exc: BaseException) -> None:
+        """Make every `send_msg` still waiting for message credit raise ``exc``; their messages
+        are not sent (a worker channel closed while its producers wait)."""
+        for waiter in self._msg_waiters or ():
+            if not waiter.done():
+                waiter.set_exception(exc)
+
     def close(self) -> None:
         """Close after flushing what is written."""
         if not self._closing:
@@ -321,6 +360,8 @@ class Session:
     # -- StreamHandler ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.read_at = perf_counter()
         conn = self._conn
         conn.receive_data(data)
         self._receiving = True
@@ -331,6 +372,8 @@ class Session:
         self._flush()
 
     def frames_received(self, frames: list[bytes]) -> None:
+        if self.metrics is not None:
+            self.read_at = perf_counter()
         conn = self._conn
         conn.receive_frames(frames)
         self._receiving = True
@@ -402,6 +445,9 @@ class Session:
                 fut = event.handle
                 if not fut.done():
                     fut.set_exception(event.error)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%r: call failed (%s): %s", self._conn.name, self._describe(),
+                              event.error)
             elif kind is Cancel:
                 handler.cancel_received(self, event.id)
             elif kind is WindowOpened:

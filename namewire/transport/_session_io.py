@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import ServerGroup, serve_sockets, server_context, tls_connect
@@ -33,12 +34,14 @@ async def session_over(sock: socket.socket, session: Session, *, native: bool = 
         return session
     loop = asyncio.get_running_loop()
     try:
-        _, stream = await loop.connect_accepted_socket(AsyncioStream, sock)
+        # Attached in connection_made: over a socketpair both ends speak first, so bytes can
+        # arrive before connect_accepted_socket returns.
+        await loop.connect_accepted_socket(
+            lambda: AsyncioStream(on_connected=session.attach), sock
+        )
     except BaseException:
         sock.close()
         raise
-    assert isinstance(stream, AsyncioStream)
-    session.attach(stream)
     return session
 
 
@@ -53,6 +56,9 @@ async def connect_session(
     address = parse_address(url)
     scheme = scheme_of(address)
     sock = await connect_socket(address, timeout)
+    if scheme.open_stream is not None:
+        session.attach(await scheme.open_stream(address, sock, timeout))
+        return session
     if not scheme.tls:
         return await session_over(sock, session, native=scheme.native)
     tls = tls or TlsConfig()
@@ -77,7 +83,7 @@ async def listen_sessions(
     tls: TlsConfig | None = None,
     handshake_timeout: float = 5.0,
     max_connections: int | None = None,
-) -> tuple[ServerGroup | NativeServer, str]:
+) -> tuple[ServerGroup | NativeServer | Any, str]:
     """Accept connections on ``url``, each run by a new ``make_session()``.
 
     Returns the server (``close()``, ``sockets``) and the bound URL (port 0 resolved). A tls://
@@ -92,6 +98,9 @@ async def listen_sessions(
     context = server_context(address, tls)
     sockets = await bind_sockets(address, backlog)
     bound = sockaddr_url(address.scheme, sockets[0].getsockname())
+    if scheme.serve_streams is not None:
+        server = await scheme.serve_streams(address, sockets, lambda s: make_session().attach(s))
+        return server, bound + address.path
     if scheme.native and native_sessions():
 
         def accepted(sock: socket.socket) -> None:

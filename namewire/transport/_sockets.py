@@ -212,6 +212,7 @@ async def listen(
         listener = Listener(sock.local_address, handler, datagram=sock)
         listener._start(sock)
         return listener
+    _refuse_session_only(address)
     listener = Listener(str(address), handler)
     if available() and scheme.native:
 
@@ -269,6 +270,7 @@ async def connect(
     scheme = scheme_of(address)
     if not scheme.stream:
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)
+    _refuse_session_only(address)
     if available() and scheme.native:
         native = await native_connect(
             address, timeout, framed=framed, max_frame=max_frame, queue_limit=queue_limit
@@ -282,3 +284,9 @@ async def connect(
     )
     assert isinstance(protocol, StreamSocket)
     return protocol
+
+
+def _refuse_session_only(address: Address) -> None:
+    if scheme_of(address).open_stream is not None:
+        raise ValueError(f"{address} carries namewire sessions (Node listen= and addresses), "
+                         "not coroutine sockets; use tcp:// or unix:// here")

@@ -180,6 +180,8 @@ class RpcConnection:
         "_unread",
         "_unread_bytes",
         "accepting",
+        "bytes_received",
+        "bytes_sent",
         "end_reason",
         "last_received",
         "max_frame",
@@ -228,6 +230,9 @@ class RpcConnection:
         self.peer_info: dict[str, Any] = {}
         self.end_reason: str | None = None  # why the connection ended, once it has
         self.queued_bytes = 0  # bytes of frame bodies waiting in data_to_send (read-only)
+        # Bodies handed out to send and taken in, in bytes (read-only; counted per batch).
+        self.bytes_sent = 0
+        self.bytes_received = 0
         self._auth: Authenticator = auth if auth is not None else _NoAuth()
         self._info = {**(info or {}), "max_frame": max_frame, "window": list(self.window)}
         self.max_hello = max_hello
@@ -369,6 +374,7 @@ class RpcConnection:
         if self._holding:
             return self._hello_only()
         self._out = []
+        self.bytes_sent += self.queued_bytes
         self.queued_bytes = 0
         return out
 
@@ -381,14 +387,16 @@ class RpcConnection:
         timeout: float | None,
         deadline: float | None = None,
         request: int | None = None,
+        trace: str | None = None,
     ) -> int:
         """File a call of ``func(*args)`` and queue it; returns its id.
 
         It fails (through a `Failed` event with ``handle``) after ``timeout`` seconds, or at
         ``deadline`` (on this connection's clock; an inherited deadline) if that is sooner; the
-        remaining budget travels with the call. ``request`` is the request id it carries. Raises at
-        once, sending nothing: `CallTimeout` when the deadline has already passed, `PeerLost` once the
-        connection ended, `EncodeError`, and `MessageTooLarge` above the peer's frame limit.
+        remaining budget travels with the call. ``request`` is the request id it carries, ``trace``
+        the W3C traceparent (metadata ``"t"``). Raises at once, sending nothing: `CallTimeout` when
+        the deadline has already passed, `PeerLost` once the connection ended, `EncodeError`, and
+        `MessageTooLarge` above the peer's frame limit.
         """
         if self._ended:
             raise self._lost(func)
@@ -413,6 +421,10 @@ class RpcConnection:
             if meta is None:
                 meta = {}
             meta["r"] = request
+        if trace is not None:
+            if meta is None:
+                meta = {}
+            meta["t"] = trace
         call_id = self._next_id
         body = self._encode((KIND_CALL, call_id, func, args, meta))
         if len(body) > self._peer_max_frame:
@@ -641,6 +653,7 @@ class RpcConnection:
         events.append(Closed(exc))
 
     def _receive(self, bodies: list[bytes]) -> None:
+        self.bytes_received += sum(map(len, bodies))
         try:
             if self.peer is None:
                 bodies = self._handshake(bodies)

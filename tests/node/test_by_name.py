@@ -195,7 +195,7 @@ async def test_name_service_restart_nodes_reregister_and_peers_keep_working(
         await wait_until(a_is_back, timeout=15)
 
         async def we_are_back() -> bool:
-            # Our own registry client reconnects on its backoff (at most 2 s apart).
+            # Our own registry client reconnects on its backoff (at most 0.75 s apart).
             try:
                 return await me.get_remote_func_provider("plus") == ["A"]
             except namewire.RegistryUnavailable:

@@ -76,7 +76,7 @@ def test_text_format_and_level(tmp_path: Path, pipelines: list[LogPipeline]) -> 
     lines = path.read_text().splitlines()
     assert len(lines) == 1
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING \[Chat/-\] tests\.runtime: hello world",
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING \[Chat\] tests\.runtime: hello world",
         lines[0],
     )
     with pytest.raises(ValueError, match="unknown log level"):

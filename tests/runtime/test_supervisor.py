@@ -188,3 +188,24 @@ async def test_misuse() -> None:
     async with Supervisor("one_for_one") as sup:
         with pytest.raises(TypeError, match="not a coroutine"):
             sup.spawn(noop())
+
+
+async def test_backoff_delays_each_restart_more(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def failing() -> None:
+        starts.append(loop.time())
+        raise RuntimeError("boom")
+
+    with pytest.raises(SupervisorFailed):
+        async with Supervisor("one_for_one", max_restarts=3, within=30, backoff=0.05,
+                              max_backoff=0.1, name="backing-off") as sup:
+            sup.spawn(failing, name="failing")
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(gaps) == 3
+    # doubled, then capped (less 5 ms: libuv timers have millisecond resolution)
+    assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.095
+    assert any(r.levelname == "ERROR" and "backing-off" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="backoff"):
+        Supervisor(backoff=2.0, max_backoff=1.0)

@@ -320,7 +320,10 @@ async def test_close_gives_up_after_its_linger(pair: Any) -> None:
     stream.close()
     await eventually(lambda: handler.lost, "stream_lost")
     assert 0.8 < time.monotonic() - started < 3.0
-    assert handler.lost == [None]
+    # Output was dropped: the handler is told so, with how much, not a clean close.
+    [lost] = handler.lost
+    assert isinstance(lost, ConnectionReset)
+    assert "bytes still unsent" in str(lost) and "waiting 1s" in str(lost)
     assert not stream.attached
 
 
@@ -407,3 +410,64 @@ async def test_no_leak_after_200_connections() -> None:
         assert len(os.listdir("/proc/self/fd")) == fds_before
     finally:
         server.close()
+
+
+_OUT_OF_MEMORY_CHILD = r"""
+import asyncio, resource, socket, sys
+from namewire.transport import _native_stream
+
+
+class Handler:
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+    def frames_received(self, frames):
+        pass
+    def writing_paused(self):
+        pass
+    def writing_resumed(self):
+        pass
+    def stream_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+async def main():
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.setblocking(False)
+    handler = Handler()
+    stream = _native_stream.NativeFrameStream(ours)
+    stream.start(handler, max_frame=2**32 - 1)
+    # From here on memory is short: a frame announced at 4 GiB cannot be assembled.
+    size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + (128 << 20), resource.RLIM_INFINITY))
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(peer, (2**32 - 1).to_bytes(4, "big"))
+    chunk = bytes(1 << 20)
+    sent = 0
+    while not handler.lost.done() and sent < 1536:
+        try:
+            await asyncio.wait_for(loop.sock_sendall(peer, chunk), 0.5)
+        except (TimeoutError, OSError):
+            break
+        sent += 1
+    exc = await asyncio.wait_for(handler.lost, 10)
+    print(type(exc).__name__, exc, flush=True)
+
+
+asyncio.run(main())
+"""
+
+
+def test_running_out_of_memory_mid_frame_ends_the_connection_with_a_reason() -> None:
+    # Before: the reactor stopped reading in silence and the connection hung for good.
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_MEMORY_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ConnectionReset"), out.stdout + out.stderr[-2000:]
+    assert "Cannot allocate memory" in out.stdout

@@ -1,0 +1,156 @@
+"""Worker channels across a real process boundary (spawn) and a thread's loop: order, close,
+back-pressure with bounded memory on both sides, values that cannot cross, select."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+
+from namewire import Channel, select
+from namewire.errors import ChannelClosed, ValueCannotCross
+from namewire.workers import WorkerChannel, fork
+
+from . import targets
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["process", "thread"])
+async def test_values_cross_in_order_and_the_end_is_seen(thread: bool) -> None:
+    jobs: WorkerChannel[int] = WorkerChannel(8)
+    results: WorkerChannel[int] = WorkerChannel(8)
+    worker = await fork(targets.square, jobs, results, thread=thread)
+    try:
+
+        async def produce() -> None:
+            for i in range(200):
+                await jobs.put(i)
+            jobs.close()
+
+        producer = asyncio.create_task(produce())
+        out = [x async for x in results]  # ends when the target returns (it closes its channels)
+        await producer
+        assert out == [i * i for i in range(200)]
+        assert await worker.wait() == 0
+        with pytest.raises(ChannelClosed):
+            await jobs.put(1)
+        with pytest.raises(ChannelClosed):
+            await results.get()
+    finally:
+        await worker.stop()
+
+
+async def test_back_pressure_bounds_both_sides() -> None:
+    ch: WorkerChannel[bytes] = WorkerChannel(5)
+    control: WorkerChannel[Any] = WorkerChannel(2)
+    worker = await fork(targets.hold, ch, control)
+    try:
+        for _ in range(5):
+            await ch.put(b"x" * 100)  # the window: accepted without the worker reading
+        blocked = asyncio.create_task(ch.put(b"y"))
+        await asyncio.sleep(0.3)
+        assert not blocked.done(), "a put past the window must wait for the reader"
+        assert ch.full()
+        assert ch.statistics().in_flight == 5
+        await control.put("report")
+        assert await control.get() == 5  # the worker holds exactly the window, not more
+        await asyncio.wait_for(blocked, 5)  # it read: credit came back and the put went through
+        ch.close()
+        assert await control.get() == 6
+    finally:
+        await worker.stop()
+
+
+async def test_byte_window_bounds_large_values() -> None:
+    ch: WorkerChannel[bytes] = WorkerChannel(1000, max_bytes=64 * 1024)
+    control: WorkerChannel[Any] = WorkerChannel(2)
+    worker = await fork(targets.hold, ch, control)
+    try:
+        await asyncio.wait_for(ch.put(b"z" * 16_000), 10)  # waits for the worker's hello
+        sent = 1
+        while True:
+            put = asyncio.create_task(ch.put(b"z" * 16_000))
+            await asyncio.sleep(0.05)
+            if not put.done():
+                break
+            sent += 1
+            assert sent < 10, "the byte window did not stop the producer"
+        assert sent == 4  # 4 x 16,000 bytes (plus framing) fit in 64 KiB, a 5th does not
+        await control.put("report")
+        assert await control.get() == 4
+        await asyncio.wait_for(put, 5)
+        ch.close()
+        assert await control.get() == 5
+    finally:
+        await worker.stop()
+
+
+async def test_a_value_that_cannot_cross_names_its_type_and_the_channel_carries_on() -> None:
+    ch: WorkerChannel[Any] = WorkerChannel(4)
+    worker = await fork(targets.echo, ch)
+    try:
+        with pytest.raises(ValueCannotCross) as info:
+            await ch.put({"when": [1, datetime.date(2026, 1, 1)]})
+        assert info.value.type_name == "date"
+        assert info.value.path == "['when'][1]"
+        assert "date" in str(info.value) and "nothing was sent" in str(info.value)
+        with pytest.raises(ValueCannotCross, match="type object"):
+            ch.put_nowait(object())
+        with pytest.raises(ValueCannotCross, match="set"):
+            await ch.put({1, 2})
+        await ch.put({"still": "works"})
+        assert await ch.get() == {"still": "works"}
+        ch.put_nowait([1, b"\x00", None, 2.5, "s"])
+        assert await ch.get() == [1, b"\x00", None, 2.5, "s"]
+    finally:
+        await worker.stop()
+
+
+async def test_select_over_worker_and_local_channels() -> None:
+    remote: WorkerChannel[str] = WorkerChannel(4)
+    local: Channel[str] = Channel(4)
+    worker = await fork(targets.echo, remote)
+    try:
+        await remote.put("from the worker")
+        channel, value = await select(local, remote, timeout=5)
+        assert (channel, value) == (remote, "from the worker")
+        await local.put("local")
+        assert await select(local, remote, timeout=5) == (local, "local")
+        with pytest.raises(TimeoutError):
+            await select(local, remote, timeout=0.05)
+    finally:
+        await worker.stop()
+
+
+async def test_misuse_is_refused() -> None:
+    ch: WorkerChannel[int] = WorkerChannel(2)
+    with pytest.raises(RuntimeError, match="not linked"):
+        await ch.put(1)
+    with pytest.raises(TypeError, match="async function"):
+        await fork(print, ch)  # type: ignore[arg-type]
+
+    async def local_target(c: WorkerChannel[int]) -> None:
+        await c.get()
+
+    with pytest.raises(TypeError, match="module-level async function"):
+        await fork(local_target, ch)
+    assert not ch.linked  # nothing was left half-linked
+    worker = await fork(targets.echo, ch)
+    try:
+        with pytest.raises(ValueError, match="already linked"):
+            await fork(targets.echo, ch)
+    finally:
+        await worker.stop()
+
+
+async def test_forkserver_start_method() -> None:
+    ch: WorkerChannel[Any] = WorkerChannel(4)
+    worker = await fork(targets.echo, ch, start_method="forkserver")
+    try:
+        await ch.put(["through", "forkserver"])
+        assert await asyncio.wait_for(ch.get(), 15) == ["through", "forkserver"]
+    finally:
+        await worker.stop()
