@@ -483,6 +483,10 @@ class Session:
             )
             log.log(level, "%r: closing connection %s: %s", self._conn.name, self._describe(),
                     reason)
+        if self._conn.queued_bytes:  # the core's parting word (a refusal): the peer reads it
+            self.close_reason = reason
+            self.close()
+            return
         self.abort(reason)
 
     def _sender_blocked(self, event: SenderBlocked) -> None:

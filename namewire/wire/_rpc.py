@@ -43,6 +43,7 @@ from ..errors import (
 )
 from ._codecs import Codec, codec_named, sniff_codec
 from ._envelopes import (
+    ERROR_AUTH,
     ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
@@ -170,6 +171,7 @@ class RpcConnection:
         "_info",
         "_next_id",
         "_out",
+        "_parting",
         "_peer_max_frame",
         "_pending",
         "_ping_sent",
@@ -249,6 +251,7 @@ class RpcConnection:
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._ended = False
+        self._parting: bytes | None = None  # a refusal, the last frame sent (`_refuse`)
         # Calls we made: id -> (handle, func, timeout shown in errors, inherited deadline?).
         self._pending: dict[int, tuple[Any, str, float, bool]] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, id)
@@ -647,8 +650,8 @@ class RpcConnection:
             events.append(Failed(handle, PeerLost(self.peer, why, function=func, address=address)))
         self._deadlines = []
         self._cancels = []
-        self._out = []
-        self.queued_bytes = 0
+        self._out = [self._parting] if self._parting is not None else []
+        self.queued_bytes = len(self._parting) if self._parting is not None else 0
         self._credit_due = False
         events.append(Closed(exc))
 
@@ -724,6 +727,7 @@ class RpcConnection:
             self._auth.verify(hello)
         except AuthError as exc:
             exc.address = exc.address or self.origin or None
+            self._refuse(exc)
             raise
         if self.accepting:
             self._queue(self._encode(to_wire(
@@ -739,9 +743,17 @@ class RpcConnection:
         self._opened(hello)
         return bodies[1:]
 
+    def _refuse(self, exc: AuthError) -> None:
+        """Tell a connecting peer why its hello was refused: it would otherwise only see the
+        connection close, and retry. The frame outlives `_end` as the connection's last output."""
+        if self.accepting:
+            self._parting = self._encode(to_wire(Error(0, ERROR_AUTH, "AuthError", exc.reason, "")))
+
     def _decode_hello(self, body: bytes, what: str) -> Hello:
         assert self._codec is not None
         hello = from_wire(self._codec.decode(body))
+        if isinstance(hello, Error) and hello.code == ERROR_AUTH and not self.accepting:
+            raise AuthError(f"refused by the peer: {hello.message}", address=self.origin or None)
         if not isinstance(hello, Hello):
             where = f" from {self.origin}" if self.origin else ""
             raise ProtocolError(f"expected {what}{where}, got {type(hello).__name__.lower()}",

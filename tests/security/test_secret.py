@@ -103,7 +103,16 @@ def test_a_side_without_the_secret_is_refused() -> None:
     assert isinstance(reason, AuthError)
     assert reason.address == "tcp://127.0.0.1:5555"
     assert "sent no credentials" in str(reason)
-    assert server.data_to_send() == b""  # nothing, not even our challenge
+    # Only the refusal leaves (not our challenge), so that the peer knows why and does not retry;
+    # it reads as AuthError on the other side.
+    parting = server.data_to_send()
+    assert b"hmac-sha256" not in parting and b"sent no credentials" in parting
+    client.set_origin("tcp://127.0.0.1:8010")
+    client.receive_data(parting)
+    refused = closed_reason(client.events_received())
+    assert isinstance(refused, AuthError)
+    assert "refused by the peer: sent no credentials" in str(refused)
+    assert refused.address == "tcp://127.0.0.1:8010"
 
     client, server = pair(server_secret=None)  # a server that cannot prove anything
     server.receive_data(client.data_to_send())
@@ -226,13 +235,17 @@ async def test_a_cluster_with_a_secret(caplog: pytest.LogCaptureFixture) -> None
                     await wrong.start(nameservice=ns, listen=None)
                 assert refused.value.address == ns
 
-                # No secret: the name service refuses and logs it once, with the address.
+                # No secret: the name service refuses and logs it once, with the address; the
+                # node is told why at once (no retrying a refusal for the start-up wait).
                 caplog.clear()
                 with caplog.at_level(logging.WARNING, logger="namewire.transport"):
                     plain = namewire.Node("Plain", security=Security())
-                    with pytest.raises(namewire.RegistryUnavailable):
+                    with pytest.raises(AuthError, match="refused by the peer: sent no credentials"):
                         await plain.start(nameservice=ns, listen=None)
-                refusals = [r for r in caplog.records if "sent no credentials" in r.getMessage()]
+                refusals = [
+                    r for r in caplog.records
+                    if "sent no credentials" in r.getMessage() and "refused by" not in r.getMessage()
+                ]
                 assert len(refusals) == 1, [r.getMessage() for r in caplog.records]
                 assert "tcp://127.0.0.1:" in refusals[0].getMessage()
 
