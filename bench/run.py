@@ -954,6 +954,13 @@ SECTIONS: dict[str, Section] = {
         timeout=420,
         full_argv=["--seconds", "1.5", "--repeat", "2"],
     ),
+    # RPC by name over tls:// (mutual TLS) beside tcp:// at 1 and 1000 callers (docs/security.md).
+    "tls": script_section(
+        BENCH / "tls_rpc.py",
+        ["--seconds", "1", "--out", str(BUILD)],
+        timeout=600,
+        full_argv=["--seconds", "3"],
+    ),
     # Worker channels beside multiprocessing.Queue; --workers 1 against 2 (docs/workers.md).
     "workers": script_section(BENCH / "workers_bench.py", ["--quick"], timeout=300),
 }

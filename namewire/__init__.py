@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AuthError,
+    Busy,
     CallTimeout,
     ChannelBroken,
     ChannelClosed,
@@ -23,6 +24,7 @@ from .errors import (
     DatagramTooLarge,
     EncodeError,
     FrameTooLarge,
+    HandshakeTimeout,
     MessageTooLarge,
     NameNotFound,
     NameTaken,
@@ -63,7 +65,9 @@ from .runtime import (
 from .transport import (
     DatagramSocket,
     Listener,
+    Security,
     StreamSocket,
+    TlsConfig,
     bind,
     connect,
     listen,
@@ -88,6 +92,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "Busy",
     "CallTimeout",
     "Caller",
     "Channel",
@@ -101,6 +106,7 @@ __all__ = [
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
+    "HandshakeTimeout",
     "Listener",
     "LogPipeline",
     "MessageTooLarge",
@@ -115,11 +121,13 @@ __all__ = [
     "ProtocolError",
     "RegistryUnavailable",
     "RemoteError",
+    "Security",
     "StreamSocket",
     "Supervisor",
     "SupervisorFailed",
     "Ticker",
     "Timer",
+    "TlsConfig",
     "TransportError",
     "ValueCannotCross",
     "Worker",

@@ -5,7 +5,8 @@
     NamewireError
     ├── ProtocolError            bad bytes from a peer: undecodable body, unknown kind, wrong
     │   │                        version, missing field; ``origin`` names the peer's address
-    │   └── FrameTooLarge        a frame over the size limit (``size``, ``limit``)
+    │   ├── FrameTooLarge        a frame over the size limit (``size``, ``limit``)
+    │   └── HandshakeTimeout     no complete handshake within its deadline (``timeout``)
     ├── EncodeError              a value the chosen codec cannot serialise
     │   └── MessageTooLarge      an outgoing call, reply or message over the peer's frame limit
     ├── TransportError           a socket-level failure; ``address`` names the endpoint
@@ -16,11 +17,12 @@
     ├── NameNotFound             no live service has that name
     ├── NameTaken                another live process holds the name
     ├── NoSuchFunction           the service does not provide that function
+    ├── Busy                     the service runs as many calls as its limits allow; nothing ran
     ├── RemoteError              the remote function raised; carries type, message, traceback
     ├── PeerLost                 the connection to a service broke before it answered
     ├── CallTimeout              no answer within the call's timeout or inherited deadline
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
-    ├── AuthError                the peer refused our credentials
+    ├── AuthError                authentication failed (wrong or missing secret or certificate)
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
     ├── DatabaseError            a namewire.db operation failed: the driver's error and the statement
     ├── ChannelBroken            the other end of a worker channel went away without closing it
@@ -41,6 +43,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AuthError",
+    "Busy",
     "CallTimeout",
     "ChannelBroken",
     "ChannelClosed",
@@ -51,6 +54,7 @@ __all__ = [
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
+    "HandshakeTimeout",
     "MessageTooLarge",
     "NameNotFound",
     "NameTaken",
@@ -100,6 +104,16 @@ class FrameTooLarge(ProtocolError):
         where = f" (from {origin})" if origin else ""
         super().__init__(f"frame of {size} bytes exceeds limit of {limit} bytes{where}",
                          origin=origin)
+
+
+class HandshakeTimeout(ProtocolError):
+    """A connection did not complete its handshake (hello, and proof of the secret where one is
+    required) within ``timeout`` seconds; only that connection is closed."""
+
+    def __init__(self, timeout: float, origin: str | None = None) -> None:
+        self.timeout = timeout
+        where = f" from {origin}" if origin else ""
+        super().__init__(f"no complete handshake{where} within {timeout:g}s", origin=origin)
 
 
 class EncodeError(NamewireError, TypeError):
@@ -227,6 +241,20 @@ class NoSuchFunction(NamewireError, LookupError):
         return text
 
 
+class Busy(NamewireError):
+    """``peer`` refused to start ``function``: it runs as many calls as its limit allows
+    (``reason`` names the limit). Answered at once; nothing ran. Try again later or elsewhere."""
+
+    def __init__(self, peer: str | None, function: str, reason: str) -> None:
+        self.peer = peer
+        self.function = function
+        self.reason = reason
+        super().__init__(peer, function, reason)
+
+    def __str__(self) -> str:
+        return f"{call_site('rpc_call', self.peer, self.function)}: busy ({self.reason})"
+
+
 class RemoteError(NamewireError):
     """``function`` raised in ``peer``.
 
@@ -317,7 +345,23 @@ class RegistryUnavailable(NamewireError):
 
 
 class AuthError(NamewireError):
-    """The peer refused the credentials given in the handshake."""
+    """Authentication failed in the handshake, either way: the peer's credentials were wrong or
+    missing, or it refused ours. ``reason`` says which; ``peer`` (hello name) and ``address`` name
+    the other side when known. Only that connection is closed.
+    """
+
+    def __init__(self, reason: str, *, peer: str | None = None, address: str | None = None) -> None:
+        self.reason = reason
+        self.peer = peer
+        self.address = address
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        if self.peer and self.address:
+            who = f"{self.peer!r} ({self.address})"
+        else:
+            who = repr(self.peer) if self.peer else self.address or ""
+        return f"authentication failed with {who}: {self.reason}" if who else self.reason
 
 
 class ChannelClosed(NamewireError):

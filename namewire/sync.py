@@ -27,6 +27,7 @@ from typing import Any, Self, TypeVar
 
 from .node import DEFAULT, DEFAULT_CALL_TIMEOUT, Node
 from .runtime import new_event_loop
+from .transport import Security
 
 __all__ = ["Client"]
 
@@ -47,7 +48,8 @@ class Client:
     ``start_timeout``: how long the constructor waits for the node to start. ``registry_wait``:
     how long to keep trying to reach the name service at start (default 0: a script wants the
     error at once; `Node.start` waits 10 s by default). Raises `RegistryUnavailable` / `NameTaken`
-    from the constructor when the node cannot start.
+    / `AuthError` from the constructor when the node cannot start.
+    ``security`` is the node's (TLS, shared secret; default: from the environment).
     """
 
     def __init__(
@@ -58,11 +60,13 @@ class Client:
         listen: str | Sequence[str] | None = None,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         start_timeout: float = 10.0,
+        security: Security | None = None,
         registry_wait: float = 0.0,
     ) -> None:
         self.node = Node(
             name or f"sync-{socket.gethostname()}-{os.getpid()}-{next(_counter)}",
             call_timeout=call_timeout,
+            security=security,
         )
         self._loop = new_event_loop()
         self._thread = threading.Thread(

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..registry import DEFAULT_NAMESERVICE
-from . import _cluster, _demo, _gateway, _observe, _run
+from . import _certs, _cluster, _demo, _gateway, _observe, _run
 from ._about import version_text
 from ._common import Parser
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_parsers(commands)
     _cluster.add_parsers(commands)
     _demo.add_parsers(commands)
+    _certs.add_parsers(commands)
     _gateway.add_parsers(commands)
     _observe.add_parsers(commands)
     return parser

@@ -12,6 +12,7 @@ from ..errors import RemoteError
 from ..node import Node
 from ..registry import ServiceInfo, open_registry
 from ._common import add_nameservice_option, fail, nameservice_url, run_command
+from ._security import add_security_options, security_of
 
 
 def add_parsers(commands: Any) -> None:
@@ -23,6 +24,7 @@ def add_parsers(commands: Any) -> None:
     )
     add_nameservice_option(ls)
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_security_options(ls)
     ls.set_defaults(handler=cmd_ls)
 
     call = commands.add_parser(
@@ -39,6 +41,7 @@ def add_parsers(commands: Any) -> None:
     call.add_argument("--traceback", action="store_true",
                       help="when the remote function raises, print its traceback from the service")
     add_nameservice_option(call)
+    add_security_options(call)
     call.set_defaults(handler=cmd_call)
 
     send = commands.add_parser(
@@ -49,6 +52,7 @@ def add_parsers(commands: Any) -> None:
     send.add_argument("name", metavar="NAME", help="the service to send to")
     send.add_argument("msg", metavar="MSG", help='JSON, e.g. \'{"event": "hi"}\' or \'"text"\'')
     add_nameservice_option(send)
+    add_security_options(send)
     send.set_defaults(handler=cmd_send)
 
 
@@ -59,13 +63,13 @@ def _json_arg(text: str, what: str) -> Any:
         fail(f"{what} {text!r} is not JSON (a string needs quotes: '\"{text}\"')")
 
 
-def _client_node() -> Node:
-    return Node(f"namewire-cli-{os.getpid()}", codec="msgpack")
+def _client_node(args: argparse.Namespace) -> Node:
+    return Node(f"namewire-cli-{os.getpid()}", codec="msgpack", security=security_of(args))
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     values = [_json_arg(a, f"argument {i + 1}") for i, a in enumerate(args.args)]
-    node = _client_node()
+    node = _client_node(args)
 
     async def call() -> None:
         async with node.serve(listen=None, nameservice=nameservice_url(args), registry_wait=0):
@@ -83,7 +87,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     msg = _json_arg(args.msg, "message")
-    node = _client_node()
+    node = _client_node(args)
 
     async def send() -> None:
         async with node.serve(listen=None, nameservice=nameservice_url(args), registry_wait=0):
@@ -96,7 +100,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     url = nameservice_url(args)
 
     async def ls() -> None:
-        client = open_registry(url, node_name=f"namewire-ls-{os.getpid()}")
+        client = open_registry(url, node_name=f"namewire-ls-{os.getpid()}",
+                               security=security_of(args))
         await client.start()
         try:
             services = await client.services()

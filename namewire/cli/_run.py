@@ -23,6 +23,7 @@ from ..errors import NamewireError, TransportError
 from ..nameservice import serve_forever
 from ..node import DEFAULT_REGISTRY_WAIT, Node
 from ..registry import DEFAULT_LEASE_TTL, DEFAULT_NAMESERVICE
+from ..transport import InsecureListen
 from ._about import socket_implementation
 from ._common import (
     FAILED,
@@ -34,6 +35,7 @@ from ._common import (
     nameservice_url,
     setup_logging,
 )
+from ._security import add_security_options, security_of
 
 log = logging.getLogger("namewire.cli")
 
@@ -74,12 +76,14 @@ def add_parsers(commands: Any) -> None:
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="run N processes of the service as the group NAME: instances "
                           "NAME/1 .. NAME/N, restarted when they crash (see docs/workers.md)")
+    add_security_options(run, listens=True)
     add_logging_options(run)
     run.set_defaults(handler=cmd_run)
 
     ns = commands.add_parser("nameservice", help="run the built-in name service")
     ns.add_argument("--listen", metavar="URL", default=DEFAULT_NAMESERVICE, type=address,
                     help=f"address to listen on (default: {DEFAULT_NAMESERVICE}, loopback only)")
+    add_security_options(ns, listens=True)
     add_logging_options(ns)
     ns.set_defaults(handler=cmd_nameservice)
 
@@ -136,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     node, main = load_app(args.app)
     if args.name:
         node.name = args.name
+    node.security = security_of(args)
     if args.workers is not None:
         from ._workers import run_group
 
@@ -150,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime.run(serve_app(node, main, args, ns_url, main_failed))
     except NamewireError as exc:  # could not start: expected causes, one line says which
         return _fatal(args, f"{node.name}: {type(exc).__name__}: {exc}", with_traceback=False)
+    except InsecureListen as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         return INTERRUPTED
     except Exception as exc:  # noqa: BLE001 -- a bug while stopping: logged with its traceback
@@ -192,8 +199,9 @@ async def serve_app(node: Node, main: Any, args: argparse.Namespace, ns_url: str
 def cmd_nameservice(args: argparse.Namespace) -> int:
     setup_logging(args)
     runtime.set_default_node_name("namewire.nameservice")
+    security = security_of(args)
     try:
-        runtime.run(serve_forever(args.listen))
+        runtime.run(serve_forever(args.listen, security=security))
     except TransportError as exc:
         hint = ""
         if "in use" in str(exc):

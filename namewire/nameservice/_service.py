@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -32,7 +33,8 @@ from ..registry._protocol import (
     FN_SERVICES,
     NAMESERVICE_NAME,
 )
-from ..transport import Session
+from ..transport import Security, Session
+from ._validation import check_registration
 
 __all__ = ["Lease", "NameService"]
 
@@ -53,10 +55,14 @@ class Lease:
 
 
 class NameService:
-    """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it."""
+    """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it.
 
-    def __init__(self, *, sweep_interval: float = 0.05) -> None:
-        self.node = Node(NAMESERVICE_NAME, call_timeout=None)
+    ``security`` (default: `Security.from_env`): TLS for tls:// listeners and the shared secret
+    every node must prove it holds.
+    """
+
+    def __init__(self, *, sweep_interval: float = 0.05, security: Security | None = None) -> None:
+        self.node = Node(NAMESERVICE_NAME, call_timeout=None, security=security)
         self.node.failures = FailureLog(refusals=(NameTaken,))  # a taken name is an answer
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
@@ -94,9 +100,12 @@ class NameService:
     # -- remote functions ------------------------------------------------------------------------
 
     def _register(self, caller: Caller, data: dict[str, Any], ttl: float) -> dict[str, Any]:
-        registration = Registration.from_dict(data)
-        ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         session = _session_of(caller)
+        # The identity is the one the connection proved (its certificate), never what it claims.
+        registration = dataclasses.replace(Registration.from_dict(data),
+                                           identity=session.peer_identity or "")
+        check_registration(registration)
+        ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         now = time.monotonic()
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
@@ -123,11 +132,19 @@ class NameService:
         now = time.monotonic()
         if lease is None or lease.expires <= now:
             return False
+        if lease.session is not _session_of(caller):
+            log.warning("refused to renew the lease of %r for %r (%s): not the lease holder",
+                        lease.registration.name, caller.name, _session_of(caller).origin)
+            return False
         lease.expires = now + lease.ttl
         return True
 
     def _deregister(self, caller: Caller, lease_id: str) -> None:
         lease = self._lease_ids.get(lease_id)
+        if lease is not None and lease.session is not _session_of(caller):
+            log.warning("refused to deregister %r for %r (%s): not the lease holder",
+                        lease.registration.name, caller.name, _session_of(caller).origin)
+            raise PermissionError(f"the lease of {lease.registration.name!r} is not yours")
         if lease is not None:
             log.info("deregistered %r", lease.registration.name)
             self._drop(lease)
@@ -219,9 +236,14 @@ def _session_of(caller: Caller) -> Session:
     return caller.session
 
 
-async def serve_forever(listen: str = DEFAULT_NAMESERVICE, *, ready: asyncio.Event | None = None) -> None:
+async def serve_forever(
+    listen: str = DEFAULT_NAMESERVICE,
+    *,
+    ready: asyncio.Event | None = None,
+    security: Security | None = None,
+) -> None:
     """Run a name service until cancelled (what ``namewire nameservice`` does)."""
-    async with NameService().serve(listen) as service:
+    async with NameService(security=security).serve(listen) as service:
         log.info("name service listening on %s", service.address)
         if ready is not None:
             ready.set()

@@ -129,7 +129,10 @@ class Listeners:
         try:
             for url in urls:
                 address = parse_address(url)
-                server, _ = await listen_sessions(address, factory)
+                security = node.security
+                server, _ = await listen_sessions(address, factory, tls=security.tls,
+                                                  handshake_timeout=security.handshake_timeout,
+                                                  max_connections=security.max_connections)
                 servers.append(server)
                 if scheme_of(address).makes_file:
                     files.append(address.path)

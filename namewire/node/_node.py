@@ -36,12 +36,13 @@ from ..registry import (
 )
 from ..runtime import stop_waiting
 from ..runtime._metrics import Metrics, outcome_of
-from ..transport import Session, parse_address, scheme_of
+from ..transport import Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     Call,
@@ -53,6 +54,7 @@ from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
 from ._routes import RouteTable
+from ._stalls import watch_stalled_frames
 from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
 from ._tracing import (
     attach_span,
@@ -126,6 +128,8 @@ class Node:
     service, rate-limited. ``metrics``: True counts calls, bytes, connections... (`stats`, and
     the ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves
     them there in the Prometheus text format (docs/observability.md); False counts nothing.
+    ``security`` (default: `Security.from_env`) holds TLS, the shared secret and the
+    handshake's limits (docs/security.md).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class Node:
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         metrics: bool | str = True,
+        security: Security | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ValueError(f"a node needs a non-empty name, not {name!r}")
@@ -160,6 +165,7 @@ class Node:
         self._window = (mailbox_size, mailbox_bytes)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.security = security if security is not None else Security.from_env()
         self._mailbox: Mailbox | None = None
         self._routes = RouteTable(self)
         self._registry: Registry | None = None
@@ -169,6 +175,9 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._stalls: asyncio.Task[None] | None = None
+        self._running_calls = 0  # async calls from peers running now, on every connection
+        self._busy = False  # refusing calls as Busy; logged once per episode
         self._not_holding: str | None = None  # why we may not answer under our name now
         self.metrics: Metrics | None = Metrics(name) if metrics else None
         self.metrics_url = metrics if isinstance(metrics, str) else None
@@ -298,6 +307,8 @@ class Node:
         self._not_holding = None
         self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
+        self._stalls = asyncio.get_running_loop().create_task(watch_stalled_frames(
+            lambda: self._routes.sessions, self.security.frame_timeout, self.name))
         self._tracer = opentelemetry_tracer()
         try:
             if self.metrics is not None:
@@ -310,13 +321,18 @@ class Node:
                     )
             if listen is not None:
                 urls = [listen] if isinstance(listen, str) else list(listen)
+                self.security.check_listen(urls)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
             if registry is None and not standalone:
                 registry = open_registry(
-                    nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
+                    nameservice or default_nameservice(),
+                    node_name=self.name,
+                    ttl=lease_ttl,
+                    security=self.security,
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
+                registry.name_changed = self._routes.changed
                 registry.holding_changed = self._holding_changed
                 registry.metrics = self.metrics
                 await start_registry(registry, registry_wait, self.name)
@@ -363,6 +379,9 @@ class Node:
         finally:
             # Even when the steps above fail (or the loop's shutdown cancels this task), close what
             # is open: connections, the registry session, the listeners' socket files.
+            stalls, self._stalls = self._stalls, None
+            if stalls is not None:
+                stalls.cancel()
             try:
                 await self._routes.close_all()
             finally:
@@ -645,6 +664,9 @@ class Node:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             window=self._window,
+            auth=self.security.authenticator(self.name, accepting=accepting),
+            handshake_timeout=self.security.handshake_timeout,
+            max_hello=self.security.max_hello,
         )
         session.metrics = self.metrics
         return session
@@ -752,6 +774,13 @@ class Node:
         started: float | None = None,
         span: Any = None,
     ) -> None:
+        limits = self.security
+        if (
+            len(session.running) >= limits.max_calls_per_connection
+            or self._running_calls >= limits.max_running_calls
+        ):
+            self._refuse_busy(session, call)
+            return
         # The task serves the call: calls it makes inherit the caller's deadline, request id and
         # trace (with spans on: this call's server span, which is also made current for the task).
         if started is None:
@@ -770,7 +799,33 @@ class Node:
             self._answer(session, call, fn(*args), started, span), context=context
         )
         session.running[call.id] = task
-        task.add_done_callback(lambda _: session.running.pop(call.id, None))
+        self._running_calls += 1
+        task.add_done_callback(lambda _: self._call_done(session, call.id))
+
+    def _call_done(self, session: Session, call_id: int) -> None:
+        session.running.pop(call_id, None)
+        self._running_calls -= 1
+        limits = self.security
+        if (
+            self._busy
+            and self._running_calls <= limits.max_running_calls // 2
+            and len(session.running) <= limits.max_calls_per_connection // 2
+        ):
+            self._busy = False
+
+    def _refuse_busy(self, session: Session, call: Call) -> None:
+        limits = self.security
+        if len(session.running) >= limits.max_calls_per_connection:
+            reason = (f"{len(session.running)} calls from this connection running, the limit is "
+                      f"{limits.max_calls_per_connection}")
+        else:
+            reason = (f"{self._running_calls} calls running in {self.name!r}, the limit is "
+                      f"{limits.max_running_calls}")
+        if not self._busy:
+            self._busy = True
+            log.warning("node %r: refusing calls as busy (%s; caller %r at %s)", self.name,
+                        reason, session.peer_name, session.origin)
+        session.reply_error(call.id, ERROR_BUSY, "Busy", reason)
 
     async def _answer(
         self, session: Session, call: Call, coro: Any, started: float, span: Any
@@ -859,6 +914,9 @@ class Node:
         if not self._running or self._stopping:
             raise RuntimeError(f"node {self.name!r} is not running; use `async with node.serve()`")
         if self._registry is None:
+            route = self._routes.inbound_route(name)  # standalone: hello names are all there is
+            if route is not None:
+                return route
             raise NameNotFound(
                 name, f"no connection to {name!r} and node {self.name!r} has no name service to ask"
             )

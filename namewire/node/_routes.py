@@ -18,15 +18,19 @@ __all__ = ["RouteTable"]
 class RouteTable:
     """One route (an open `Session`) per peer name, inbound or outbound.
 
-    A connection the peer opened counts as a route too (its hello names the peer), so a node that
-    does not listen is still reachable over the connections it made. Concurrent first uses of a
-    name share one look-up and one connect (`open`).
+    A hello name is a claim, so a connection the peer opened becomes the route to that name only
+    when nobody else can be meant: the registry does not know the name (a caller that does not
+    listen, such as the CLI, is reachable over the connection it made; the route ends when the name
+    registers), or the registration's identity is the one the connection proved with its
+    certificate. Otherwise the node connects to the registered address itself. Concurrent first
+    uses of a name share one look-up and one connect (`open`).
     """
 
     def __init__(self, node: Node) -> None:
         self._node = node
         self.by_name: dict[str, Session] = {}  # read directly on the hot path
         self.sessions: set[Session] = set()
+        self.inbound: dict[str, Session] = {}  # connections peers opened, by their hello name
         self._connecting: dict[str, asyncio.Task[Session]] = {}
         self._known: set[str] = set()  # names connected to before: a new connect is a reconnect
 
@@ -42,20 +46,39 @@ class RouteTable:
     def opened(self, session: Session) -> None:
         assert session.peer_name is not None
         self.sessions.add(session)
-        self.by_name.setdefault(session.peer_name, session)
+        if session.connection.accepting:
+            self.inbound[session.peer_name] = session  # a claim, checked at first use
+        else:
+            self.by_name.setdefault(session.peer_name, session)
 
     def closed(self, session: Session) -> bool:
         """Forget ``session``; True if it was the route to its peer (the peer may be gone)."""
         self.sessions.discard(session)
         peer = session.peer_name
+        if peer is not None and self.inbound.get(peer) is session:
+            del self.inbound[peer]
         if peer is None or self.by_name.get(peer) is not session:
             return False
         del self.by_name[peer]
         for other in self.sessions:
-            if other.peer_name == peer and other.is_open:
+            if other.peer_name == peer and other.is_open and not other.connection.accepting:
                 self.by_name[peer] = other
                 break
         return True
+
+    def inbound_route(self, name: str) -> Session | None:
+        """The connection ``name`` opened to us, as its route: for a name no registry knows."""
+        session = self.inbound.get(name)
+        if session is None or not session.is_open:
+            return None
+        self.by_name[name] = session
+        return session
+
+    def changed(self, name: str) -> None:
+        """``name`` registered or changed: a route taken on its hello alone ends."""
+        route = self.by_name.get(name)
+        if route is not None and route.connection.accepting:
+            del self.by_name[name]
 
     def retire(self, name: str) -> None:
         """``name`` left the registry: new calls look it up again (and fail if it is gone), while
@@ -99,7 +122,22 @@ class RouteTable:
         return session
 
     async def _look_up_and_connect(self, name: str, registry: Registry) -> Session:
-        registration = await registry.lookup(name)
+        try:
+            registration = await registry.lookup(name)
+        except NameNotFound:
+            route = self.inbound_route(name)
+            if route is None:
+                raise
+            return route
+        inbound = self.inbound.get(name)
+        if (
+            inbound is not None
+            and inbound.is_open
+            and registration.identity
+            and inbound.peer_identity == registration.identity
+        ):
+            self.by_name[name] = inbound  # the lease holder's own connection, by its certificate
+            return inbound
         if not registration.addresses:
             raise NameNotFound(name, f"service {name!r} is registered but accepts no connections")
         failures = []
@@ -117,7 +155,7 @@ class RouteTable:
     async def _connect(self, url: str, name: str) -> Session:
         node = self._node
         session = node.new_session(origin=url)
-        await connect_session(url, session, timeout=node.connect_timeout)
+        await connect_session(url, session, timeout=node.connect_timeout, tls=node.security.tls)
         try:
             async with asyncio.timeout(node.connect_timeout):
                 await session.wait_open()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ..transport import Security
 from ._etcd_url import parse_etcd_url
 from ._nameservice_client import NameServiceClient
 from ._records import DEFAULT_LEASE_TTL
@@ -18,8 +19,13 @@ from ._registry import Registry
 __all__ = ["BACKENDS", "check_nameservice_url", "open_registry"]
 
 
-def _etcd(tls: bool) -> Callable[[str, str, float], Registry]:
-    def make(url: str, node_name: str, ttl: float) -> Registry:
+# (url, node name, lease TTL, the node's security) -> a registry backend, not yet started.
+_Make = Callable[[str, str, float, "Security | None"], Registry]
+
+
+def _etcd(tls: bool) -> _Make:
+    def make(url: str, node_name: str, ttl: float, security: Security | None) -> Registry:
+        # etcd's own TLS comes from the etcds:// URL's options; the cluster secret is namewire's.
         from ._etcd import EtcdRegistry  # imports httpx: only for those who use etcd
 
         return EtcdRegistry(url, node_name=node_name, ttl=ttl, tls=tls)
@@ -27,11 +33,11 @@ def _etcd(tls: bool) -> Callable[[str, str, float], Registry]:
     return make
 
 
-def _nameservice(url: str, node_name: str, ttl: float) -> Registry:
-    return NameServiceClient(url, node_name=node_name, ttl=ttl)
+def _nameservice(url: str, node_name: str, ttl: float, security: Security | None) -> Registry:
+    return NameServiceClient(url, node_name=node_name, ttl=ttl, security=security)
 
 
-BACKENDS: dict[str, Callable[[str, str, float], Registry]] = {
+BACKENDS: dict[str, _Make] = {
     "etcd": _etcd(tls=False),
     "etcds": _etcd(tls=True),
 }
@@ -54,7 +60,16 @@ def check_nameservice_url(url: str) -> str:
     return url
 
 
-def open_registry(url: str, *, node_name: str, ttl: float = DEFAULT_LEASE_TTL) -> Registry:
-    """A (not yet started) `Registry` for the name-service ``url``; ValueError for a bad URL."""
+def open_registry(
+    url: str,
+    *,
+    node_name: str,
+    ttl: float = DEFAULT_LEASE_TTL,
+    security: Security | None = None,
+) -> Registry:
+    """A (not yet started) `Registry` for the name-service ``url``; ValueError for a bad URL.
+
+    ``security`` is the node's: the built-in name service's connection uses its TLS and secret.
+    """
     make = BACKENDS.get(urlsplit(url).scheme, _nameservice)
-    return make(url, node_name, ttl)
+    return make(url, node_name, ttl, security)

@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 from ..errors import (
+    AuthError,
     NameNotFound,
     NameTaken,
     NamewireError,
@@ -23,7 +24,7 @@ from ..errors import (
     RemoteError,
     TransportError,
 )
-from ..transport import Session, connect_session
+from ..transport import Security, Session, connect_session
 from ..wire import Call
 from ._protocol import (
     EVENT_CHANGED,
@@ -50,7 +51,8 @@ class NameServiceClient(Registry):
     """Registry client for the built-in name service at ``url``.
 
     ``node_name`` is the name this client says hello with. ``ttl`` is the lease asked for; the lease is
-    renewed every ``ttl / 3`` seconds.
+    renewed every ``ttl / 3`` seconds. ``security`` (default: `Security.from_env`): TLS for a
+    tls:// name service, the shared secret.
     """
 
     def __init__(
@@ -61,12 +63,14 @@ class NameServiceClient(Registry):
         ttl: float = DEFAULT_LEASE_TTL,
         connect_timeout: float = 3.0,
         call_timeout: float = 5.0,
+        security: Security | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError(f"lease ttl must be positive, not {ttl}")
         self.url = url
         self.node_name = node_name
         self.ttl = ttl
+        self.security = security if security is not None else Security.from_env()
         self._connect_timeout = connect_timeout
         self._call_timeout = call_timeout
         self._session: Session | None = None
@@ -186,6 +190,8 @@ class NameServiceClient(Registry):
             self._cache.pop(name, None)
             if payload.get("left") is True and self.name_left is not None:
                 self.name_left(name)
+            elif payload.get("left") is not True and self.name_changed is not None:
+                self.name_changed(name)
             for func in payload.get("functions") or ():
                 self._providers.pop(str(func), None)
             group = payload.get("group")
@@ -221,8 +227,17 @@ class NameServiceClient(Registry):
         """
         session: Session | None = None
         try:
-            session = Session(self.node_name, self, origin=self.url)
-            await connect_session(self.url, session, timeout=self._connect_timeout)
+            security = self.security
+            session = Session(
+                self.node_name,
+                self,
+                origin=self.url,
+                auth=security.authenticator(self.node_name, accepting=False),
+                handshake_timeout=security.handshake_timeout,
+            )
+            await connect_session(
+                self.url, session, timeout=self._connect_timeout, tls=security.tls
+            )
             async with asyncio.timeout(self._connect_timeout):
                 await session.wait_open()
         except BaseException as exc:
@@ -284,7 +299,9 @@ class NameServiceClient(Registry):
             if session is None or session.is_closed:
                 try:
                     self._session = await self._connect()
-                except RegistryUnavailable:
+                except (RegistryUnavailable, AuthError) as exc:
+                    if isinstance(exc, AuthError):
+                        log.warning("name service at %s: %s", self.url, exc)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, _BACKOFF_MAX)
                     continue

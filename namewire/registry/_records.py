@@ -26,6 +26,9 @@ class Registration:
     ``host`` identifies the machine (see `host_id`) so that peers on the same host can prefer a unix
     socket. ``idempotent`` lists the functions that may be retried on another provider. ``group``
     is the group this service is an instance of (``"PlusServer"`` for ``"PlusServer/2"``), or empty.
+    ``identity`` is set by the registry, never by the service: the identity its connection proved
+    (its TLS certificate's name), empty when it proved none. A connection from that identity may
+    serve as the route to the name.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Registration:
     metadata: dict[str, Any] = field(default_factory=dict)
     pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
     group: str = ""
+    identity: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class Registration:
             "metadata": dict(self.metadata),
             "pid": self.pid,
             "group": self.group,
+            "identity": self.identity,
         }
 
     @classmethod
@@ -61,6 +66,7 @@ class Registration:
                 metadata=dict(data.get("metadata") or {}),
                 pid=int(data.get("pid") or 0),
                 group=str(data.get("group") or ""),
+                identity=str(data.get("identity") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None

@@ -39,6 +39,10 @@ class Registry(ABC):
         """Why the registry answers from its last view instead of a live one (None: it does not)."""
         return None
 
+    name_changed: Callable[[str], None] | None = None
+    """Called with a name when the registry reports it registered or changed: a route its owner
+    took on trust while the name was unregistered (a connection that said hello with it) ends."""
+
     @abstractmethod
     async def start(self) -> None:
         """Connect; raise `RegistryUnavailable` naming the address if that fails."""

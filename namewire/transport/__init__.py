@@ -13,11 +13,13 @@ from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datag
 from ._endpoints import DEFAULT_CONNECT_TIMEOUT, open_stream, start_stream_server
 from ._flow import WriteFlow
 from ._schemes import SCHEMES, Scheme, scheme_of
+from ._security import InsecureListen, Security, load_secret
 from ._session import Session, SessionHandler
 from ._session_io import connect_session, listen_sessions, session_over
 from ._sockets import Listener, connect, listen
 from ._stream import DEFAULT_QUEUE_LIMIT, StreamSocket
 from ._streams import AsyncioStream, Stream, StreamHandler
+from ._tls import TlsConfig, certificate_identity
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -27,20 +29,25 @@ __all__ = [
     "Address",
     "AsyncioStream",
     "DatagramSocket",
+    "InsecureListen",
     "Listener",
     "Scheme",
+    "Security",
     "Session",
     "SessionHandler",
     "Stream",
     "StreamHandler",
     "StreamSocket",
+    "TlsConfig",
     "WriteFlow",
     "bind",
+    "certificate_identity",
     "connect",
     "connect_datagram",
     "connect_session",
     "listen",
     "listen_sessions",
+    "load_secret",
     "open_stream",
     "parse_address",
     "scheme_of",

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
+from typing import Any
 
+from ..errors import AuthError, ConnectTimeout, TransportError
 from ._address import Address, parse_address
-from ._schemes import bind_sockets, connect_socket
+from ._schemes import bind_sockets, connect_socket, scheme_of
+from ._tls import TlsConfig
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -29,18 +33,54 @@ async def open_stream(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     *,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    tls: TlsConfig | None = None,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-    """Connect to a stream address (tcp://, unix://, fd://) with ``protocol_factory``'s protocol.
+    """Connect to a stream address (tcp://, tls://, unix://, fd://) with ``protocol_factory``'s
+    protocol. ``tls`` configures tls:// (None: the system's CAs, no client certificate).
 
-    Raises `ConnectionRefused` (nobody listens), `ConnectTimeout` (after ``timeout`` seconds) or
-    `TransportError` for other socket failures; each message names the address.
+    Raises `ConnectionRefused` (nobody listens), `ConnectTimeout` (after ``timeout`` seconds),
+    `AuthError` (the TLS handshake failed: certificate not trusted, expired, wrong host, refused)
+    or `TransportError` for other socket failures; each message names the address.
     """
-    sock = await connect_socket(parse_address(url), timeout)
+    address = parse_address(url)
+    sock = await connect_socket(address, timeout)
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.get_running_loop().connect_accepted_socket(protocol_factory, sock)
+        if not scheme_of(address).tls:
+            return await loop.connect_accepted_socket(protocol_factory, sock)
+        return await tls_connect(sock, protocol_factory, address, tls or TlsConfig(), timeout)
     except BaseException:
         sock.close()
         raise
+
+
+async def tls_connect(
+    sock: socket.socket,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    address: Address,
+    tls: TlsConfig,
+    timeout: float | None,
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    """Run the TLS handshake over the connected ``sock``, then hand it to the loop."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_connection(
+            protocol_factory,
+            sock=sock,
+            ssl=tls.client_context(),
+            server_hostname=address.host,
+            ssl_handshake_timeout=timeout or DEFAULT_CONNECT_TIMEOUT,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise AuthError(f"TLS: {exc.verify_message}", address=str(address)) from None
+    except ssl.SSLError as exc:
+        raise AuthError(f"TLS handshake refused: {exc.reason or exc}", address=str(address)) from None
+    except TimeoutError:
+        raise ConnectTimeout(f"TLS handshake with {address} timed out", str(address)) from None
+    except (ConnectionError, OSError) as exc:
+        # The listener closed before the handshake finished: a client certificate it wanted.
+        raise TransportError(f"TLS handshake with {address} failed: {exc or 'connection closed'}",
+                             str(address)) from None
 
 
 class ServerGroup:
@@ -68,13 +108,27 @@ async def start_stream_server(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     *,
     backlog: int = 1024,
+    tls: TlsConfig | None = None,
 ) -> ServerGroup:
     """Listen on a stream address (port 0 picks a free port); `TransportError` if it cannot.
 
     A stale unix socket file (nobody accepting) is replaced; a live one is `TransportError`.
+    A tls:// address needs ``tls`` with a certificate (ValueError otherwise).
     """
-    sockets = await bind_sockets(parse_address(url), backlog)
-    return await serve_sockets(sockets, protocol_factory, backlog=backlog)
+    address = parse_address(url)
+    context = server_context(address, tls)
+    sockets = await bind_sockets(address, backlog)
+    return await serve_sockets(sockets, protocol_factory, backlog=backlog, context=context)
+
+
+def server_context(address: Address, tls: TlsConfig | None) -> ssl.SSLContext | None:
+    """The ssl context a listener on ``address`` accepts with (None: not a TLS scheme)."""
+    if not scheme_of(address).tls:
+        return None
+    if tls is None:
+        raise ValueError(f"cannot listen on {address}: tls:// needs a certificate and key "
+                         "(--tls-cert/--tls-key or $NAMEWIRE_TLS_CERT/$NAMEWIRE_TLS_KEY)")
+    return tls.server_context()
 
 
 async def serve_sockets(
@@ -82,13 +136,21 @@ async def serve_sockets(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     *,
     backlog: int = 1024,
+    context: ssl.SSLContext | None = None,
+    handshake_timeout: float = 5.0,
 ) -> ServerGroup:
-    """Accept on bound, listening ``sockets`` with the loop's transports."""
+    """Accept on bound, listening ``sockets`` with the loop's transports (TLS with ``context``,
+    whose handshake must end within ``handshake_timeout`` seconds)."""
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
+    extra: dict[str, Any] = (
+        {"ssl": context, "ssl_handshake_timeout": handshake_timeout} if context is not None else {}
+    )
     try:
         for sock in sockets:
-            servers.append(await loop.create_server(protocol_factory, sock=sock, backlog=backlog))
+            servers.append(
+                await loop.create_server(protocol_factory, sock=sock, backlog=backlog, **extra)
+            )
     except BaseException:
         for server in servers:
             server.close()

@@ -560,13 +560,19 @@ async def _stand_in(obj: Any) -> BaseException | None:
 
 class NativeServer:
     """Listening sockets that accept into `NativeStreamSocket`s; the part of `asyncio.Server`
-    that `Listener` uses (``sockets``, ``close``, ``wait_closed``)."""
+    that `Listener` uses (``sockets``, ``close``, ``wait_closed``).
+
+    With ``max_connections``, accepting pauses while that many accepted connections are open
+    (``make`` counts one; `released` gives it back), logged once per episode: newcomers wait in
+    the kernel's backlog instead of taking memory and descriptors.
+    """
 
     def __init__(
         self,
         sockets: list[socket.socket],
         make: Callable[[socket.socket], None],
         where: str,
+        max_connections: int | None = None,
     ) -> None:
         self.sockets = sockets
         self._make = make
@@ -574,11 +580,39 @@ class NativeServer:
         self._closed = False
         self._starved = False  # accept() ran out of descriptors and has not succeeded since
         self._where = where
+        self._max = max_connections
+        self.open_connections = 0
+        self._full = False  # paused at max_connections
+        self._warned = False  # the episode is logged; it ends below three quarters of the limit
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
+    def released(self) -> None:
+        """An accepted connection closed: accepting resumes if it had paused at the limit."""
+        self.open_connections -= 1
+        limit = self._max
+        if limit is None:
+            return
+        if self._warned and self.open_connections <= limit * 3 // 4:
+            self._warned = False
+            log.warning("%d connections open on %s: below the limit again", self.open_connections,
+                        self._where)
+        if self._full and not self._closed and self.open_connections < limit:
+            self._full = False
+            for sock in self.sockets:
+                self._loop.add_reader(sock.fileno(), self._accept, sock)
+
     def _accept(self, listening: socket.socket) -> None:
         for _ in range(_ACCEPT_BATCH):
+            if self._max is not None and self.open_connections >= self._max:
+                self._full = True
+                if not self._warned:
+                    self._warned = True
+                    log.warning("%d connections open on %s, the limit (max_connections): new "
+                                "ones wait until some close", self.open_connections, self._where)
+                for sock in self.sockets:
+                    self._loop.remove_reader(sock.fileno())
+                return
             try:
                 sock, _ = listening.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -605,6 +639,7 @@ class NativeServer:
                 if sock.family != socket.AF_UNIX:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._make(sock)
+                self.open_connections += 1
             except OSError:
                 # The peer left before we got to it (getpeername fails): nothing to serve.
                 sock.close()
@@ -615,7 +650,7 @@ class NativeServer:
                 log.exception("cannot serve a connection accepted on %s", self._where)
 
     def _resume_accepting(self, listening: socket.socket) -> None:
-        if not self._closed:
+        if not self._closed and not self._full:
             self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     def close(self) -> None:

@@ -12,6 +12,8 @@ functions that make its `Stream` from the socket (``open_stream``) and serve the
   built, else on asyncio transports.
 - ``fd://N``: an already connected stream socket inherited as file descriptor N (a socketpair to a
   worker process); it can be connected (adopted) but not listened on.
+- ``tls://host:port``: TCP sockets carrying TLS (`TlsConfig`), on asyncio's ssl transports: the C
+  reactor does not do TLS (``native=False``).
 - ``udp://host:port``: datagrams (`DatagramSocket`), not a stream.
 - ``ws://host:port/path`` and ``wss://`` (TLS): namewire sessions over WebSocket, one envelope per
   message (`WebSocketStream`, on python-websockets); sessions only, not the coroutine sockets.
@@ -65,6 +67,8 @@ class Scheme:
     same_host: bool = False  # only reachable from this host: other hosts skip such addresses
     native: bool = True  # a plain socket that the C reactor can carry
     makes_file: bool = False  # binding creates a file, removed when the listener closes
+    tls: bool = False  # the stream is TLS over the scheme's sockets (needs a `TlsConfig`)
+    network: bool = False  # its listeners can be reached from other hosts (unless on loopback)
     supported: Callable[[], bool] = lambda: True
     # Streams that are not the socket itself: (address, connected socket, timeout) -> Stream, and
     # (address, bound sockets, on_stream) -> a server with close() and sockets.
@@ -240,7 +244,19 @@ def remove_stale_socket(address: Address) -> None:
 
 
 SCHEMES: dict[str, Scheme] = {
-    "tcp": Scheme("tcp", stream=True, parse=_host_port, connect=_connect_tcp, bind=_bind_tcp),
+    "tcp": Scheme(
+        "tcp", stream=True, parse=_host_port, connect=_connect_tcp, bind=_bind_tcp, network=True
+    ),
+    "tls": Scheme(
+        "tls",
+        stream=True,
+        parse=_host_port,
+        connect=_connect_tcp,
+        bind=_bind_tcp,
+        native=False,
+        tls=True,
+        network=True,
+    ),
     "unix": Scheme(
         "unix",
         stream=True,
@@ -268,7 +284,8 @@ SCHEMES: dict[str, Scheme] = {
     },
 }
 
-_FORMS = "tcp://host:port, unix:///path/to.sock, fd://N, udp://host:port or ws://host:port/path"
+_FORMS = ("tcp://host:port, tls://host:port, unix:///path/to.sock, fd://N, udp://host:port or "
+          "ws://host:port/path")
 
 
 def parse_url(url: str) -> Address:

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Protocol
 
-from ..errors import EncodeError, PeerLost, ProtocolError
+from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
 from ..runtime._metrics import Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_HELLO,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
     Answered,
+    Authenticator,
     Call,
     Cancel,
     Closed,
@@ -92,7 +94,9 @@ class Session:
         "_write_paused",
         "close_reason",
         "metrics",
+        "on_lost",
         "origin",
+        "peer_identity",
         "peer_info",
         "peer_name",
         "read_at",
@@ -111,6 +115,9 @@ class Session:
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         window: tuple[int, int] = DEFAULT_WINDOW,
+        auth: Authenticator | None = None,
+        handshake_timeout: float | None = None,
+        max_hello: int = DEFAULT_MAX_HELLO,
     ) -> None:
         self._loop = loop = asyncio.get_running_loop()
         self._conn = RpcConnection(
@@ -123,6 +130,9 @@ class Session:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             window=window,
+            auth=auth,
+            handshake_timeout=handshake_timeout,
+            max_hello=max_hello,
         )
         self._handler = handler
         self._stream: Stream | None = None
@@ -153,8 +163,13 @@ class Session:
         self.read_at = 0.0
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
+        # Who the peer proved to be: its verified TLS certificate's name; None without one (the
+        # shared secret proves membership of the cluster, not a particular identity).
+        self.peer_identity: str | None = None
         # Calls from the peer that run as tasks (async functions), by id, so a cancel can reach them.
         self.running: dict[int, asyncio.Task[Any]] = {}
+        # Called once the stream is gone (a listener counting its open connections).
+        self.on_lost: Callable[[], None] | None = None
 
     def attach(self, stream: Stream) -> None:
         """Run over ``stream`` (connected); our hello, if we speak first, leaves at once."""
@@ -162,7 +177,10 @@ class Session:
         if not self.origin:
             self.origin = stream.where
             self._conn.set_origin(stream.where)
+        self.peer_identity = stream.peer_identity
         stream.start(self, max_frame=self._conn.max_frame)
+        if self._conn.next_deadline() is not None:
+            self._arm()  # the handshake's deadline
         self._flush()
 
     # -- what the owner uses ----------------------------------------------------------------------
@@ -181,6 +199,14 @@ class Session:
         return self._conn.pending_count
 
     @property
+    def partial_bytes(self) -> int:
+        """Bytes of an incomplete frame from the peer, wherever it is being assembled."""
+        stream = self._stream
+        if stream is not None and stream.cuts_frames:
+            return int(getattr(stream, "buffered", 0))
+        return self._conn.partial_bytes
+
+    @property
     def connection(self) -> RpcConnection:
         """The protocol state (read-only use: counters, the peer's window)."""
         return self._conn
@@ -190,6 +216,8 @@ class Session:
         if self.peer_name is not None:
             return
         if self._lost or self._closing:
+            if isinstance(self.close_reason, AuthError):
+                raise self.close_reason
             raise PeerLost(None, self._conn.end_reason or "lost before its hello",
                            address=self.origin or None)
         if self._opened is None:
@@ -387,13 +415,16 @@ class Session:
                     waiter.set_exception(lost)
         self._drain_waiters = self._msg_waiters = None
         if self._opened is not None and not self._opened.done():
-            self._opened.set_exception(lost)
+            self._opened.set_exception(reason if isinstance(reason, AuthError) else lost)
             self._opened.exception()  # retrieved: nobody may be waiting for it
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(reason)
         for task in self.running.values():
             task.cancel()
         self._stream = None  # no cycle through the stream: a closed session is freed at once
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
         self._handler.session_closed(self, reason)
 
     # -- internals ---------------------------------------------------------------------------------
@@ -430,6 +461,11 @@ class Session:
 
     def _hello_received(self, opened: Opened) -> None:
         self.peer_name = opened.peer
+        if self._timer is not None:
+            # The handshake's deadline is met: the timer moves to the next one (pings, calls).
+            self._timer.cancel()
+            self._timer = None
+            self._arm()
         self.peer_info = opened.info
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
@@ -439,9 +475,18 @@ class Session:
         if self._lost:
             return  # the stream ended: stream_lost is doing the rest
         if reason is not None:
-            level = logging.WARNING if isinstance(reason, ProtocolError | PeerLost) else logging.INFO
+            # A handshake that never finished is what scanners and idle sockets do: not a warning.
+            level = (
+                logging.INFO if isinstance(reason, HandshakeTimeout)
+                else logging.WARNING if isinstance(reason, ProtocolError | PeerLost | AuthError)
+                else logging.INFO
+            )
             log.log(level, "%r: closing connection %s: %s", self._conn.name, self._describe(),
                     reason)
+        if self._conn.queued_bytes:  # the core's parting word (a refusal): the peer reads it
+            self.close_reason = reason
+            self.close()
+            return
         self.abort(reason)
 
     def _sender_blocked(self, event: SenderBlocked) -> None:

@@ -40,6 +40,7 @@ from ._native_stream import (
 )
 from ._schemes import scheme_of
 from ._stream import DEFAULT_QUEUE_LIMIT, StreamSocket
+from ._tls import TlsConfig
 
 __all__ = ["Listener", "connect", "listen"]
 
@@ -188,6 +189,7 @@ async def listen(
     queue_limit: int = DEFAULT_QUEUE_LIMIT,
     backlog: int = 1024,
     max_datagram: int = DEFAULT_MAX_DATAGRAM,
+    tls: TlsConfig | None = None,
 ) -> Listener:
     """Listen on ``tcp://host:port``, ``unix:///path`` or ``udp://host:port`` and serve with ``handler``.
 
@@ -198,7 +200,8 @@ async def listen(
     socket without a handler task.
 
     Port 0 picks a free port: read ``Listener.address``. A stale Unix socket file is replaced, and
-    removed again by ``close()``. Raises `TransportError` naming the address if it cannot listen,
+    removed again by ``close()``. ``tls://host:port`` needs ``tls`` with a certificate and key
+    (mutual TLS when it names a CA); its connections run on asyncio's ssl transports. Raises `TransportError` naming the address if it cannot listen,
     and ValueError for a ``max_frame`` outside 1..2**32-1 or a ``queue_limit`` below 1.
     """
     _check_limits(max_frame, queue_limit)
@@ -211,7 +214,7 @@ async def listen(
         return listener
     _refuse_session_only(address)
     listener = Listener(str(address), handler)
-    if available():
+    if available() and scheme.native:
 
         def accepted(sock: socket.socket) -> None:
             listener._start(
@@ -231,6 +234,7 @@ async def listen(
                 on_connected=listener._start,
             ),
             backlog=backlog,
+            tls=tls,
         )
     sockets = listener._server.sockets
     if sockets:
@@ -250,20 +254,24 @@ async def connect(
     max_frame: int = DEFAULT_MAX_FRAME,
     queue_limit: int = DEFAULT_QUEUE_LIMIT,
     max_datagram: int = DEFAULT_MAX_DATAGRAM,
+    tls: TlsConfig | None = None,
 ) -> StreamSocket | DatagramSocket:
     """Connect to ``tcp://``, ``unix://`` (a `StreamSocket`) or ``udp://`` (a connected
     `DatagramSocket`). Both have ``recv``, ``send``, ``close``, ``local_address`` and ``peer_address``.
 
     Raises `ConnectionRefused` (nobody listens), `ConnectTimeout` (not connected within ``timeout``
-    seconds; None waits as long as the OS does) or `TransportError`; each message names the address.
+    seconds; None waits as long as the OS does), `AuthError` (a tls:// handshake failed: see
+    ``tls``, whose default trusts the system's CAs) or `TransportError`; each message names the
+    address.
     ValueError for a ``max_frame`` outside 1..2**32-1 or a ``queue_limit`` below 1, before connecting.
     """
     _check_limits(max_frame, queue_limit)
     address = parse_address(url)
-    if not scheme_of(address).stream:
+    scheme = scheme_of(address)
+    if not scheme.stream:
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)
     _refuse_session_only(address)
-    if available():
+    if available() and scheme.native:
         native = await native_connect(
             address, timeout, framed=framed, max_frame=max_frame, queue_limit=queue_limit
         )
@@ -272,6 +280,7 @@ async def connect(
         address,
         lambda: StreamSocket(framed=framed, max_frame=max_frame, queue_limit=queue_limit),
         timeout=timeout,
+        tls=tls,
     )
     assert isinstance(protocol, StreamSocket)
     return protocol

@@ -303,7 +303,9 @@ class StreamSocket(SocketState, asyncio.Protocol, metaclass=abc.ABCMeta):
             return False
         self._finish(None)
         # Keep our write side open: the handler may still answer after recv() returned None.
-        return True
+        # TLS has no half-close (asyncio warns when asked for one).
+        transport = self._transport
+        return transport is None or transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._send_exc is None:

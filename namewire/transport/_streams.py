@@ -25,7 +25,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from ..errors import AuthError
 from ._address import sockaddr_url
+from ._tls import certificate_identity
 
 __all__ = ["WRITE_HIGH_WATER", "AsyncioStream", "Stream", "StreamHandler"]
 
@@ -64,6 +66,7 @@ class Stream(abc.ABC):
     local_address: str = ""
     peer_address: str = ""
     where: str = ""
+    peer_identity: str | None = None  # from the peer's verified TLS certificate
 
     @abc.abstractmethod
     def start(self, handler: StreamHandler, *, max_frame: int) -> None:
@@ -96,10 +99,18 @@ class Stream(abc.ABC):
 class AsyncioStream(Stream, asyncio.Protocol):
     """A `Stream` over an asyncio transport; it is the transport's protocol."""
 
-    def __init__(self, on_connected: Callable[[AsyncioStream], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_connected: Callable[[AsyncioStream], None] | None = None,
+        *,
+        certificate_given: bool = True,
+    ) -> None:
         self._handler: StreamHandler | None = None
+        self._certificate_given = certificate_given  # we presented a TLS client certificate
         self._transport: asyncio.Transport | None = None
         self._on_connected = on_connected
+        self._tls = False
+        self._heard = False
 
     # -- asyncio protocol ---------------------------------------------------------------------
 
@@ -108,7 +119,12 @@ class AsyncioStream(Stream, asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         sock = transport.get_extra_info("socket")
+        ssl_object = transport.get_extra_info("ssl_object")
         scheme = "unix" if sock is not None and sock.family.name == "AF_UNIX" else "tcp"
+        if ssl_object is not None:
+            scheme = "tls"
+            self._tls = True
+            self.peer_identity = certificate_identity(ssl_object)
         self.local_address = sockaddr_url(scheme, transport.get_extra_info("sockname"))
         self.peer_address = sockaddr_url(scheme, transport.get_extra_info("peername"))
         if self.peer_address == "unix://":
@@ -120,6 +136,7 @@ class AsyncioStream(Stream, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self._handler is not None
+        self._heard = True
         self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -127,6 +144,14 @@ class AsyncioStream(Stream, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         handler, self._handler = self._handler, None
+        if exc is None and self._tls and not self._heard and not self._certificate_given:
+            # With TLS 1.3 a server checks the client's certificate after the client's side of the
+            # handshake is done, and its refusal arrives as a plain close.
+            exc = AuthError(
+                "closed right after the TLS handshake, before a word: a listener with mutual TLS "
+                "does that to a client without a certificate (--tls-cert/--tls-key)",
+                address=self.peer_address,
+            )
         if handler is not None:
             handler.stream_lost(exc)
 

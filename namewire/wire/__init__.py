@@ -5,9 +5,11 @@ bytes (or frames) and asked for bytes (or frames). The pieces below it (`FrameDe
 `encode_frame`, codecs, `to_wire`/`from_wire`) are public for tools and tests.
 """
 
+from ._auth import MIN_SECRET_BYTES, SecretAuthenticator
 from ._codecs import Codec, JsonCodec, MsgpackCodec, codec_named, sniff_codec
 from ._envelopes import (
     ERROR_BAD_REQUEST,
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -47,6 +49,8 @@ from ._frames import (
     unpack_header,
 )
 from ._rpc import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_HELLO,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
@@ -55,15 +59,19 @@ from ._rpc import (
 )
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_HELLO",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WINDOW",
     "ERROR_BAD_REQUEST",
+    "ERROR_BUSY",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",
     "HEADER_SIZE",
+    "MIN_SECRET_BYTES",
     "PROTOCOL_VERSION",
     "Answered",
     "Authenticator",
@@ -88,6 +96,7 @@ __all__ = [
     "PongReceived",
     "Reply",
     "RpcConnection",
+    "SecretAuthenticator",
     "SenderBlocked",
     "WindowOpened",
     "codec_named",

@@ -13,7 +13,9 @@ from typing import Any, NamedTuple
 from ..errors import ProtocolError
 
 __all__ = [
+    "ERROR_AUTH",
     "ERROR_BAD_REQUEST",
+    "ERROR_BUSY",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",
@@ -39,6 +41,9 @@ ERROR_NO_SUCH_FUNCTION = "no_such_function"
 ERROR_REMOTE = "remote_error"
 ERROR_BAD_REQUEST = "bad_request"
 ERROR_TOO_LARGE = "too_large"  # the result did not fit in the caller's frame limit
+ERROR_BUSY = "busy"  # over the callee's limit of running calls: refused before it started
+# The hello was refused (authentication): the one frame the refusing side sends before closing.
+ERROR_AUTH = "auth"
 
 
 class Hello(NamedTuple):

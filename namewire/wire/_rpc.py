@@ -29,9 +29,11 @@ from typing import Any, Protocol
 
 from ..errors import (
     AuthError,
+    Busy,
     CallTimeout,
     EncodeError,
     FrameTooLarge,
+    HandshakeTimeout,
     MessageTooLarge,
     NoSuchFunction,
     PeerLost,
@@ -41,6 +43,8 @@ from ..errors import (
 )
 from ._codecs import Codec, codec_named, sniff_codec
 from ._envelopes import (
+    ERROR_AUTH,
+    ERROR_BUSY,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -75,6 +79,8 @@ from ._events import (
 from ._frames import DEFAULT_MAX_FRAME, FrameDecoder, join_frames
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_HELLO",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WINDOW",
@@ -89,6 +95,11 @@ DEFAULT_PING_TIMEOUT = 4.0
 DEFAULT_WINDOW = (1000, 4 * 1024 * 1024)
 """Messages, and bytes of them, one sender may have unread in a receiver's mailbox."""
 
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a connection may take to complete its handshake before it is closed."""
+DEFAULT_MAX_HELLO = 64 * 1024
+"""Bytes a hello may have: what a peer not yet authenticated may make us decode."""
+
 DEFAULT_CANCEL_GRACE = 0.2
 """Seconds after a call timed out before it is cancelled at the peer: the peer's copy of the
 deadline (inherited by the calls it makes) ends after ours by the one-way latency, and it should see
@@ -102,16 +113,26 @@ _HEAP_SLACK = 256
 
 
 class Authenticator(Protocol):
-    """The handshake's authentication step. The default accepts every peer."""
+    """The handshake's authentication step. The default accepts every peer.
+
+    An authenticator may also run a third leg (`SecretAuthenticator` does): it then has
+    ``holds_output`` True on the connecting side (nothing but the hello leaves until the peer's hello
+    passed `verify`, then ``proof()`` goes out as a second hello) and ``needs_proof`` True on the
+    accepting side (the connection opens only once that second hello passed ``verify_proof``).
+    ``identity`` names who the peer proved to be, once it has. All four are optional.
+    """
 
     def hello_info(self) -> dict[str, Any]:
-        """Entries for our hello's info map (credentials, a challenge)."""
+        """Entries for our hello's info map (credentials, a challenge). The accepting side asks
+        after `verify` of the peer's hello, so its answer may depend on the peer's challenge."""
 
     def verify(self, hello: Hello) -> None:
         """Accept the peer's hello or raise `AuthError` saying why."""
 
 
 class _NoAuth:
+    identity = None
+
     def hello_info(self) -> dict[str, Any]:
         return {}
 
@@ -130,6 +151,7 @@ class RpcConnection:
 
     __slots__ = (
         "_auth",
+        "_awaiting_proof",
         "_blocked",
         "_cancel_grace",
         "_cancels",
@@ -142,9 +164,14 @@ class RpcConnection:
         "_decoder",
         "_ended",
         "_events",
+        "_handshake_by",
+        "_handshake_timeout",
+        "_hello_out",
+        "_holding",
         "_info",
         "_next_id",
         "_out",
+        "_parting",
         "_peer_max_frame",
         "_pending",
         "_ping_sent",
@@ -160,6 +187,7 @@ class RpcConnection:
         "end_reason",
         "last_received",
         "max_frame",
+        "max_hello",
         "name",
         "origin",
         "peer",
@@ -184,6 +212,8 @@ class RpcConnection:
         window: tuple[int, int] = DEFAULT_WINDOW,
         auth: Authenticator | None = None,
         cancel_grace: float = DEFAULT_CANCEL_GRACE,
+        handshake_timeout: float | None = None,
+        max_hello: int = DEFAULT_MAX_HELLO,
     ) -> None:
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError(f"ping_interval must be positive or None, not {ping_interval}")
@@ -206,18 +236,22 @@ class RpcConnection:
         self.bytes_sent = 0
         self.bytes_received = 0
         self._auth: Authenticator = auth if auth is not None else _NoAuth()
-        self._info = {
-            **(info or {}),
-            **self._auth.hello_info(),
-            "max_frame": max_frame,
-            "window": list(self.window),
-        }
+        self._info = {**(info or {}), "max_frame": max_frame, "window": list(self.window)}
+        self.max_hello = max_hello
+        # The handshake: its deadline, the accepting side's wait for a proof (the peer's first
+        # hello, kept meanwhile), and the connecting side's output held behind its hello.
+        self._handshake_timeout = handshake_timeout
+        self._handshake_by = clock() + handshake_timeout if handshake_timeout is not None else None
+        self._awaiting_proof: Hello | None = None
+        self._holding = codec is not None and bool(getattr(self._auth, "holds_output", False))
+        self._hello_out = False
         self._codec: Codec | None = codec_named(codec) if codec is not None else None
         self._decoder = FrameDecoder(max_frame, origin)
         self._clock = clock
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._ended = False
+        self._parting: bytes | None = None  # a refusal, the last frame sent (`_refuse`)
         # Calls we made: id -> (handle, func, timeout shown in errors, inherited deadline?).
         self._pending: dict[int, tuple[Any, str, float, bool]] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, id)
@@ -240,7 +274,7 @@ class RpcConnection:
         self._blocked = False
         self._peer_max_frame = DEFAULT_MAX_FRAME
         if self._codec is not None:
-            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, name, self._info))))
+            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, name, self._hello_info()))))
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -261,6 +295,11 @@ class RpcConnection:
     def pending_count(self) -> int:
         """Calls made on this connection still waiting for an answer."""
         return len(self._pending)
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of a frame begun and not yet complete (`receive_data` streams only)."""
+        return self._decoder.buffered
 
     @property
     def unacked(self) -> tuple[int, int]:
@@ -335,6 +374,8 @@ class RpcConnection:
         out = self._out
         if not out:
             return []
+        if self._holding:
+            return self._hello_only()
         self._out = []
         self.bytes_sent += self.queued_bytes
         self.queued_bytes = 0
@@ -510,6 +551,9 @@ class RpcConnection:
         due = heap[0][0] if heap else None
         if self._cancels and (due is None or self._cancels[0][0] < due):
             due = self._cancels[0][0]
+        by = self._handshake_by
+        if self.peer is None and by is not None and not self._ended and (due is None or by < due):
+            due = by
         if self.ping_interval is not None and (pending or self._unacked) and not self._ended:
             sent = self._ping_sent
             if sent is None or self.last_received > sent:
@@ -526,6 +570,11 @@ class RpcConnection:
         if self._ended:
             return
         now = self._clock()
+        if self.peer is None and self._handshake_by is not None and now >= self._handshake_by:
+            assert self._handshake_timeout is not None
+            exc = HandshakeTimeout(self._handshake_timeout, self.origin or None)
+            self._end(exc, str(exc))
+            return
         heap = self._deadlines
         pending = self._pending
         while heap and heap[0][0] <= now:
@@ -567,6 +616,18 @@ class RpcConnection:
             raise RuntimeError("nothing can be sent before the peer's hello has arrived")
         return codec.encode(item)
 
+    def _hello_info(self) -> dict[str, Any]:
+        return {**self._info, **self._auth.hello_info()}
+
+    def _hello_only(self) -> list[bytes]:
+        """While output is held (the peer has not proved itself yet): our hello alone, once."""
+        if self._hello_out:
+            return []
+        self._hello_out = True
+        hello = self._out.pop(0)
+        self.queued_bytes -= len(hello)
+        return [hello]
+
     def _queue(self, body: bytes) -> None:
         self._out.append(body)
         self.queued_bytes += len(body)
@@ -589,8 +650,8 @@ class RpcConnection:
             events.append(Failed(handle, PeerLost(self.peer, why, function=func, address=address)))
         self._deadlines = []
         self._cancels = []
-        self._out = []
-        self.queued_bytes = 0
+        self._out = [self._parting] if self._parting is not None else []
+        self.queued_bytes = len(self._parting) if self._parting is not None else 0
         self._credit_due = False
         events.append(Closed(exc))
 
@@ -644,21 +705,87 @@ class RpcConnection:
             raise ProtocolError(f"second hello from {self._describe()}", origin=self.origin or None)
 
     def _handshake(self, bodies: list[bytes]) -> list[bytes]:
+        if self._awaiting_proof is not None:
+            return self._proof_received(bodies)
         first = bodies[0]
+        where = f" from {self.origin}" if self.origin else ""
+        if len(first) > self.max_hello:
+            raise ProtocolError(
+                f"hello of {len(first)} bytes{where} exceeds the limit of {self.max_hello} bytes",
+                origin=self.origin or None,
+            )
         if self._codec is None:
             self._codec = sniff_codec(first)
-        hello = from_wire(self._codec.decode(first))
-        where = f" from {self.origin}" if self.origin else ""
-        if not isinstance(hello, Hello):
-            raise ProtocolError(f"expected hello{where}, got {type(hello).__name__.lower()}",
-                                origin=self.origin or None)
+        hello = self._decode_hello(first, "hello")
         if hello.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"peer {hello.name!r}{where} speaks protocol version {hello.version}, "
                 f"this side speaks {PROTOCOL_VERSION}",
                 origin=self.origin or None,
             )
-        self._auth.verify(hello)
+        try:
+            self._auth.verify(hello)
+        except AuthError as exc:
+            exc.address = exc.address or self.origin or None
+            self._refuse(exc)
+            raise
+        if self.accepting:
+            self._queue(self._encode(to_wire(
+                Hello(PROTOCOL_VERSION, self.name, self._hello_info()))))
+            if getattr(self._auth, "needs_proof", False):
+                self._awaiting_proof = hello
+                return self._proof_received(bodies[1:])
+        elif self._holding:
+            proof = self._auth.proof()  # type: ignore[attr-defined]
+            if proof is not None:
+                self._out.insert(0, self._encode(to_wire(Hello(PROTOCOL_VERSION, self.name, proof))))
+            self._holding = False
+        self._opened(hello)
+        return bodies[1:]
+
+    def _refuse(self, exc: AuthError) -> None:
+        """Tell a connecting peer why its hello was refused: it would otherwise only see the
+        connection close, and retry. The frame outlives `_end` as the connection's last output."""
+        if self.accepting:
+            self._parting = self._encode(to_wire(Error(0, ERROR_AUTH, "AuthError", exc.reason, "")))
+
+    def _decode_hello(self, body: bytes, what: str) -> Hello:
+        assert self._codec is not None
+        hello = from_wire(self._codec.decode(body))
+        if isinstance(hello, Error) and hello.code == ERROR_AUTH and not self.accepting:
+            raise AuthError(f"refused by the peer: {hello.message}", address=self.origin or None)
+        if not isinstance(hello, Hello):
+            where = f" from {self.origin}" if self.origin else ""
+            raise ProtocolError(f"expected {what}{where}, got {type(hello).__name__.lower()}",
+                                origin=self.origin or None)
+        return hello
+
+    def _proof_received(self, bodies: list[bytes]) -> list[bytes]:
+        """The accepting side's wait for the connecting side's second hello (its proof)."""
+        if not bodies:
+            return bodies
+        hello = self._awaiting_proof
+        assert hello is not None
+        if len(bodies[0]) > self.max_hello:
+            raise AuthError(f"proof of {len(bodies[0])} bytes exceeds the limit of "
+                            f"{self.max_hello} bytes", peer=hello.name, address=self.origin or None)
+        proof = self._decode_hello(bodies[0], "the proof of the shared secret")
+        try:
+            self._auth.verify_proof(proof)  # type: ignore[attr-defined]
+        except AuthError as exc:
+            exc.address = exc.address or self.origin or None
+            raise
+        self._awaiting_proof = None
+        self._opened(hello)
+        return bodies[1:]
+
+    @property
+    def peer_identity(self) -> str | None:
+        """Who the authenticator says the peer proved to be (None: it proved nothing)."""
+        identity = getattr(self._auth, "identity", None)
+        return identity if isinstance(identity, str) else None
+
+    def _opened(self, hello: Hello) -> None:
         info = hello.info
         limit = info.get("max_frame")
         if type(limit) is int and limit > 0:
@@ -674,11 +801,8 @@ class RpcConnection:
             self._send_window = None  # the peer asks for no flow control (a minimal client)
         self.peer = hello.name
         self.peer_info = info
-        if self.accepting:
-            self._queue(self._encode(to_wire(Hello(PROTOCOL_VERSION, self.name, self._info))))
         self._events.append(Opened(hello.name, info))
         self._events.append(_WINDOW_OPENED)
-        return bodies[1:]
 
     def _message(self, payload: Any, size: int) -> None:
         self._unread += 1
@@ -716,6 +840,8 @@ class RpcConnection:
                 listed = found.group(1)
                 provided = [] if listed == "none" else listed.split(", ")
             exc = NoSuchFunction(self.peer, func, provided)
+        elif err.code == ERROR_BUSY:
+            exc = Busy(self.peer, func, err.message)
         else:
             exc = RemoteError(self.peer, func, err.type, err.message, err.traceback)
         self._events.append(Failed(handle, exc))

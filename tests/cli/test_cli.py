@@ -117,7 +117,7 @@ def test_run_writes_a_json_log_file_naming_the_node(procs: Processes, tmp_path) 
 def test_run_advertise_is_what_ls_shows(procs: Processes) -> None:
     ns, _ = procs.nameservice()
     procs.service("worker.py", "Natted", ns, "--listen", "tcp://0.0.0.0:0", "--no-unix",
-                  "--advertise", "tcp://203.0.113.7:7000")
+                  "--advertise", "tcp://203.0.113.7:7000", "--insecure")
     rows = wait_listed(ns, "Natted")
     assert next(r for r in rows if r["name"] == "Natted")["addresses"] == ["tcp://203.0.113.7:7000"]
     bad = namewire("run", "tests/apps/worker.py", "--advertise", "203.0.113.7:7000")

@@ -51,7 +51,8 @@ async def test_a_wildcard_bind_advertises_a_reachable_address_found_without_dns(
 ) -> None:
     if family == socket.AF_INET6 and not socket.has_ipv6:
         pytest.skip("no IPv6 here")
-    async with namewire.Node("Wild").serve(listen=listen, unix=False, standalone=True) as node:
+    wild = namewire.Node("Wild", security=namewire.Security(insecure=True))  # no TLS, no secret
+    async with wild.serve(listen=listen, unix=False, standalone=True) as node:
         [url] = node.addresses
         host, port = url.removeprefix("tcp://").rsplit(":", 1)
         host = host.strip("[]")
@@ -70,7 +71,7 @@ async def test_advertise_is_what_the_name_service_stores_and_peers_use() -> None
         reader = NameServiceClient(url, node_name="Reader")
         await reader.start()
         try:
-            node = namewire.Node("Behind")
+            node = namewire.Node("Behind", security=namewire.Security(insecure=True))
             node.function(lambda: "hi", name="hello")
             async with node.serve(nameservice=url, listen="tcp://0.0.0.0:0", unix=True,
                                   advertise="tcp://proxy.example:7001"):

@@ -69,7 +69,8 @@ def test_url_forms_round_trip() -> None:
 def test_bad_urls_say_what_is_accepted(url: str, why: str) -> None:
     with pytest.raises(ValueError, match=re.escape(why)) as caught:
         parse_address(url)
-    assert "expected tcp://host:port, unix:///path/to.sock, fd://N" in str(caught.value)
+    forms = "tcp://host:port, tls://host:port, unix:///path/to.sock, fd://N, udp://host:port or "
+    assert f"expected {forms}" in str(caught.value)
     assert "ws://host:port/path" in str(caught.value)
 
 
