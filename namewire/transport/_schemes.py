@@ -97,7 +97,9 @@ def _path(parts: SplitResult) -> Address:
 def _web_url(parts: SplitResult) -> Address:
     if parts.hostname is None:
         raise ValueError("a host is required")
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    port = parts.port
+    if port is None:  # not `or`: port 0 asks for a free port
+        port = 443 if parts.scheme == "wss" else 80
     return Address(parts.scheme, host=parts.hostname, port=port, path=parts.path or "/")
 
 

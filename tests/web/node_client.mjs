@@ -6,6 +6,14 @@ import { pathToFileURL } from "node:url";
 const [modulePath, url] = process.argv.slice(2);
 const { connect, NamewireError } = await import(pathToFileURL(modulePath).href);
 const say = (step, data = {}) => console.log(JSON.stringify({ step, ...data }));
+process.on("uncaughtException", (err) => {
+  say("error", { code: err.code, message: String(err.message) });
+  process.exit(1);
+});
+process.on("unhandledRejection", (err) => {
+  say("error", { code: err.code, message: String(err.message) });
+  process.exit(1);
+});
 const within = (ms, promise, what) => {
   let timer;
   const late = new Promise((_, reject) => {

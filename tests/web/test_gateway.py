@@ -84,6 +84,7 @@ async def test_calls_messages_and_providers_by_name(procs: Processes) -> None:
     policy = Policy.of(["PlusServer:plus,fail,notify,slow"])
     async with gateway_cluster(procs, policy) as (gateway, me), browser(gateway.url) as b:
         assert b.name == "gw/1"
+        assert gateway.url.startswith("ws://127.0.0.1:") and not gateway.url.endswith(":80/")
         assert await b.request(op="call", name="PlusServer", func="plus", args=[1, 2]) == {
             "op": "result", "id": 1, "value": 3}
         assert (await b.request(op="providers", func="plus"))["value"] == ["PlusServer"]

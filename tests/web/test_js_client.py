@@ -87,7 +87,9 @@ def test_node_drives_the_js_client(procs: Processes, tmp_path: Path) -> None:
         if client.poll() is None:
             client.kill()
             client.wait()
-    assert client.returncode == 0, (steps, client.stderr.read() if client.stderr else "")
+    if client.returncode != 0:
+        pytest.fail(f"node client failed after steps {list(steps)}: {steps.get('error')}; "
+                    f"stderr: {client.stderr.read()[:2000] if client.stderr else ''}")
     assert steps["bad-token"] == {"step": "bad-token", "code": "unauthorized",
                                   "isNamewireError": True}
     assert steps["connected"]["name"] == "gateway/1"

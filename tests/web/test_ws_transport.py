@@ -30,6 +30,7 @@ def test_ws_urls_round_trip_with_their_path() -> None:
         assert str(parse_address(url)) == url
     assert str(parse_address("ws://h")) == "ws://h:80/"
     assert str(parse_address("wss://h")) == "wss://h:443/"
+    assert parse_address("ws://127.0.0.1:0/").port == 0  # a free port, not the default 80
 
 
 async def test_a_node_over_ws_answers_rpc_call_by_name(procs: Processes) -> None:
