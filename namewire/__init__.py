@@ -4,7 +4,8 @@ Layout, bottom up (imports only point down): ``runtime/`` (loop entry point, lig
 channels, async logging and file IO), ``wire/`` (sans-I/O frames, envelopes, codecs, handshake),
 ``transport/`` (asyncio sockets over the wire layer), ``registry/`` (name service and etcd clients),
 ``node/`` (`Node`: names, connections, calls, mailbox), ``nameservice/`` (the built-in name service),
-and on top ``sync`` (blocking facade) and ``cli/``. This module only re-exports the public names.
+and on top ``sync`` (blocking facade), ``db/`` (asynchronous DB-API access, imported as
+``namewire.db``) and ``cli/``. This module only re-exports the public names.
 """
 
 from .errors import (
@@ -14,6 +15,7 @@ from .errors import (
     ConnectionRefused,
     ConnectionReset,
     ConnectTimeout,
+    DatabaseError,
     DatagramTooLarge,
     EncodeError,
     FrameTooLarge,
@@ -72,6 +74,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "DatabaseError",
     "DatagramSocket",
     "DatagramTooLarge",
     "EncodeError",

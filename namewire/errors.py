@@ -22,6 +22,7 @@
     ├── RegistryUnavailable      the name service (or etcd) cannot be reached
     ├── AuthError                the peer refused our credentials
     ├── ChannelClosed            get() on a closed and drained channel, put() on a closed one
+    ├── DatabaseError            a namewire.db operation failed: the driver's error and the statement
     └── SupervisorFailed         a supervisor gave up on its children
 
 Messages say what failed, where, and the numbers, e.g.
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "DatabaseError",
     "DatagramTooLarge",
     "EncodeError",
     "FrameTooLarge",
@@ -327,3 +329,55 @@ class SupervisorFailed(NamewireError):
         self.supervisor = supervisor
         self.child = child
         self.error = error
+
+
+class DatabaseError(NamewireError):
+    """A `namewire.db` operation failed.
+
+    ``operation`` is what was being done (``execute``, ``fetch_all``, ``commit``, ``connect``...),
+    ``database`` the database's label (a SQLite path, or the driver's name), ``statement`` the SQL
+    when there was one (the parameters are left out: they may hold secrets). ``driver_error`` (also
+    ``__cause__``) is the driver's exception when the driver raised; ``driver_type`` is its qualified
+    type name (``sqlite3.IntegrityError``, ``psycopg.errors.UniqueViolation``), ``driver_message``
+    its text and ``driver_code`` its SQLSTATE or SQLite error name when the driver gives one.
+    ``reason`` is the text when namewire itself refused (``the database is closed``).
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        database: str,
+        *,
+        statement: str | None = None,
+        driver_error: BaseException | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.database = database
+        self.statement = statement
+        self.driver_error = driver_error
+        self.reason = reason
+        if driver_error is not None:
+            kind = type(driver_error)
+            self.driver_type: str | None = f"{kind.__module__.lstrip('_')}.{kind.__qualname__}"
+            self.driver_message: str | None = str(driver_error).strip()
+            code = getattr(driver_error, "sqlstate", None) or getattr(
+                driver_error, "sqlite_errorname", None
+            )
+            self.driver_code: str | None = code if isinstance(code, str) else None
+        else:
+            self.driver_type = self.driver_message = self.driver_code = None
+        super().__init__(operation, database, statement)
+
+    def __str__(self) -> str:
+        if self.driver_error is not None:
+            text = f"{self.driver_type}: {self.driver_message}"
+        else:
+            text = self.reason or "failed"
+        where = f"{self.operation} on {self.database}: {text}"
+        if self.statement is None:
+            return where
+        statement = " ".join(self.statement.split())
+        if len(statement) > 200:
+            statement = statement[:197] + "..."
+        return f"{where} (statement: {statement})"

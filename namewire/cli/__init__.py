@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..registry import DEFAULT_NAMESERVICE
-from . import _cluster, _demo, _observe, _run
+from . import _cluster, _demo, _gateway, _observe, _run
 from ._about import version_text
 from ._common import Parser
 
@@ -25,6 +25,7 @@ examples:
   namewire ls                                  list live services
   namewire call PlusServer plus 1 2            call a remote function, print the JSON result
   namewire send Logger '{{"event": "hi"}}'       send a message
+  namewire gateway --expose PlusServer         let browsers call PlusServer (ws://127.0.0.1:8080/)
   namewire top                                 services, calls/s, latencies, errors, live
 """
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_parsers(commands)
     _cluster.add_parsers(commands)
     _demo.add_parsers(commands)
+    _gateway.add_parsers(commands)
     _observe.add_parsers(commands)
     return parser
 

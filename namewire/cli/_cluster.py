@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import RemoteError
 from ..node import Node
-from ..registry import NameServiceClient, ServiceInfo
+from ..registry import ServiceInfo, open_registry
 from ._common import add_nameservice_option, fail, nameservice_url, run_command
 
 
@@ -96,16 +96,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     url = nameservice_url(args)
 
     async def ls() -> None:
-        client = NameServiceClient(url, node_name=f"namewire-ls-{os.getpid()}")
+        client = open_registry(url, node_name=f"namewire-ls-{os.getpid()}")
         await client.start()
         try:
             services = await client.services()
+            degraded = client.degraded
         finally:
             await client.close()
         if args.json:
             print(json.dumps([_as_json(s) for s in services], indent=2))
         else:
             print(format_table(services))
+        if degraded:
+            print(f"registry {url} degraded: {degraded}", file=sys.stderr)
 
     return run_command(ls())
 

@@ -24,7 +24,7 @@ from collections.abc import Coroutine
 from typing import Any, NoReturn
 
 from ..errors import NamewireError
-from ..registry import DEFAULT_NAMESERVICE
+from ..registry import DEFAULT_NAMESERVICE, check_nameservice_url
 from ..transport import parse_address
 
 __all__ = [
@@ -81,11 +81,19 @@ def address(text: str) -> str:
     return text
 
 
+def nameservice_address(text: str) -> str:
+    """argparse ``type=`` for a name-service URL: a namewire address, or etcd:// / etcds://."""
+    try:
+        return check_nameservice_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(address_problem(text, exc)) from None
+
+
 def add_nameservice_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nameservice",
         metavar="URL",
-        type=address,
+        type=nameservice_address,
         default=None,
         help=f"name service address (default: ${NAMESERVICE_ENV} or {DEFAULT_NAMESERVICE})",
     )
@@ -100,7 +108,7 @@ def nameservice_url(args: argparse.Namespace) -> str:
     if not from_env:
         return DEFAULT_NAMESERVICE
     try:
-        parse_address(from_env)
+        check_nameservice_url(from_env)
     except ValueError as exc:
         fail(f"${NAMESERVICE_ENV} (from the environment): {address_problem(from_env, exc)}")
     return from_env

@@ -9,6 +9,7 @@ non-loopback interface address, else loopback. ``Node.serve(advertise=...)`` ove
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -21,7 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..transport import Session, listen_sessions, parse_address, scheme_of
+from ..transport import Address, Session, listen_sessions, parse_address, scheme_of
 from ..transport._schemes import unix_sockets_supported
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Listeners:
                     files.append(address.path)
                     addresses.append(str(address))
                 else:
-                    addresses.append(_advertised(server, address.scheme))
+                    addresses.append(_advertised(server, address))
         except BaseException:
             for server in servers:
                 server.close()
@@ -153,14 +154,12 @@ class Listeners:
                 os.unlink(path)
 
 
-def _advertised(server: Any, scheme: str) -> str:
+def _advertised(server: Any, address: Address) -> str:
     """The URL peers should use: the bound port, and a reachable host for wildcard binds."""
     host, port = server.sockets[0].getsockname()[:2]
     if host in ("0.0.0.0", "::"):
         host = reachable_host(socket.AF_INET6 if host == "::" else socket.AF_INET)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    return str(dataclasses.replace(address, host=host, port=port))
 
 
 # Where the route probe points. A UDP connect() sends nothing: the kernel only picks the route, and

@@ -28,11 +28,11 @@ from ..errors import (
 )
 from ..registry import (
     DEFAULT_LEASE_TTL,
-    NameServiceClient,
     Registration,
     Registry,
     default_nameservice,
     host_id,
+    open_registry,
 )
 from ..runtime import stop_waiting
 from ..runtime._metrics import Metrics, outcome_of
@@ -168,6 +168,7 @@ class Node:
         self._stopping = False
         self._teardown: asyncio.Task[None] | None = None
         self._advertise: tuple[str, ...] = ()
+        self._not_holding: str | None = None  # why we may not answer under our name now
         self.metrics: Metrics | None = Metrics(name) if metrics else None
         self.metrics_url = metrics if isinstance(metrics, str) else None
         self._metrics_endpoint: Any = None
@@ -289,6 +290,7 @@ class Node:
         self._advertise = advertised
         self._running = True
         self._stopping = False
+        self._not_holding = None
         self._loop = asyncio.get_running_loop()
         self._mailbox = Mailbox(self._mailbox_size)
         self._tracer = opentelemetry_tracer()
@@ -305,11 +307,12 @@ class Node:
                 urls = [listen] if isinstance(listen, str) else list(listen)
                 self._listeners = await Listeners.open(self, urls, unix=unix)
             if registry is None and not standalone:
-                registry = NameServiceClient(
+                registry = open_registry(
                     nameservice or default_nameservice(), node_name=self.name, ttl=lease_ttl
                 )
             if registry is not None:
                 registry.name_left = self._routes.retire
+                registry.holding_changed = self._holding_changed
                 registry.metrics = self.metrics
                 await start_registry(registry, registry_wait, self.name)
                 self._registry = registry
@@ -571,6 +574,10 @@ class Node:
         self._mailbox.put(session.peer_name, payload, session, size)
 
     def call_received(self, session: Session, call: Call) -> None:
+        if self._not_holding is not None:
+            session.reply_error(call.id, ERROR_REMOTE, "NameNotFound",
+                                f"{self.name!r} does not hold its name now ({self._not_holding})")
+            return
         entry = self.functions.by_name.get(call.func)
         if entry is None:
             if call.func == STATS_FUNCTION:
@@ -617,6 +624,10 @@ class Node:
             task.cancel()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _holding_changed(self, reason: str | None) -> None:
+        """The registry lost (``reason``) or regained (None) our name: refuse calls meanwhile."""
+        self._not_holding = reason
 
     def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
         """A session of this node (not yet attached to a stream), with its protocol options."""

@@ -101,10 +101,10 @@ def default_nameservice() -> str:
     from_env = os.environ.get("NAMEWIRE_NAMESERVICE")
     if not from_env:
         return DEFAULT_NAMESERVICE
-    from ..transport import parse_address
+    from ._backends import check_nameservice_url
 
     try:
-        parse_address(from_env)
+        check_nameservice_url(from_env)
     except ValueError as exc:
         raise ValueError(f"$NAMEWIRE_NAMESERVICE (from the environment): {exc}") from None
     return from_env

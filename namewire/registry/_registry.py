@@ -27,6 +27,18 @@ class Registry(ABC):
     """Where the backend counts look-ups, cache hits, lease renewals and losses and reconnects
     (the owning node's `Metrics`; None: not counted)."""
 
+    holding_changed: Callable[[str | None], None] | None = None
+    """Called with a reason when the registry can no longer vouch that we hold our own name (our
+    lease may have ended: another process may take the name), and with None once we hold it
+    again. The node refuses calls in between. The built-in name service does not call it: its
+    lease lives as long as the session to it, and a restart of the name service is not a reason
+    to stop serving."""
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the registry answers from its last view instead of a live one (None: it does not)."""
+        return None
+
     @abstractmethod
     async def start(self) -> None:
         """Connect; raise `RegistryUnavailable` naming the address if that fails."""

@@ -1,4 +1,5 @@
-"""Endpoint addresses as URLs: ``tcp://host:port``, ``unix:///path``, ``fd://N``, ``udp://host:port``.
+"""Endpoint addresses as URLs: ``tcp://host:port``, ``unix:///path``, ``fd://N``, ``udp://host:port``,
+``ws://host:port/path``.
 
 What each scheme means is in the scheme table (`_schemes.py`); an `Address` is only the parsed URL.
 """
@@ -13,7 +14,8 @@ __all__ = ["Address", "parse_address", "sockaddr_url"]
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """A parsed endpoint: ``host``/``port`` (tcp, udp), ``path`` (unix), ``port`` alone (fd)."""
+    """A parsed endpoint: ``host``/``port`` (tcp, udp), ``path`` (unix), ``port`` alone (fd),
+    all three (ws, wss)."""
 
     scheme: str
     host: str = ""
@@ -21,12 +23,10 @@ class Address:
     path: str = ""
 
     def __str__(self) -> str:
-        if self.path:
-            return f"{self.scheme}://{self.path}"
         if not self.host:
-            return f"{self.scheme}://{self.port}"
+            return f"{self.scheme}://{self.path or self.port}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
 def parse_address(url: str | Address) -> Address:

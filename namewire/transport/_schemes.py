@@ -5,12 +5,16 @@ means: how its URL is written, how to connect a socket to it, how to bind listen
 whether peers on other hosts can use it, and whether the C reactor can carry its connections. Code
 elsewhere asks the table (`scheme_of`, `connect_socket`, `bind_sockets`) instead of comparing scheme
 names. A new kind of stream (``tls://``, ``ws://``) is one more entry here plus its `Stream` class.
+A scheme whose connections need more than a plain socket (a WebSocket handshake) names the
+functions that make its `Stream` from the socket (``open_stream``) and serve them (``serve_streams``).
 
 - ``tcp://host:port`` and ``unix:///path/to.sock``: plain sockets, on the C reactor where it is
   built, else on asyncio transports.
 - ``fd://N``: an already connected stream socket inherited as file descriptor N (a socketpair to a
   worker process); it can be connected (adopted) but not listened on.
 - ``udp://host:port``: datagrams (`DatagramSocket`), not a stream.
+- ``ws://host:port/path`` and ``wss://`` (TLS): namewire sessions over WebSocket, one envelope per
+  message (`WebSocketStream`, on python-websockets); sessions only, not the coroutine sockets.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConnectionRefused, ConnectTimeout, TransportError
 from ._address import Address
+from ._streams import Stream
 
 __all__ = [
     "SCHEMES",
@@ -60,6 +66,12 @@ class Scheme:
     native: bool = True  # a plain socket that the C reactor can carry
     makes_file: bool = False  # binding creates a file, removed when the listener closes
     supported: Callable[[], bool] = lambda: True
+    # Streams that are not the socket itself: (address, connected socket, timeout) -> Stream, and
+    # (address, bound sockets, on_stream) -> a server with close() and sockets.
+    open_stream: Callable[[Address, socket.socket, float | None], Awaitable[Stream]] | None = None
+    serve_streams: (
+        Callable[[Address, list[socket.socket], Callable[[Stream], None]], Awaitable[Any]] | None
+    ) = None
 
 
 # -- parsing ----------------------------------------------------------------------------------------
@@ -76,6 +88,13 @@ def _path(parts: SplitResult) -> Address:
     if not path:
         raise ValueError("no socket path")
     return Address(parts.scheme, path=path)
+
+
+def _web_url(parts: SplitResult) -> Address:
+    if parts.hostname is None:
+        raise ValueError("a host is required")
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    return Address(parts.scheme, host=parts.hostname, port=port, path=parts.path or "/")
 
 
 def _fd_number(parts: SplitResult) -> Address:
@@ -133,6 +152,27 @@ async def _adopt_fd(address: Address, timeout: float | None) -> socket.socket:
         raise TransportError(f"{address} is not a stream socket", str(address))
     sock.setblocking(False)
     return sock
+
+
+def _websocket_client(tls: bool) -> Callable[[Address, socket.socket, float | None],
+                                              Awaitable[Stream]]:
+    async def open_stream(address: Address, sock: socket.socket, timeout: float | None) -> Stream:
+        from ._websocket import open_websocket  # websockets is imported by those who use it
+
+        return await open_websocket(address, sock, timeout, tls=tls)
+
+    return open_stream
+
+
+def _websocket_server(tls: bool) -> Callable[
+        [Address, list[socket.socket], Callable[[Stream], None]], Awaitable[Any]]:
+    async def serve(address: Address, sockets: list[socket.socket],
+                    on_stream: Callable[[Stream], None]) -> Any:
+        from ._websocket import serve_websockets
+
+        return await serve_websockets(address, sockets, on_stream, tls=tls)
+
+    return serve
 
 
 # -- binding ----------------------------------------------------------------------------------------
@@ -213,9 +253,22 @@ SCHEMES: dict[str, Scheme] = {
     ),
     "fd": Scheme("fd", stream=True, parse=_fd_number, connect=_adopt_fd, same_host=True),
     "udp": Scheme("udp", stream=False, parse=_host_port),
+    **{
+        name: Scheme(
+            name,
+            stream=True,
+            parse=_web_url,
+            connect=_connect_tcp,
+            bind=_bind_tcp,
+            native=False,
+            open_stream=_websocket_client(tls=name == "wss"),
+            serve_streams=_websocket_server(tls=name == "wss"),
+        )
+        for name in ("ws", "wss")
+    },
 }
 
-_FORMS = "tcp://host:port, unix:///path/to.sock, fd://N or udp://host:port"
+_FORMS = "tcp://host:port, unix:///path/to.sock, fd://N, udp://host:port or ws://host:port/path"
 
 
 def parse_url(url: str) -> Address:

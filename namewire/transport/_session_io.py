@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import ServerGroup, serve_sockets
@@ -44,13 +45,17 @@ async def connect_session(url: str | Address, session: Session, *, timeout: floa
     Returns without waiting for the peer's hello (`Session.wait_open`).
     """
     address = parse_address(url)
+    scheme = scheme_of(address)
     sock = await connect_socket(address, timeout)
-    return await session_over(sock, session, native=scheme_of(address).native)
+    if scheme.open_stream is not None:
+        session.attach(await scheme.open_stream(address, sock, timeout))
+        return session
+    return await session_over(sock, session, native=scheme.native)
 
 
 async def listen_sessions(
     url: str | Address, make_session: Callable[[], Session], *, backlog: int = 1024
-) -> tuple[ServerGroup | NativeServer, str]:
+) -> tuple[ServerGroup | NativeServer | Any, str]:
     """Accept connections on ``url``, each run by a new ``make_session()``.
 
     Returns the server (``close()``, ``sockets``) and the bound URL (port 0 resolved).
@@ -59,6 +64,9 @@ async def listen_sessions(
     scheme = scheme_of(address)
     sockets = await bind_sockets(address, backlog)
     bound = sockaddr_url(address.scheme, sockets[0].getsockname())
+    if scheme.serve_streams is not None:
+        server = await scheme.serve_streams(address, sockets, lambda s: make_session().attach(s))
+        return server, bound + address.path
     if scheme.native and native_sessions():
 
         def accepted(sock: socket.socket) -> None:

@@ -209,6 +209,7 @@ async def listen(
         listener = Listener(sock.local_address, handler, datagram=sock)
         listener._start(sock)
         return listener
+    _refuse_session_only(address)
     listener = Listener(str(address), handler)
     if available():
 
@@ -261,6 +262,7 @@ async def connect(
     address = parse_address(url)
     if not scheme_of(address).stream:
         return await connect_datagram(address, max_datagram=max_datagram, queue_limit=queue_limit)
+    _refuse_session_only(address)
     if available():
         native = await native_connect(
             address, timeout, framed=framed, max_frame=max_frame, queue_limit=queue_limit
@@ -273,3 +275,9 @@ async def connect(
     )
     assert isinstance(protocol, StreamSocket)
     return protocol
+
+
+def _refuse_session_only(address: Address) -> None:
+    if scheme_of(address).open_stream is not None:
+        raise ValueError(f"{address} carries namewire sessions (Node listen= and addresses), "
+                         "not coroutine sockets; use tcp:// or unix:// here")

@@ -1,0 +1,269 @@
+"""What only the etcd backend does: URL forms, losing and regaining the lease, answering from the
+last view while etcd is unreachable ("degraded"), re-reading after compaction, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+import namewire
+from namewire.registry import (
+    NameServiceClient,
+    Registration,
+    check_nameservice_url,
+    open_registry,
+)
+from namewire.registry._etcd import EtcdRegistry
+from namewire.registry._etcd_gateway import EtcdGateway
+from namewire.registry._etcd_url import parse_etcd_url
+from tests.conftest import ROOT, free_port
+from tests.etcd_cluster import EtcdCluster, etcd_cluster, require_etcd
+from tests.registry.contract.conftest import eventually
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def etcd() -> Iterator[EtcdCluster]:
+    cluster = etcd_cluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_the_url_chooses_the_backend() -> None:
+    assert isinstance(open_registry("tcp://127.0.0.1:8010", node_name="n"), NameServiceClient)
+    assert isinstance(open_registry("etcd://h1:2379,h2:2379", node_name="n"), EtcdRegistry)
+    target = parse_etcd_url("etcds://a:1,b:2/team?ca=/ca.pem", tls=True)
+    assert target.endpoints == ("https://a:1", "https://b:2")
+    assert target.prefix == "team" and target.ca == "/ca.pem"
+    assert parse_etcd_url("etcd://a:1", tls=False).prefix == "namewire"
+    # Every place that checks a name-service URL before using it takes etcd:// too.
+    assert check_nameservice_url("etcd://a:1,b:2") == "etcd://a:1,b:2"
+    with pytest.raises(ValueError, match="unknown scheme 'etc'"):
+        check_nameservice_url("etc://a:1")
+
+
+def test_the_cli_takes_an_etcd_url_and_says_what_is_wrong_with_a_bad_one() -> None:
+    out = subprocess.run([sys.executable, "-m", "namewire", "ls", "--nameservice", "etcd://a"],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 2 and "'a' is not host:port" in out.stderr
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("etcd://", "no host"),
+    ("etcd://a:1,b", "'b' is not host:port"),
+    ("etcd://a:1?ca=x", "ca/cert/key need etcds://"),
+    ("etcds://a:1?tls=1", "unknown option"),
+])
+def test_a_bad_etcd_url_says_what_is_wrong(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        open_registry(url, node_name="n")
+
+
+async def test_an_unreachable_etcd_is_reported_with_its_address() -> None:
+    port = free_port()
+    registry = open_registry(f"etcd://127.0.0.1:{port}", node_name="n")
+    with pytest.raises(namewire.RegistryUnavailable, match=f"etcd at etcd://127.0.0.1:{port} "
+                                                           "unreachable: http://127.0.0.1"):
+        await registry.start()
+    await registry.close()
+
+
+def _server() -> namewire.Node:
+    node = namewire.Node("Server")
+
+    @node.function
+    def plus(a: int, b: int) -> int:
+        return a + b
+
+    return node
+
+
+async def test_a_lost_lease_stops_answers_until_the_name_is_claimed_again(
+    etcd: EtcdCluster,
+) -> None:
+    server, caller = _server(), namewire.Node("Caller")
+    async with server.serve(nameservice=etcd.url, unix=False, lease_ttl=3), \
+            caller.serve(nameservice=etcd.url, listen=None, lease_ttl=3):
+        registry = server.registry
+        assert isinstance(registry, EtcdRegistry)
+        changes: list[str | None] = []
+        node_hook = registry.holding_changed
+        assert node_hook is not None
+
+        def record(reason: str | None) -> None:
+            changes.append(reason)
+            node_hook(reason)
+
+        registry.holding_changed = record
+        assert await caller.rpc_call("Server", "plus", 1, 2) == 3
+        old_lease = registry._lease
+        assert old_lease is not None
+        gateway = EtcdGateway(parse_etcd_url(etcd.url, tls=False), timeout=2)
+        try:
+            await gateway.revoke(old_lease)  # as if the lease had run out
+        finally:
+            await gateway.close()
+        await eventually(lambda: _true(len(changes) == 2), 5, "the name is lost and claimed again")
+        assert changes[0] is not None and "left" in changes[0] and changes[1] is None
+        assert registry._lease not in (None, old_lease)
+
+        async def answers() -> bool:
+            try:
+                return await caller.rpc_call("Server", "plus", 2, 2, timeout=2) == 4
+            except (namewire.NameNotFound, namewire.PeerLost):
+                return False
+
+        await eventually(answers, 5, "calls are answered again under the new lease")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_frozen_etcd_answers_from_the_last_view_and_stops_the_holder_answering(
+    etcd: EtcdCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """etcd SIGSTOPped: the holder cannot renew, so it stops answering under its name when the
+    lease may have ended (before etcd could give the name to anyone else); look-ups are answered
+    from the view; "degraded" is logged; everything comes back when etcd does."""
+    caplog.set_level(logging.WARNING, "namewire.registry.etcd")
+    server, caller = _server(), namewire.Node("Caller")
+    async with server.serve(nameservice=etcd.url, unix=False, lease_ttl=2), \
+            caller.serve(nameservice=etcd.url, listen=None, lease_ttl=2):
+        assert await caller.rpc_call("Server", "plus", 1, 2) == 3
+        member = etcd.members[0]
+        assert member.proc is not None
+        os.kill(member.proc.pid, signal.SIGSTOP)
+        try:
+            assert caller.registry is not None and server.registry is not None
+            await eventually(lambda: _true(caller.registry.degraded is not None), 5,  # type: ignore[union-attr]
+                             "the caller's registry says it is degraded")
+            assert (await caller.registry.lookup("Server")).name == "Server"
+            assert await caller.get_remote_func_provider("plus") == ["Server"]
+
+            async def refused() -> bool:
+                try:
+                    await caller.rpc_call("Server", "plus", 1, 1, timeout=2)
+                except namewire.RemoteError as exc:
+                    return exc.remote_type == "NameNotFound"
+                return False
+
+            await eventually(refused, 4, "the holder stops answering once its lease may be over")
+        finally:
+            os.kill(member.proc.pid, signal.SIGCONT)
+
+        async def healed() -> bool:
+            try:
+                ok = await caller.rpc_call("Server", "plus", 1, 1, timeout=2) == 2
+            except (namewire.RemoteError, namewire.NameNotFound):  # the lease ran out meanwhile
+                return False
+            return ok and caller.registry.degraded is None  # type: ignore[union-attr]
+
+        await eventually(healed, 10, "answers and a live view after etcd returns")
+    assert any("degraded" in r.getMessage() for r in caplog.records)
+    assert any("no longer degraded" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_watch_behind_a_compaction_reads_the_view_again(etcd: EtcdCluster) -> None:
+    """Changes made while the watch was away, then compacted: the view is read again, and a name
+    that left and came back (a new epoch) is reported as left so routes to its old holder go."""
+    reader = EtcdRegistry(etcd.url, node_name="Reader", ttl=3)
+    first = EtcdRegistry(etcd.url, node_name="a", ttl=3)
+    gone = EtcdRegistry(etcd.url, node_name="b", ttl=3)
+    await reader.start()
+    await first.start()
+    await gone.start()
+    left: list[str] = []
+    reader.name_left = left.append
+    try:
+        await first.register(Registration("Again", ("tcp://127.0.0.1:1",), ("f",)))
+        await gone.register(Registration("Gone", ("tcp://127.0.0.1:2",), ("g",)))
+        await eventually(lambda: _true(set(reader._view) == {"Again", "Gone"}), 3, "view")
+        # Take the watch away (the stream broke) and change everything behind its back.
+        watcher = reader._watcher
+        assert watcher is not None
+        watcher.cancel()
+        await asyncio.wait([watcher])
+        await first.deregister()
+        await first.register(Registration("Again", ("tcp://127.0.0.1:3",), ("f",)))
+        await gone.deregister()
+        late = EtcdRegistry(etcd.url, node_name="c", ttl=3)
+        await late.start()
+        await late.register(Registration("New", ("tcp://127.0.0.1:4",), ("h",)))
+        revision, _ = await late._gateway.range(b"\0")
+        await late._gateway.request("/v3/kv/compaction", {"revision": str(revision)})
+        reader._watcher = None
+        reader._watcher = asyncio.get_running_loop().create_task(reader._watch())
+        await eventually(lambda: _true(set(reader._view) == {"Again", "New"}), 5, "re-read view")
+        assert (await reader.lookup("Again")).addresses == ("tcp://127.0.0.1:3",)
+        assert sorted(left) == ["Again", "Gone"]
+        await late.close()
+    finally:
+        for registry in (reader, first, gone):
+            await registry.close()
+
+
+def test_namewire_ls_against_etcd_that_is_down_says_so() -> None:
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "namewire", "ls", "--nameservice",
+                          f"etcd://127.0.0.1:{port}"], capture_output=True, text=True,
+                         timeout=30, cwd=ROOT)
+    assert out.returncode == 1
+    assert f"RegistryUnavailable: etcd at etcd://127.0.0.1:{port} unreachable" in out.stderr
+
+
+async def test_etcds_speaks_tls_to_etcd() -> None:
+    require_etcd()
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    root = tempfile.mkdtemp(prefix="namewire-etcd-tls-")
+    cert, key = os.path.join(root, "cert.pem"), os.path.join(root, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+    port, peer = free_port(), free_port()
+    proc = subprocess.Popen(
+        [require_etcd(), "--name", "tls", "--data-dir", os.path.join(root, "data"),
+         "--listen-client-urls", f"https://127.0.0.1:{port}",
+         "--advertise-client-urls", f"https://127.0.0.1:{port}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"tls=http://127.0.0.1:{peer}",
+         "--cert-file", cert, "--key-file", key, "--log-level", "warn", "--logger", "zap"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        registry = open_registry(f"etcds://127.0.0.1:{port}?ca={cert}", node_name="T")
+
+        async def started() -> bool:
+            try:
+                await registry.start()
+            except namewire.RegistryUnavailable:
+                return False
+            return True
+
+        await eventually(started, 20, "etcd over TLS answers")
+        await registry.register(Registration("T", ("tcp://127.0.0.1:1",), ("f",)))
+        assert (await registry.lookup("T")).functions == ("f",)
+        await registry.close()
+        plain = open_registry(f"etcds://127.0.0.1:{port}", node_name="U")  # no CA: not trusted
+        with pytest.raises(namewire.RegistryUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await plain.start()
+        await plain.close()
+    finally:
+        proc.kill()
+        proc.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
