@@ -4,6 +4,7 @@ Started by the tests with ``namewire run tests/apps/worker.py --name NAME``.
 """
 
 import asyncio
+import logging
 import os
 
 import namewire
@@ -24,6 +25,7 @@ def whoami():
 
 @node.function
 async def sleep_then(seconds, value):
+    logging.getLogger("worker").info("sleep_then(%s) running", seconds)  # tests wait for it
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:

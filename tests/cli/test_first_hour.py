@@ -103,7 +103,7 @@ def test_a_second_signal_ends_the_wait_for_calls_in_flight(procs: Processes) -> 
     out.wait_for("Slow serving on")
     caller = procs.start("-m", "namewire", "call", "Slow", "sleep_then", "30", "1",
                          "--timeout", "40", "--nameservice", ns)
-    time.sleep(1.0)  # the call is running in Slow
+    out.wait_for("sleep_then(30) running")
     service.send_signal(signal.SIGINT)
     out.wait_for("SIGINT received: stopping")
     out.wait_for("Slow stopping, waiting up to 30s for 1 call in flight")

@@ -130,16 +130,23 @@ async def test_call_later_sync_async_and_cancel(caplog: pytest.LogCaptureFixture
     def broken() -> None:
         raise RuntimeError("timer went wrong")
 
-    t1 = call_later(0.02, sync_cb, "sync")
+    # Far apart, so that a loaded machine delaying the loop cannot swap them.
+    before = loop.time()
+    t1 = call_later(0.2, sync_cb, "sync")
+    after = loop.time()
     t2 = call_later(0.01, async_cb, "async", name="async-timer")
     t3 = call_later(0.01, sync_cb, "never")
     call_later(0, broken)
     t3.cancel()
     assert t3.cancelled()
-    assert t1.when == pytest.approx(start + 0.02, abs=0.005)
-    await asyncio.sleep(0.05)
+    assert before + 0.2 <= t1.when <= after + 0.2
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(events) == 2:
+            break
+    await asyncio.sleep(0.02)  # room for a wrongly fired "never"
     assert [tag for tag, _ in events] == ["async", "sync"]
-    assert events[1][1] >= 0.018
+    assert events[1][1] >= 0.2 - 0.002
     assert t1.fired and not t1.cancelled()
     assert t2.process is not None and t2.process.name == "async-timer"
     assert "timer went wrong" in caplog.text
