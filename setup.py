@@ -56,7 +56,7 @@ def _long_description() -> str:
     text = (HERE / "README.md").read_text(encoding="utf-8")
     return re.sub(
         r"!\[([^\]]*)\]\((?!https?://)([^)]+)\)",
-        r"(*\1*: the chart is \2 in the source distribution.)",
+        r"(*\1*: the image is \2 in the source distribution.)",
         text,
     )
 
