@@ -19,14 +19,10 @@ def test_calls_messages_and_providers_across_hosts(hosts: list[Host], registry: 
     assert seen["echo"] == ["Worker", {"from": "Worker", "echo": "hello"}]
     assert seen["providers"] == ["Worker"]
     assert seen["host"].startswith("h3/")
-    # The only route is TCP to the worker's host address: another host, so no unix socket.
-    assert [peer for peer in seen["peers"] if peer[0] == "Worker"] == [
-        ["Worker", seen_address(seen, "Worker")]
-    ]
-    assert seen_address(seen, "Worker").startswith(f"tcp://{hosts[1].address}:")
+    # Every connection with Worker is TCP from or to its host's address: another host, so no
+    # unix socket. (Two of them: without certificates, Worker does not take our connection to it
+    # as its route back to us on the word of our hello; it connects to our address instead.)
+    workers = [address for peer, address in seen["peers"] if peer == "Worker"]
+    assert 1 <= len(workers) <= 2
+    assert all(address.startswith(f"tcp://{hosts[1].address}:") for address in workers)
 
-
-def seen_address(seen: dict[str, object], name: str) -> str:
-    peers = seen["peers"]
-    assert isinstance(peers, list)
-    return str(next(address for peer, address in peers if peer == name))
