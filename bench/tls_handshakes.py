@@ -1,19 +1,24 @@
 """Handshakes per second (tcp, shared secret, TLS, mutual TLS) and echo over tls:// beside tcp://.
 
-    .venv/bin/python bench/tls_handshakes.py [--seconds 2] [--openers 16] [--conns 1,100]
+    .venv/bin/python bench/tls_handshakes.py [--seconds 2] [--rounds 3] [--conns 1,100]
 
 Handshakes: a name service (``namewire nameservice``, pinned to CPU 0 like bench/run.py's servers)
 listens with one of four securities; a client process (CPU 1) runs ``--openers`` tasks that each
 connect a `Session`, wait for the hello to complete (`Session.wait_open`: with a shared secret
-that includes the challenge-response both ways, with TLS the TLS handshake) and close, over and over.
+that includes the challenge-response both ways, with TLS the TLS handshake) and close, again and
+again. The client does its side of every handshake too, so the rows give the share of a CPU the
+server and the client used in the measured window: which side was the bottleneck.
 
 Echo: this script serves itself (``--serve-echo URL``, CPU 0) with `namewire.listen` and an echo
 handler; the one Python client (``--client echo``, CPU 1) opens N connections with
 `namewire.connect` and sends 64-byte packets one at a time on each, over tcp:// and over tls://
 (mutual TLS). Same client code for both rows; only the URL and ``tls=`` differ.
 
-Certificates come from `namewire certs` in a temporary directory. Prints Markdown tables; writes
-flat rows to ``--json PATH`` (bench/run.py's "handshakes" section).
+Every point is measured ``--rounds`` times, rounds one after another (the machine's noise then
+hits all points alike); a row is the median round, its "vs tcp" the median of the ratios to the
+tcp row measured in the same round. Certificates come from `namewire certs` in a temporary
+directory. Prints a Markdown table; writes flat rows to ``--json PATH`` (bench/run.py's
+"handshakes" section).
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +88,32 @@ class _Quiet:
     def session_closed(self, session: Any, reason: BaseException | None) -> None: ...
 
 
-def summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
-    """Completions per second and the median latency of the measured window."""
-    latencies.sort()
-    p50 = latencies[len(latencies) // 2] * 1e6 if latencies else 0.0
-    return {"per_s": len(latencies) / elapsed, "p50_us": p50}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def handshakes(url: str, security: Any, openers: int, seconds: float, warmup: float
-                     ) -> dict[str, Any]:
+class Window:
+    """The measured window: its length and the share of a CPU the server and this client used."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.wall, self.mine = time.perf_counter(), time.process_time()
+        self.server = cpu_seconds(server_pid)
+
+    def summary(self, latencies: list[float]) -> dict[str, Any]:
+        """Completions per second, their median latency, and both CPU shares."""
+        elapsed = time.perf_counter() - self.wall
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1e6 if latencies else 0.0
+        return {"per_s": len(latencies) / elapsed, "p50_us": p50,
+                "server_cpu": (cpu_seconds(self.server_pid) - self.server) / elapsed,
+                "client_cpu": (time.process_time() - self.mine) / elapsed}
+
+
+async def handshakes(url: str, security: Any, openers: int, seconds: float, warmup: float,
+                     server_pid: int) -> dict[str, Any]:
     from namewire.transport import Session, connect_session
 
     handler = _Quiet()
@@ -112,12 +138,13 @@ async def handshakes(url: str, security: Any, openers: int, seconds: float, warm
     begin = time.perf_counter()
     task = asyncio.gather(*(opener(begin + warmup + seconds) for _ in range(openers)))
     await asyncio.sleep(warmup)
-    counted, started = True, time.perf_counter()
+    counted, window = True, Window(server_pid)
     await task
-    return summary(latencies, time.perf_counter() - started)
+    return window.summary(latencies)
 
 
-async def echo(url: str, security: Any, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def echo(url: str, security: Any, conns: int, seconds: float, warmup: float,
+               server_pid: int) -> dict[str, Any]:
     import namewire
 
     socks = [await namewire.connect(url, tls=security.tls, timeout=10.0) for _ in range(conns)]
@@ -135,12 +162,12 @@ async def echo(url: str, security: Any, conns: int, seconds: float, warmup: floa
     begin = time.perf_counter()
     task = asyncio.gather(*(pinger(s, begin + warmup + seconds) for s in socks))
     await asyncio.sleep(warmup)
-    counted, started = True, time.perf_counter()
+    counted, window = True, Window(server_pid)
     await task
-    elapsed = time.perf_counter() - started
+    result = window.summary(latencies)
     for sock in socks:
         await sock.close()
-    return summary(latencies, elapsed)
+    return result
 
 
 def client_main(args: argparse.Namespace) -> int:
@@ -148,9 +175,10 @@ def client_main(args: argparse.Namespace) -> int:
 
     security = client_security(args.security, args.certs)
     if args.client == "handshakes":
-        work = handshakes(args.url, security, args.openers, args.seconds, args.warmup)
+        work = handshakes(args.url, security, args.openers, args.seconds, args.warmup,
+                          args.server_pid)
     else:
-        work = echo(args.url, security, args.conns_one, args.seconds, args.warmup)
+        work = echo(args.url, security, args.conns_one, args.seconds, args.warmup, args.server_pid)
     result = namewire.run(work)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
@@ -181,7 +209,10 @@ def serve_main(args: argparse.Namespace) -> int:
 
 # --- the driver -----------------------------------------------------------------------------------
 
-def run_client(argv: list[str], seconds: float, what: str) -> dict[str, Any]:
+def run_client(argv: list[str], seconds: float, what: str, server: subprocess.Popen[bytes]
+               ) -> dict[str, Any]:
+    """The RESULT of a client process run against ``server``."""
+    argv = [*argv, "--server-pid", str(server.pid)]
     done = subprocess.run(pinned(CLIENT_CPU, [PY, str(Path(__file__)), *argv]),
                           capture_output=True, text=True, timeout=seconds + 120, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -191,7 +222,8 @@ def run_client(argv: list[str], seconds: float, what: str) -> dict[str, Any]:
     return result
 
 
-def measure_handshakes(security: str, args: argparse.Namespace, certs: Path) -> dict[str, Any]:
+def measure_handshakes(security: str, args: argparse.Namespace, certs: Path
+                       ) -> dict[str, Any]:
     with ProcessSet(certs / "logs") as procs:
         port = free_port()
         url = f"{scheme(security)}://127.0.0.1:{port}"
@@ -202,7 +234,7 @@ def measure_handshakes(security: str, args: argparse.Namespace, certs: Path) -> 
         return run_client(["--client", "handshakes", "--url", url, "--security", security,
                            "--certs", str(certs), "--openers", str(args.openers),
                            "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
-                          args.seconds, f"{security} handshake")
+                          args.seconds, f"{security} handshake", ns)
 
 
 def measure_echo(transport: str, conns: int, args: argparse.Namespace, certs: Path
@@ -217,13 +249,14 @@ def measure_echo(transport: str, conns: int, args: argparse.Namespace, certs: Pa
                            "--security", "mtls" if transport == "tls" else "tcp",
                            "--certs", str(certs), "--conns-one", str(conns),
                            "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
-                          args.seconds, f"{transport} echo")
+                          args.seconds, f"{transport} echo", server)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every point; medians")
     parser.add_argument("--openers", type=int, default=16, help="concurrent handshake openers")
     parser.add_argument("--conns", default="1,100", help="echo connections, comma-separated")
     parser.add_argument("--json", type=Path, help="also write flat rows here (make bench)")
@@ -234,36 +267,51 @@ def main() -> int:
     parser.add_argument("--security", choices=SECURITIES, help=argparse.SUPPRESS)
     parser.add_argument("--certs", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--conns-one", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_nofile()
     if args.client:
         return client_main(args)
     if args.serve_echo:
         return serve_main(args)
-    rows: list[dict[str, Any]] = []
+    conns = [int(c) for c in args.conns.split(",")]
+    # (label, baseline label, measure): the baseline is measured in the same round, just before.
+    points: list[tuple[str, str, Callable[[Path], dict[str, Any]]]] = [
+        (f"handshakes/s, {s}, {args.openers} openers", f"handshakes/s, tcp, {args.openers} openers",
+         partial(measure_handshakes, s, args)) for s in SECURITIES
+    ]
+    for n in conns:
+        for transport, name in (("tcp", "tcp"), ("tls", "tls (mTLS)")):
+            points.append((f"echo round trips/s, {name}, {n} conns",
+                           f"echo round trips/s, tcp, {n} conns",
+                           partial(measure_echo, transport, n, args)))
+    rounds: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="namewire-handshake-bench-") as tmp:
         certs = Path(tmp)
         subprocess.run([PY, "-m", "namewire", "certs", str(certs), "--name", "node"],
                        check=True, capture_output=True)
-        shakes = {s: measure_handshakes(s, args, certs) for s in SECURITIES}
-        for security in SECURITIES:
-            got = shakes[security]
-            rows.append({"what": f"handshakes/s, {security}, {args.openers} openers",
-                         "per s": round(got["per_s"]),
-                         "vs tcp": round(got["per_s"] / shakes["tcp"]["per_s"], 3),
-                         "p50 us": round(got["p50_us"])})
-        for conns in (int(c) for c in args.conns.split(",")):
-            tcp = measure_echo("tcp", conns, args, certs)
-            tls = measure_echo("tls", conns, args, certs)
-            for name, got in (("tcp", tcp), ("tls (mTLS)", tls)):
-                rows.append({"what": f"echo round trips/s, {name}, {conns} conns",
-                             "per s": round(got["per_s"]),
-                             "vs tcp": round(got["per_s"] / tcp["per_s"], 3),
-                             "p50 us": round(got["p50_us"])})
-    print("| measure | per s | vs tcp | p50 (us) |")
-    print("|---|---|---|---|")
+        for _ in range(args.rounds):
+            got: dict[str, dict[str, Any]] = {}
+            for label, base, measure in points:
+                got[label] = measure(certs)
+                got[label]["ratio"] = got[label]["per_s"] / got[base]["per_s"]
+            rounds.append(got)
+    rows = []
+    for label, _, _ in points:
+        # The round with the median rate gives the row; the ratio is the median of same-round ones.
+        runs = sorted((r[label] for r in rounds), key=lambda g: float(g["per_s"]))
+        mid = runs[len(runs) // 2]
+        rows.append({"what": label, "per s": round(mid["per_s"]),
+                     "vs tcp": round(statistics.median(g["ratio"] for g in runs), 3),
+                     "p50 us": round(mid["p50_us"]),
+                     "server cpu %": round(100 * mid["server_cpu"]),
+                     "client cpu %": round(100 * mid["client_cpu"])})
+    print(f"median of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} at the end")
+    print("| measure | per s | vs tcp | p50 (us) | server CPU | client CPU |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['what']} | {row['per s']:,} | {row['vs tcp']:.2f}x | {row['p50 us']:,} |")
+        print(f"| {row['what']} | {row['per s']:,} | {row['vs tcp']:.2f}x | {row['p50 us']:,} | "
+              f"{row['server cpu %']}% | {row['client cpu %']}% |")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
