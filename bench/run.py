@@ -961,6 +961,13 @@ SECTIONS: dict[str, Section] = {
         timeout=600,
         full_argv=["--seconds", "3"],
     ),
+    # Handshakes/s (tcp, secret, TLS, mTLS); echo over tls:// beside tcp:// (docs/security.md).
+    "handshakes": script_section(
+        BENCH / "tls_handshakes.py",
+        ["--seconds", "1", "--rounds", "1"],
+        timeout=420,
+        full_argv=["--seconds", "2", "--rounds", "3"],
+    ),
     # Worker channels beside multiprocessing.Queue; --workers 1 against 2 (docs/workers.md).
     "workers": script_section(BENCH / "workers_bench.py", ["--quick"], timeout=300),
 }
