@@ -263,8 +263,14 @@ def test_authenticator() -> None:
     reason = closed_reason(guarded.events_received())
     assert isinstance(reason, AuthError)
     assert str(reason) == "'Stranger' sent no valid token"
-    assert guarded.data_to_send() == b""  # no hello for a refused peer
+    # No hello for a refused peer (nothing it could use), only the refusal, so that it knows why.
+    parting = guarded.data_to_send()
+    assert b"Server" not in parting and b"sent no valid token" in parting
     assert guarded.peer is None
+    stranger.receive_data(parting)
+    refused = closed_reason(stranger.events_received())
+    assert isinstance(refused, AuthError)
+    assert "refused by the peer: 'Stranger' sent no valid token" in str(refused)
 
 
 # Pipelining
