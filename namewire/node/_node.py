@@ -604,7 +604,7 @@ class Node:
                                 f"{self.name!r} does not hold its name now ({self._not_holding})")
             return
         policy = self.security.rules
-        if policy is not None and not policy.may_call(session.peer_identity, self.name, call.func):
+        if policy is not None and not self._may_call(policy, session, call.func):
             self._refuse_forbidden(session, call, policy)
             return
         entry = self.functions.by_name.get(call.func)
@@ -831,6 +831,12 @@ class Node:
             log.warning("node %r: refusing calls as busy (%s; caller %r at %s)", self.name,
                         reason, session.peer_name, session.origin)
         session.reply_error(call.id, ERROR_BUSY, "Busy", reason)
+
+    def _may_call(self, policy: Policy, session: Session, func: str) -> bool:
+        # A member of a group (PlusServer/2) answers calls made to the group's name too.
+        identity = session.peer_identity
+        return policy.may_call(identity, self.name, func) or bool(
+            self.group and policy.may_call(identity, self.group, func))
 
     def _refuse_forbidden(self, session: Session, call: Call, policy: Policy) -> None:
         identity = session.peer_identity

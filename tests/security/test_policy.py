@@ -148,7 +148,22 @@ def test_the_command_line_refuses_a_malformed_policy_file(tmp_path: Path) -> Non
          "--policy", str(path)],
         check=False, capture_output=True, text=True, timeout=20, env=env,
     )
-    assert done.returncode != 0
+    assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert str(path) in lines[0] and "call must be a list" in lines[0]
+
+
+async def test_a_group_member_answers_what_the_group_name_allows(
+    certs: Certs, policy_file: str
+) -> None:
+    async with nameservice(certs.security("nameservice"), "tls://127.0.0.1:0") as ns:
+        member = served(namewire.Node("PlusServer/1",
+                                      security=certs.security("PlusServer", policy=policy_file)))
+        member.group = "PlusServer"  # as `namewire run --workers N` sets it
+        async with member.serve(nameservice=ns, listen="tls://127.0.0.1:0", unix=False):
+            caller = namewire.Node("Caller", security=certs.security("Caller"))
+            async with caller.serve(nameservice=ns, listen=None):
+                assert await caller.rpc_call("PlusServer", "plus", 1, 2) == 3
+                with pytest.raises(Forbidden, match=r"may not call PlusServer/1\.minus"):
+                    await caller.rpc_call("PlusServer", "minus", 1, 2)
