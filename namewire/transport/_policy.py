@@ -103,8 +103,7 @@ class Policy:
 
     def describe(self, identity: str | None) -> str:
         """Who ``identity`` is, for messages."""
-        who = repr(identity) if identity else "(no certificate)"
-        return f"identity {who}"
+        return f"identity {identity!r}" if identity else "a peer without a certificate"
 
     def log_refused_call(self, service: str, func: str, identity: str | None,
                          peer: str | None, origin: str) -> None:
