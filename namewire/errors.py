@@ -18,6 +18,8 @@
     ├── NameTaken                another live process holds the name
     ├── NoSuchFunction           the service does not provide that function
     ├── Busy                     the service runs as many calls as its limits allow; nothing ran
+    ├── Forbidden                the policy file does not let this identity register that name
+    │                            or call that function; nothing ran
     ├── RemoteError              the remote function raised; carries type, message, traceback
     ├── PeerLost                 the connection to a service broke before it answered
     ├── CallTimeout              no answer within the call's timeout or inherited deadline
@@ -53,6 +55,7 @@ __all__ = [
     "DatabaseError",
     "DatagramTooLarge",
     "EncodeError",
+    "Forbidden",
     "FrameTooLarge",
     "HandshakeTimeout",
     "MessageTooLarge",
@@ -253,6 +256,22 @@ class Busy(NamewireError):
 
     def __str__(self) -> str:
         return f"{call_site('rpc_call', self.peer, self.function)}: busy ({self.reason})"
+
+
+class Forbidden(NamewireError):
+    """The policy file (docs/security.md) does not allow it: ``reason`` says who may not register
+    which name or call which function. Refused before anything ran or was stored."""
+
+    def __init__(self, reason: str, *, peer: str | None = None, function: str | None = None) -> None:
+        self.reason = reason
+        self.peer = peer
+        self.function = function
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        if self.function is None:
+            return f"forbidden: {self.reason}"
+        return f"{call_site('rpc_call', self.peer, self.function)}: forbidden ({self.reason})"
 
 
 class RemoteError(NamewireError):

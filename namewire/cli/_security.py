@@ -33,6 +33,9 @@ def add_security_options(parser: argparse.ArgumentParser, *, listens: bool = Fal
                        help="close connections that have not completed their handshake by then "
                             "(default: $NAMEWIRE_HANDSHAKE_TIMEOUT or 5)")
     if listens:
+        group.add_argument("--policy", metavar="FILE",
+                           help="TOML file of identities -> names they may register and functions "
+                                "they may call (default: $NAMEWIRE_POLICY_FILE; none: no checks)")
         group.add_argument("--insecure", action="store_true",
                            help="listen on addresses other hosts can reach without TLS or a "
                                 "secret (default: refuse; $NAMEWIRE_INSECURE=1)")
@@ -49,6 +52,7 @@ def security_of(args: argparse.Namespace) -> Security:
             secret_file=args.secret_file,
             insecure=getattr(args, "insecure", False),
             handshake_timeout=args.handshake_timeout,
+            policy=getattr(args, "policy", None),
         )
     except ValueError as exc:
         fail(str(exc))

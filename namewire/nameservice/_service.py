@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NameTaken
+from ..errors import Forbidden, NameTaken
 from ..node import Caller, FailureLog, Node
 from ..registry import DEFAULT_NAMESERVICE, Registration
 from ..registry._protocol import (
@@ -57,13 +57,19 @@ class Lease:
 class NameService:
     """The name service. ``async with NameService().serve("tcp://127.0.0.1:8010"):`` runs it.
 
-    ``security`` (default: `Security.from_env`): TLS for tls:// listeners and the shared secret
-    every node must prove it holds.
+    ``security`` (default: `Security.from_env`): TLS for tls:// listeners, the shared secret
+    every node must prove it holds, and the policy file's ``register`` rules.
     """
 
     def __init__(self, *, sweep_interval: float = 0.05, security: Security | None = None) -> None:
-        self.node = Node(NAMESERVICE_NAME, call_timeout=None, security=security)
-        self.node.failures = FailureLog(refusals=(NameTaken,))  # a taken name is an answer
+        security = security if security is not None else Security.from_env()
+        # The policy's register rules are checked here; its call rules are for services: the
+        # name service's own functions stay open to every member.
+        self._policy = security.rules
+        self.node = Node(NAMESERVICE_NAME, call_timeout=None,
+                         security=dataclasses.replace(security, policy=None))
+        # A taken or forbidden name is an answer, logged in one line.
+        self.node.failures = FailureLog(refusals=(NameTaken, Forbidden))
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
         self._name_watchers: dict[str, set[Session]] = {}
@@ -105,6 +111,10 @@ class NameService:
         registration = dataclasses.replace(Registration.from_dict(data),
                                            identity=session.peer_identity or "")
         check_registration(registration)
+        policy = self._policy
+        if policy is not None and not policy.may_register(session.peer_identity, registration.name):
+            raise Forbidden(f"{policy.describe(session.peer_identity)} may not register "
+                            f"{registration.name!r} (policy file {policy.source})")
         ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         now = time.monotonic()
         held = self._leases.get(registration.name)

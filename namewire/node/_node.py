@@ -36,13 +36,14 @@ from ..registry import (
 )
 from ..runtime import stop_waiting
 from ..runtime._metrics import Metrics, outcome_of
-from ..transport import Security, Session, parse_address, scheme_of
+from ..transport import Policy, Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WINDOW,
     ERROR_BUSY,
+    ERROR_FORBIDDEN,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     Call,
@@ -128,8 +129,8 @@ class Node:
     service, rate-limited. ``metrics``: True counts calls, bytes, connections... (`stats`, and
     the ``namewire.stats`` function every node answers); a ``tcp://host:port`` URL also serves
     them there in the Prometheus text format (docs/observability.md); False counts nothing.
-    ``security`` (default: `Security.from_env`) holds TLS, the shared secret and the
-    handshake's limits (docs/security.md).
+    ``security`` (default: `Security.from_env`) holds TLS, the shared secret, the handshake's
+    limits and the policy file checked on every call received (docs/security.md).
     """
 
     def __init__(
@@ -602,6 +603,10 @@ class Node:
             session.reply_error(call.id, ERROR_REMOTE, "NameNotFound",
                                 f"{self.name!r} does not hold its name now ({self._not_holding})")
             return
+        policy = self.security.rules
+        if policy is not None and not self._may_call(policy, session, call.func):
+            self._refuse_forbidden(session, call, policy)
+            return
         entry = self.functions.by_name.get(call.func)
         if entry is None:
             if call.func == STATS_FUNCTION:
@@ -826,6 +831,18 @@ class Node:
             log.warning("node %r: refusing calls as busy (%s; caller %r at %s)", self.name,
                         reason, session.peer_name, session.origin)
         session.reply_error(call.id, ERROR_BUSY, "Busy", reason)
+
+    def _may_call(self, policy: Policy, session: Session, func: str) -> bool:
+        # A member of a group (PlusServer/2) answers calls made to the group's name too.
+        identity = session.peer_identity
+        return policy.may_call(identity, self.name, func) or bool(
+            self.group and policy.may_call(identity, self.group, func))
+
+    def _refuse_forbidden(self, session: Session, call: Call, policy: Policy) -> None:
+        identity = session.peer_identity
+        policy.log_refused_call(self.name, call.func, identity, session.peer_name, session.origin)
+        session.reply_error(call.id, ERROR_FORBIDDEN, "Forbidden",
+                            f"{policy.describe(identity)} may not call {self.name}.{call.func}")
 
     async def _answer(
         self, session: Session, call: Call, coro: Any, started: float, span: Any

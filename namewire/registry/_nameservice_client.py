@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import (
     AuthError,
+    Forbidden,
     NameNotFound,
     NameTaken,
     NamewireError,
@@ -262,6 +263,8 @@ class NameServiceClient(Registry):
             if exc.remote_type == "NameTaken":
                 name = str(args[0].get("name", "")) if func == FN_REGISTER else ""
                 raise NameTaken(name, reason=exc.remote_message) from None
+            if exc.remote_type == "Forbidden":
+                raise Forbidden(exc.remote_message.removeprefix("forbidden: ")) from None
             raise
         except (PeerLost, TimeoutError) as exc:
             raise RegistryUnavailable(f"name service at {self.url}: {exc}") from None

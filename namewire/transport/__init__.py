@@ -12,6 +12,7 @@ from ._address import Address, parse_address
 from ._datagram import DEFAULT_MAX_DATAGRAM, DatagramSocket, bind, connect_datagram
 from ._endpoints import DEFAULT_CONNECT_TIMEOUT, open_stream, start_stream_server
 from ._flow import WriteFlow
+from ._policy import Policy
 from ._schemes import SCHEMES, Scheme, scheme_of
 from ._security import InsecureListen, Security, load_secret
 from ._session import Session, SessionHandler
@@ -31,6 +32,7 @@ __all__ = [
     "DatagramSocket",
     "InsecureListen",
     "Listener",
+    "Policy",
     "Scheme",
     "Security",
     "Session",

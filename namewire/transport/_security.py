@@ -14,6 +14,8 @@ built by the command line's security options; without one, `Security.from_env` r
                                     of a process can be read by its user's other processes)
 ``NAMEWIRE_INSECURE``               ``1``: listen on non-loopback addresses without TLS or secret
 ``NAMEWIRE_HANDSHAKE_TIMEOUT``      seconds a connection has to finish its handshake (5)
+``NAMEWIRE_POLICY_FILE``            TOML file of identities -> names they may register and
+                                    functions they may call (`Policy`); none: no such checks
 ==================================  ===========================================================
 
 A shared secret turns every hello into a challenge-response both ways (`SecretAuthenticator`);
@@ -38,6 +40,7 @@ from ..wire import (
     SecretAuthenticator,
 )
 from ._address import parse_address
+from ._policy import Policy
 from ._schemes import scheme_of
 from ._tls import TlsConfig
 
@@ -108,7 +111,8 @@ class Security:
     not counted: they hold the loop, not memory). ``max_connections``: accepted connections
     open at once per listener; past it accepting pauses (tls:// and ``NAMEWIRE_NATIVE=0``: newcomers
     are closed). ``frame_timeout``: seconds a frame, once begun, may go without growing (and
-    without any frame completing) before its connection is closed.
+    without any frame completing) before its connection is closed. ``policy``: the path of a
+    policy file (`Policy`), read here; ``rules`` is what it says (None without one).
     """
 
     tls: TlsConfig | None = None
@@ -120,8 +124,12 @@ class Security:
     max_running_calls: int = DEFAULT_MAX_RUNNING_CALLS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+    policy: str | None = None
+    rules: Policy | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.policy is not None:
+            object.__setattr__(self, "rules", Policy.from_file(self.policy))
         if self.secret is not None and len(self.secret) < MIN_SECRET_BYTES:
             raise ValueError(f"a shared secret needs at least {MIN_SECRET_BYTES} bytes, "
                              f"not {len(self.secret)}")
@@ -148,6 +156,7 @@ class Security:
         secret_file: str | None = None,
         insecure: bool = False,
         handshake_timeout: float | None = None,
+        policy: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Security:
         """Options given (the command line's) over the environment's; ValueError on bad ones."""
@@ -175,6 +184,7 @@ class Security:
             secret=secret,
             insecure=insecure or env.get("NAMEWIRE_INSECURE", "0") == "1",
             handshake_timeout=timeout,
+            policy=policy or env.get("NAMEWIRE_POLICY_FILE") or None,
         )
 
     def authenticator(self, name: str, *, accepting: bool) -> Authenticator | None:

@@ -10,6 +10,7 @@ from ._codecs import Codec, JsonCodec, MsgpackCodec, codec_named, sniff_codec
 from ._envelopes import (
     ERROR_BAD_REQUEST,
     ERROR_BUSY,
+    ERROR_FORBIDDEN,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "ERROR_BAD_REQUEST",
     "ERROR_BUSY",
+    "ERROR_FORBIDDEN",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",

@@ -16,6 +16,7 @@ __all__ = [
     "ERROR_AUTH",
     "ERROR_BAD_REQUEST",
     "ERROR_BUSY",
+    "ERROR_FORBIDDEN",
     "ERROR_NO_SUCH_FUNCTION",
     "ERROR_REMOTE",
     "ERROR_TOO_LARGE",
@@ -42,6 +43,7 @@ ERROR_REMOTE = "remote_error"
 ERROR_BAD_REQUEST = "bad_request"
 ERROR_TOO_LARGE = "too_large"  # the result did not fit in the caller's frame limit
 ERROR_BUSY = "busy"  # over the callee's limit of running calls: refused before it started
+ERROR_FORBIDDEN = "forbidden"  # the callee's policy file does not let the caller's identity call it
 # The hello was refused (authentication): the one frame the refusing side sends before closing.
 ERROR_AUTH = "auth"
 

@@ -32,6 +32,7 @@ from ..errors import (
     Busy,
     CallTimeout,
     EncodeError,
+    Forbidden,
     FrameTooLarge,
     HandshakeTimeout,
     MessageTooLarge,
@@ -45,6 +46,7 @@ from ._codecs import Codec, codec_named, sniff_codec
 from ._envelopes import (
     ERROR_AUTH,
     ERROR_BUSY,
+    ERROR_FORBIDDEN,
     ERROR_NO_SUCH_FUNCTION,
     ERROR_REMOTE,
     ERROR_TOO_LARGE,
@@ -842,6 +844,8 @@ class RpcConnection:
             exc = NoSuchFunction(self.peer, func, provided)
         elif err.code == ERROR_BUSY:
             exc = Busy(self.peer, func, err.message)
+        elif err.code == ERROR_FORBIDDEN:
+            exc = Forbidden(err.message, peer=self.peer, function=func)
         else:
             exc = RemoteError(self.peer, func, err.type, err.message, err.traceback)
         self._events.append(Failed(handle, exc))
