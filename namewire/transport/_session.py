@@ -360,25 +360,19 @@ class Session:
     # -- StreamHandler ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.metrics is not None:
-            self.read_at = perf_counter()
-        conn = self._conn
-        conn.receive_data(data)
-        self._receiving = True
-        try:
-            self._dispatch(conn.events_received())
-        finally:
-            self._receiving = False
-        self._flush()
+        self._received(self._conn.receive_data, data)
 
     def frames_received(self, frames: list[bytes]) -> None:
+        self._received(self._conn.receive_frames, frames)
+
+    def _received(self, feed: Callable[[Any], None], data: Any) -> None:
+        """One read: into the core, its events out, then what they made us write (once)."""
         if self.metrics is not None:
             self.read_at = perf_counter()
-        conn = self._conn
-        conn.receive_frames(frames)
+        feed(data)
         self._receiving = True
         try:
-            self._dispatch(conn.events_received())
+            self._dispatch(self._conn.events_received())
         finally:
             self._receiving = False
         self._flush()
