@@ -229,19 +229,27 @@ class EtcdRegistry(Registry):
         self._wake.set()
 
     async def _keep(self) -> None:
-        """Every TTL/3: renew the lease (or claim the name again); probe etcd when unregistered."""
+        """Every TTL/3: renew the lease (or claim the name again); probe etcd when unregistered.
+
+        After a failure, try again soon (backing off to TTL/3): a renewal that failed during a
+        leader election leaves less than a TTL to get one through, and waiting a whole period
+        would leave room for only one more try.
+        """
+        retry = 0.0
         while True:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._granted / 3):
+                async with asyncio.timeout(retry or self._granted / 3):
                     await self._wake.wait()
             try:
                 async with self._claiming:
                     await self._keep_once()
             except RegistryUnavailable as exc:
+                retry = min(max(retry * 2, _BACKOFF_FIRST), self._granted / 3)
                 self._fault("lease", str(exc))
                 if self._watching:
                     self._restart_watch()  # its member may be the one cut off
+                continue
             except NameTaken as exc:
                 self._fault("lease", "")
                 log.error("cannot claim %r again: %s", self.node_name, exc)
@@ -250,6 +258,7 @@ class EtcdRegistry(Registry):
                               self.node_name, self.url)
             else:
                 self._fault("lease", "")
+            retry = 0.0
 
     async def _keep_once(self) -> None:
         registration, lease = self._registration, self._lease

@@ -184,7 +184,13 @@ class EtcdGateway:
         """Renew ``lease`` once; its new TTL in seconds, 0 if etcd no longer knows it."""
         answer = await self.request("/v3/lease/keepalive", {"ID": str(lease)}, leader=True,
                                     timeout=timeout)
-        return int(answer.get("result", {}).get("TTL", 0))
+        # A stream answers 200 even when it failed (no leader during an election, say): then
+        # there is an "error" and no "result". Only a result without TTL means the lease is gone.
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise RegistryUnavailable(f"etcd at {self.target.url}: lease keepalive failed: "
+                                      f"{answer.get('error') or answer}")
+        return int(result.get("TTL", 0))
 
     async def revoke(self, lease: int) -> None:
         """End ``lease`` now: etcd deletes its keys, and watchers see them go at once."""

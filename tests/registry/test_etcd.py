@@ -176,6 +176,34 @@ async def test_frozen_etcd_answers_from_the_last_view_and_stops_the_holder_answe
     assert any("no longer degraded" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_keepalive_without_a_leader_is_unavailable_not_a_lost_lease() -> None:
+    """etcd answers a failed keepalive stream with 200 and an error (no leader while it elects
+    one, or without a quorum). That must read as "cannot renew now", never as "the lease is
+    gone": a lease wrongly thought gone makes its holder drop its name while it still has it."""
+    cluster = etcd_cluster(3)
+    gateway = EtcdGateway(parse_etcd_url(cluster.url, tls=False), timeout=2)
+    try:
+        lease, _ = await gateway.grant(30)
+        assert await gateway.keep_alive(lease) > 0
+        live = cluster.members[2]
+        for member in cluster.members[:2]:
+            cluster.kill(member)
+        unavailable = 0
+        for _ in range(40):  # the last member notices its lost quorum within an election timeout
+            try:
+                assert await gateway.keep_alive(lease, timeout=1) > 0, "read as a lost lease"
+            except namewire.RegistryUnavailable as exc:
+                unavailable += 1
+                assert live.client_url in str(exc)
+                if unavailable >= 3:
+                    break
+            await asyncio.sleep(0.1)
+        assert unavailable >= 3, "keepalives kept succeeding without a quorum"
+    finally:
+        await gateway.close()
+        cluster.stop()
+
+
 async def test_a_watch_behind_a_compaction_reads_the_view_again(etcd: EtcdCluster) -> None:
     """Changes made while the watch was away, then compacted: the view is read again, and a name
     that left and came back (a new epoch) is reported as left so routes to its old holder go."""
