@@ -11,7 +11,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from ..transport import Security
-from ._etcd_url import parse_etcd_url
+from ._etcd_url import client_ssl_context, parse_etcd_url
 from ._nameservice_client import NameServiceClient
 from ._records import DEFAULT_LEASE_TTL
 from ._registry import Registry
@@ -44,7 +44,7 @@ BACKENDS: dict[str, _Make] = {
 # How each backend's URL is checked without connecting (ValueError saying what is wrong).
 _CHECKS: dict[str, Callable[[str], object]] = {
     "etcd": lambda url: parse_etcd_url(url, tls=False),
-    "etcds": lambda url: parse_etcd_url(url, tls=True),
+    "etcds": lambda url: client_ssl_context(parse_etcd_url(url, tls=True)),  # files readable?
 }
 
 

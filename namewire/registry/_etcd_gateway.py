@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from ..errors import RegistryUnavailable
-from ._etcd_url import EtcdTarget, parse_etcd_url
+from ._etcd_url import EtcdTarget, client_ssl_context, parse_etcd_url
 
 __all__ = ["EtcdGateway", "EtcdTarget", "KeyValue", "WatchCompacted", "parse_etcd_url", "prefix_end"]
 
@@ -35,6 +35,10 @@ log = logging.getLogger("namewire.registry.etcd")
 # httpx logs every request at INFO: a line per lease renewal in every node's log. Failures reach
 # our own log, with the endpoint, where they matter.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+
+# httpx wraps most transport failures, but not an SSL alert read after the handshake (TLS 1.3
+# servers refuse a missing client certificate that way).
+_TRANSPORT_ERRORS = (httpx.HTTPError, ssl.SSLError)
 
 _REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 
@@ -87,11 +91,7 @@ class EtcdGateway:
     def __init__(self, target: EtcdTarget, *, timeout: float) -> None:
         self.target = target
         self.timeout = timeout
-        verify: ssl.SSLContext | bool = False
-        if target.tls:
-            verify = ssl.create_default_context(cafile=target.ca)
-            if target.cert:
-                verify.load_cert_chain(target.cert, target.key)
+        verify: ssl.SSLContext | bool = client_ssl_context(target) if target.tls else False
         # One connection per endpoint is plenty; the watch stream takes a connection of its own.
         self._http = httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False)
         self._endpoints = list(target.endpoints)
@@ -123,7 +123,7 @@ class EtcdGateway:
                     endpoint + path, json=body, headers=_REQUIRE_LEADER if leader else None,
                     timeout=timeout or self.timeout,
                 )
-            except httpx.HTTPError as exc:
+            except _TRANSPORT_ERRORS as exc:
                 failures.append(f"{endpoint}: {type(exc).__name__} {exc}".rstrip())
                 self._demote(endpoint)
                 continue
@@ -241,7 +241,7 @@ class EtcdGateway:
                         for e in result.get("events", ())
                     ]
                     yield _revision(result), events
-        except httpx.HTTPError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise RegistryUnavailable(
                 f"etcd watch at {endpoint}: {type(exc).__name__} {exc}".rstrip()
             ) from None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["EtcdTarget", "parse_etcd_url"]
+__all__ = ["EtcdTarget", "client_ssl_context", "parse_etcd_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,29 @@ def parse_etcd_url(url: str, *, tls: bool) -> EtcdTarget:
                          f"expected {form}")
     if query and not tls:
         raise ValueError(f"bad etcd address {url!r}: ca/cert/key need etcds://")
+    if "key" in query and "cert" not in query:
+        raise ValueError(f"bad etcd address {url!r}: key= needs cert= (the client certificate "
+                         f"it belongs to)")
     prefix = parts.path.strip("/") or "namewire"
     return EtcdTarget(url, tuple(endpoints), prefix, tls, query.get("ca"), query.get("cert"),
                       query.get("key"))
+
+
+def client_ssl_context(target: EtcdTarget) -> ssl.SSLContext:
+    """The TLS context for ``etcds://``: its CA (else the system's) and client certificate.
+
+    Raises ValueError naming the file and the URL when one cannot be read.
+    """
+    try:
+        context = ssl.create_default_context(cafile=target.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot read the etcd CA {target.ca!r} given in {target.url!r}: "
+                         f"{exc}") from None
+    if target.cert:
+        try:
+            context.load_cert_chain(target.cert, target.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot read the etcd client certificate {target.cert!r} "
+                             f"(key {target.key or 'in the same file'!r}) given in "
+                             f"{target.url!r}: {exc}") from None
+    return context

@@ -4,6 +4,8 @@ last view while etcd is unreachable ("degraded"), re-reading after compaction, T
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -19,6 +21,7 @@ import namewire
 from namewire.registry import (
     NameServiceClient,
     Registration,
+    Registry,
     check_nameservice_url,
     open_registry,
 )
@@ -252,17 +255,19 @@ def test_namewire_ls_against_etcd_that_is_down_says_so() -> None:
     assert f"RegistryUnavailable: etcd at etcd://127.0.0.1:{port} unreachable" in out.stderr
 
 
-async def test_etcds_speaks_tls_to_etcd() -> None:
+@contextlib.contextmanager
+def _tls_etcd(*, client_certs: bool) -> Iterator[tuple[int, str]]:
+    """A one-member etcd serving clients over TLS with a certificate from `namewire certs`
+    (requiring client certificates signed by the same CA when ``client_certs``): (port, dir)."""
     require_etcd()
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    if shutil.which("openssl") is None and importlib.util.find_spec("cryptography") is None:
+        pytest.skip("neither openssl nor cryptography is installed (needed to make certificates)")
     root = tempfile.mkdtemp(prefix="namewire-etcd-tls-")
-    cert, key = os.path.join(root, "cert.pem"), os.path.join(root, "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+    subprocess.run([sys.executable, "-m", "namewire", "certs", root, "--name", "etcd",
+                    "--name", "client", "--host", "127.0.0.1", "--days", "1"],
+                   check=True, capture_output=True, timeout=60, cwd=ROOT)
     port, peer = free_port(), free_port()
+    clients = ["--client-cert-auth", "--trusted-ca-file", os.path.join(root, "ca.pem")]
     proc = subprocess.Popen(
         [require_etcd(), "--name", "tls", "--data-dir", os.path.join(root, "data"),
          "--listen-client-urls", f"https://127.0.0.1:{port}",
@@ -270,20 +275,37 @@ async def test_etcds_speaks_tls_to_etcd() -> None:
          "--listen-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-cluster", f"tls=http://127.0.0.1:{peer}",
-         "--cert-file", cert, "--key-file", key, "--log-level", "warn", "--logger", "zap"],
+         "--cert-file", os.path.join(root, "etcd.pem"),
+         "--key-file", os.path.join(root, "etcd-key.pem"),
+         *(clients if client_certs else ()), "--log-level", "warn", "--logger", "zap"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        registry = open_registry(f"etcds://127.0.0.1:{port}?ca={cert}", node_name="T")
+        yield port, root
+    finally:
+        proc.kill()
+        proc.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
 
-        async def started() -> bool:
-            try:
-                await registry.start()
-            except namewire.RegistryUnavailable:
-                return False
-            return True
 
-        await eventually(started, 20, "etcd over TLS answers")
+async def _started(url: str, name: str) -> Registry:
+    registry = open_registry(url, node_name=name)
+
+    async def started() -> bool:
+        try:
+            await registry.start()
+        except namewire.RegistryUnavailable:
+            return False
+        return True
+
+    await eventually(started, 20, "etcd over TLS answers")
+    return registry
+
+
+async def test_etcds_speaks_tls_to_etcd() -> None:
+    with _tls_etcd(client_certs=False) as (port, root):
+        ca = os.path.join(root, "ca.pem")
+        registry = await _started(f"etcds://127.0.0.1:{port}?ca={ca}", "T")
         await registry.register(Registration("T", ("tcp://127.0.0.1:1",), ("f",)))
         assert (await registry.lookup("T")).functions == ("f",)
         await registry.close()
@@ -291,7 +313,30 @@ async def test_etcds_speaks_tls_to_etcd() -> None:
         with pytest.raises(namewire.RegistryUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             await plain.start()
         await plain.close()
-    finally:
-        proc.kill()
-        proc.wait(5)
-        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_etcds_with_a_client_certificate() -> None:
+    """etcd requiring client certificates: ``?cert=&key=`` gets in, a node without one is told
+    why it cannot reach the registry, and a node serving on it is reachable by name."""
+    with _tls_etcd(client_certs=True) as (port, root):
+        ca, cert, key = (os.path.join(root, f) for f in ("ca.pem", "client.pem", "client-key.pem"))
+        url = f"etcds://127.0.0.1:{port}?ca={ca}&cert={cert}&key={key}"
+        registry = await _started(url, "Watcher")
+        server, caller = _server(), namewire.Node("Caller")
+        async with server.serve(nameservice=url, unix=False), \
+                caller.serve(nameservice=url, listen=None):
+            assert await caller.rpc_call("Server", "plus", 2, 3) == 5
+
+            async def sees_server() -> bool:
+                return "Server" in [s.registration.name for s in await registry.services()]
+
+            await eventually(sees_server, 5, "the watcher sees Server")
+        await registry.close()
+        anonymous = open_registry(f"etcds://127.0.0.1:{port}?ca={ca}", node_name="U")
+        with pytest.raises(namewire.RegistryUnavailable, match=f"etcd at etcds://127.0.0.1:{port}"):
+            await anonymous.start()
+        await anonymous.close()
+        with pytest.raises(ValueError, match="key= needs cert="):
+            open_registry(f"etcds://127.0.0.1:{port}?key={key}", node_name="V")
+        with pytest.raises(ValueError, match="cannot read the etcd client certificate"):
+            open_registry(f"etcds://127.0.0.1:{port}?cert={root}/missing.pem", node_name="W")
