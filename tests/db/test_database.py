@@ -242,7 +242,9 @@ async def test_a_1ms_timer_keeps_time_while_a_2s_query_runs(backend: Backend) ->
         assert took > 0.5, f"the slow query took only {took:.2f}s"
         gaps = [b - a for a, b in itertools.pairwise(ticks)]
         assert len(ticks) > took / 0.01, f"{len(ticks)} ticks in {took:.2f}s"
-        assert max(gaps) < 0.2, f"worst gap between 1 ms ticks: {max(gaps) * 1000:.0f} ms"
+        # Had the loop waited for the query, one gap would be the whole query. A quarter of it
+        # leaves room for a loaded machine's scheduling delays (no speed is asserted here).
+        assert max(gaps) < took / 4, f"worst gap between 1 ms ticks: {max(gaps) * 1000:.0f} ms"
 
 
 async def test_connect_failures_are_database_errors(backend: Backend, tmp_path) -> None:
