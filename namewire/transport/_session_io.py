@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ConnectionReset
 from ._address import Address, parse_address, sockaddr_url
 from ._endpoints import ServerGroup, serve_sockets, server_context, tls_connect
 from ._native_stream import NativeServer, native_frame_stream, native_sessions
@@ -30,7 +31,15 @@ async def session_over(sock: socket.socket, session: Session, *, native: bool = 
     """Run ``session`` over the connected stream socket ``sock`` (a socketpair end, say)."""
     sock.setblocking(False)
     if native and native_sessions():
-        session.attach(native_frame_stream(sock))
+        try:
+            stream = native_frame_stream(sock)
+        except OSError as exc:
+            # Connected, then reset before we got to it (a peer killed that moment):
+            # getpeername fails. Reported as the reset it is, so callers can try elsewhere.
+            sock.close()
+            raise ConnectionReset(f"the connection was reset as it was made ({exc.strerror})",
+                                  session.origin or None) from None
+        session.attach(stream)
         return session
     loop = asyncio.get_running_loop()
     try:

@@ -140,3 +140,23 @@ async def test_a_node_without_unix_sockets_listens_on_tcp_only(
     node = namewire.Node("NoUnix")
     async with node.serve(standalone=True):
         assert [scheme_of(a).name for a in node.addresses] == ["tcp"]
+
+
+async def test_a_connection_reset_as_it_is_made_is_a_connection_reset() -> None:
+    """The peer accepted and reset before the session got the socket (a peer killed just then):
+    a `ConnectionReset` the caller can act on (rpc_call_any moves on), not a bare OSError."""
+    from namewire.errors import ConnectionReset
+    from namewire.transport._native_stream import native_sessions
+
+    if not native_sessions():
+        pytest.skip("the C reactor is not in use: asyncio adopts the socket without asking")
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST on close
+    accepted.close()
+    server.close()
+    await asyncio.sleep(0.05)
+    with pytest.raises(ConnectionReset, match="reset as it was made"):
+        await session_over(client, Session("C", Recorder()))
+    assert client.fileno() == -1  # closed, not leaked
