@@ -943,6 +943,10 @@ SECTIONS: dict[str, Section] = {
     ),
     "memory": (lambda r: 2, lambda r: run_memory(r.idle_conns, r.progress, r.notes)),
     "logging": (lambda r: 1, lambda r: run_logging(r.quick, r.progress, r.notes)),
+    # Plus by name with the session's early writes on and off: whether both sides work at once.
+    "turns": script_section(
+        BENCH / "turns.py", ["--seconds", "2", "--rounds", "1"], timeout=600, full_argv=["--rounds", "3"]
+    ),
     # Plus calls/s with metrics on and off, alternating rounds (docs/observability.md).
     "metrics": script_section(
         BENCH / "metrics_overhead.py", ["--seconds", "2", "--rounds", "2"], timeout=300

@@ -1494,8 +1494,9 @@ conn_set_receiver(ConnObject *c, PyObject *callback)
     Py_RETURN_NONE;
 }
 
-/* write(data) -> bool: queue bytes that already carry their frame headers. True: the output is
- * over the high-water mark even after trying to send it now; EV_DRAINED follows at the low mark. */
+/* write(data) -> bool: send bytes that already carry their frame headers (what the socket does
+ * not take now is buffered and sent on EPOLLOUT). True: the output is over the high-water mark;
+ * EV_DRAINED follows at the low mark. */
 static PyObject *
 conn_write(ConnObject *c, PyObject *data)
 {
@@ -1512,13 +1513,15 @@ conn_write(ConnObject *c, PyObject *data)
     PyBuffer_Release(&view);
     if (r < 0)
         return NULL;
-    if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+    /* Sent at once, not after the loop's turn: the session already joins what a turn writes and
+     * decides when to write early (FLUSH_FRAMES), so that a peer can work on the first replies
+     * of a batch while this side works on the rest. Not while waiting for room (EPOLLOUT). */
+    if (c->fd >= 0 && !(c->events & EPOLLOUT))
         flush_conn(c);
-        if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
-            c->low_water = c->high_water / 4;
-            c->want_drain = 1;
-            Py_RETURN_TRUE;
-        }
+    if (c->out_end - c->out_start > c->high_water && c->fd >= 0) {
+        c->low_water = c->high_water / 4;
+        c->want_drain = 1;
+        Py_RETURN_TRUE;
     }
     Py_RETURN_FALSE;
 }

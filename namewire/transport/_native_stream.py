@@ -1,8 +1,9 @@
 """`NativeStreamSocket`: the `StreamSocket` contract on the C reactor of ``_native.c`` (Linux).
 
 The C side moves packets: one epoll set per event loop (nested in the loop through
-``add_reader``), framing, the receive queue, the output buffer (one ``send`` per connection per
-loop turn), and the handler "fiber": while a `listen` handler waits in ``recv()`` on its own
+``add_reader``), framing, the receive queue, the output buffer (a fiber's sends are joined into
+one ``send`` per connection per loop turn; a session's writes go out at once), and the handler
+"fiber": while a `listen` handler waits in ``recv()`` on its own
 connection, an arriving packet resumes it straight from the reactor, with no future, callback or
 task step in between. This module decides everything else: addresses, errors, end of stream,
 closing with a linger, the host task that runs a fiber's other awaits, and the accepting and
@@ -371,8 +372,8 @@ class NativeFrameStream(Stream, _Base):  # type: ignore[misc]
     reach ``handler.frames_received`` as one list, called straight from the reactor.
 
     Built from a connected non-blocking socket, inside the running loop; nothing is read before
-    `start`. Writes are framed bytes (``takes_frames`` False), sent with one ``send`` per
-    connection per loop turn. ``stream_lost`` is called exactly once, from a loop callback of its
+    `start`. Writes are framed bytes (``takes_frames`` False), sent at once (the session joins
+    what one loop turn writes, and decides when to write early). ``stream_lost`` is called exactly once, from a loop callback of its
     own (never from inside a call the handler made): None after a clean end between frames,
     `close()` or `abort()`; `ConnectionReset` for a reset, an error or an end in the middle of a
     frame; `FrameTooLarge` for a frame over ``max_frame``. Writes after `close()`/`abort()` or

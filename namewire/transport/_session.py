@@ -43,8 +43,12 @@ __all__ = ["FLUSH_BYTES", "Session", "SessionHandler"]
 
 log = logging.getLogger("namewire.transport")
 
-# Queued frames past this size are written at once instead of at the end of the loop turn.
+# Queued frames past this size, or this many frames, are written at once instead of at the end
+# of the loop turn. The count is what lets the two sides of a busy connection work at once: a
+# read carrying 1000 calls is answered in chunks, so the caller's side starts on the first replies
+# while this side still works on the rest, instead of both taking turns (docs/architecture.md).
 FLUSH_BYTES = 8192
+FLUSH_FRAMES = 32
 # Output buffered in the stream above which we also stop reading from the peer: a peer that floods
 # us with calls but does not read the replies must not grow our memory without bound. Far above the
 # stream's high-water mark so two peers that both write hard do not stop reading each other at once.
@@ -80,6 +84,7 @@ class Session:
         "_conn",
         "_drain_waiters",
         "_flush_scheduled",
+        "_unflushed",
         "_handler",
         "_loop",
         "_lost",
@@ -143,6 +148,7 @@ class Session:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._flush_scheduled = False
+        self._unflushed = 0  # frames queued since the last flush
         self._receiving = False
         self._write_paused = False
         self._reading_held = False
@@ -560,13 +566,16 @@ class Session:
         self._flush()
 
     def _written(self) -> None:
-        """Something was queued: write it at the end of this loop turn, or now past FLUSH_BYTES.
+        """Something was queued: write it at the end of this loop turn, or now past FLUSH_BYTES
+        or FLUSH_FRAMES.
 
         A stream write costs about as much as building a small frame, so writing each frame on its
-        own would double the cost of a call; flushing early past FLUSH_BYTES keeps the memory of a
-        task that sends in a loop without yielding bounded, and lets it feel back-pressure.
+        own would double the cost of a call; flushing early keeps the memory of a task that sends
+        in a loop without yielding bounded, lets it feel back-pressure, and hands the peer work
+        while this side is still busy.
         """
-        if self._conn.queued_bytes >= FLUSH_BYTES:
+        self._unflushed += 1
+        if self._unflushed >= FLUSH_FRAMES or self._conn.queued_bytes >= FLUSH_BYTES:
             self._flush()
         elif not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
@@ -574,6 +583,7 @@ class Session:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._unflushed = 0
         stream = self._stream
         if stream is None or self._lost:
             return

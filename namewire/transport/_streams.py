@@ -12,7 +12,8 @@ class here or beside it:
 
 Writes: a stream with ``takes_frames`` False takes bytes that already carry their length prefixes
 (`RpcConnection.data_to_send`); one with ``takes_frames`` True takes bodies
-(`RpcConnection.frames_to_send`). The session calls ``write`` at most once per loop turn.
+(`RpcConnection.frames_to_send`). The session joins what one loop turn queues into one ``write``,
+and writes early when 32 frames or 8 KiB are queued; a stream sends a write as soon as it can.
 
 Flow control is the asyncio one: above its high-water mark a stream calls
 ``handler.writing_paused()``, and ``handler.writing_resumed()`` once drained to the low mark.

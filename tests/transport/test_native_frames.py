@@ -169,37 +169,42 @@ async def test_the_frames_of_one_read_come_as_one_list(pair: Any) -> None:
     assert handler.batches == [frames]
 
 
-async def test_writes_of_one_turn_leave_in_one_send(pair: Any) -> None:
+async def test_a_write_is_sent_at_once(pair: Any) -> None:
+    """The session joins what one loop turn writes and decides when to write early (every 32
+    frames, so that a peer can start on the first replies of a batch); the stream must not hold
+    a write back until the end of the turn."""
     stream, peer = pair
     handler = Recorder()
     stream.start(handler, max_frame=1024)
     before = stream.send_calls
     frames = [b"out %d" % i for i in range(50)]
-    for frame in frames:
-        stream.write(encode_frame(frame))
-    assert stream.write_buffer_size() == sum(len(f) + 4 for f in frames)
-    await asyncio.sleep(0)  # the end of this turn
-    assert stream.send_calls - before == 1
-    assert stream.write_buffer_size() == 0
+    stream.write(b"".join(map(encode_frame, frames[:25])))
+    assert stream.send_calls - before == 1 and stream.write_buffer_size() == 0
+    stream.write(b"".join(map(encode_frame, frames[25:])))
+    assert stream.send_calls - before == 2 and stream.write_buffer_size() == 0
     assert bodies(await read_all(peer, sum(len(f) + 4 for f in frames))) == frames
 
 
-async def test_writes_made_while_handling_a_read_leave_in_one_send(pair: Any) -> None:
+async def test_writes_made_while_handling_a_read_leave_before_the_handler_returns(
+    pair: Any,
+) -> None:
     stream, peer = pair
     handler = Recorder()
+    sent_during: list[int] = []
 
     def echo(frames: list[bytes]) -> None:
-        for frame in frames:
-            stream.write(encode_frame(frame))
+        before = stream.send_calls
+        for half in (frames[:10], frames[10:]):
+            stream.write(b"".join(map(encode_frame, half)))
+        sent_during.append(stream.send_calls - before)
 
     handler.on_frames = echo
     stream.start(handler, max_frame=1024)
     frames = [b"ping %d" % i for i in range(20)]
-    before = stream.send_calls
     peer.send(b"".join(map(encode_frame, frames)))
     assert bodies(await read_all(peer, sum(len(f) + 4 for f in frames))) == frames
     assert len(handler.batches) == 1
-    assert stream.send_calls - before == 1
+    assert sent_during == [2]
 
 
 async def test_pause_and_resume_reading(pair: Any) -> None:
