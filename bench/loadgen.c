@@ -9,9 +9,12 @@
  *                   next one.  Prints round trips per second once a second on stderr and a
  *                   final machine-readable line on stdout:
  *                     RESULT {"mode":"echo","conns":100,"seconds":5.000,"round_trips":...,
- *                             "rps":...,"rps_median":...,"slices":50,"client_cpu":0.98,
+ *                             "rps":...,"rps_median":...,"slices":50,"p50_us":...,"p99_us":...,
+ *                             "client_cpu":0.98,
  *                             "errors":0,"error":""}
  *                   rps is the mean over the window; rps_median the median of its 100 ms slices,
+ *                   p50_us/p99_us the round trip's percentiles (send of a frame's first byte to
+ *                   its last echoed byte, 1 us histogram to 1 s),
  *                   which a burst of unrelated work on a shared machine moves much less.
  *                   client_cpu is the share of one CPU the generator itself used while
  *                   counting: near 1.0 means the client, not the server, set the pace.
@@ -56,6 +59,7 @@
 #define STDIN_TAG UINT32_MAX
 #define SLICE 0.1          /* seconds per rate sample: the median of these resists short stalls */
 #define MAX_SLICES 100000
+#define HIST 1000000       /* 1 us buckets of round-trip time, to 1 s */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_OPEN, ST_CLOSED };
 
@@ -68,6 +72,7 @@ struct conn {
     uint32_t hello_len;
     int want_out;      /* EPOLLOUT currently requested */
     int answered;      /* idle mode: the server sent something (its own hello) */
+    double sent_at;    /* echo mode: when the frame in flight was sent */
 };
 
 static struct conn *conns;
@@ -76,6 +81,7 @@ static int epfd;
 static uint8_t frame[MAX_FRAME + 4];
 static uint32_t frame_len;
 static long long round_trips;   /* counted inside the measuring window only */
+static unsigned *hist;          /* round trips by microseconds, same window */
 static long long errors;
 static char first_error[256];
 static int measuring;
@@ -90,6 +96,20 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* The round-trip time below which a share q of the measured round trips fell (bucket middle). */
+static double percentile(long long total, double q)
+{
+    long long want = (long long)(q * (double)total), seen = 0;
+    if (total == 0)
+        return 0.0;
+    for (long i = 0; i < HIST; i++) {
+        seen += hist[i];
+        if (seen > want)
+            return (double)i + 0.5;
+    }
+    return HIST;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -200,6 +220,7 @@ static void on_connected(struct conn *c, int idle)
         else
             set_out(c, 0);
     } else {
+        c->sent_at = now();
         flush(c, frame, frame_len);
     }
 }
@@ -231,10 +252,15 @@ static void on_readable_echo(struct conn *c)
         }
         c->got += (uint32_t)n;
         if (c->got == frame_len) {
-            if (measuring)
+            double t = now();
+            if (measuring) {
                 round_trips++;
+                long us = (long)((t - c->sent_at) * 1e6);
+                hist[us < HIST ? us : HIST - 1]++;
+            }
             c->got = 0;
             c->sent = 0;
+            c->sent_at = t;
             flush(c, frame, frame_len);
             return;
         }
@@ -361,6 +387,11 @@ int main(int argc, char **argv)
 
     raise_nofile((rlim_t)nconns + 64);
     conns = calloc((size_t)nconns, sizeof *conns);
+    hist = calloc(HIST, sizeof *hist);
+    if (conns == NULL || hist == NULL) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        return 2;
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < nconns; i++) {
         conns[i].fd = -1;
@@ -478,9 +509,11 @@ int main(int argc, char **argv)
             median = slices[nslices / 2];
         }
         printf("RESULT {\"mode\":\"echo\",\"conns\":%d,\"seconds\":%.3f,\"round_trips\":%lld,"
-               "\"rps\":%.1f,\"rps_median\":%.1f,\"slices\":%d,\"client_cpu\":%.3f,"
-               "\"errors\":%lld,\"error\":\"%s\"}\n",
-               nconns, elapsed, round_trips, rps, median, nslices, cpu, errors, first_error);
+               "\"rps\":%.1f,\"rps_median\":%.1f,\"slices\":%d,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+               "\"client_cpu\":%.3f,\"errors\":%lld,\"error\":\"%s\"}\n",
+               nconns, elapsed, round_trips, rps, median, nslices,
+               percentile(round_trips, 0.50), percentile(round_trips, 0.99), cpu, errors,
+               first_error);
     }
     fflush(stdout);
     return errors && !idle ? 1 : 0;

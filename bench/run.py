@@ -285,7 +285,7 @@ def run_echo(
                         raise PeerFailed("no echo came back within the window")
                     point: dict[str, Any] = {
                         k: result[k]
-                        for k in ("rps", "rps_median", "round_trips", "seconds")
+                        for k in ("rps", "rps_median", "round_trips", "seconds", "p50_us", "p99_us")
                         if k in result
                     }
                     point.update(usage)
