@@ -4,12 +4,13 @@ the allow-list, the checks before the upgrade, and each per-connection limit wit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from websockets.exceptions import InvalidStatus
 import namewire
 from namewire.gateway import Gateway, Limits, Policy, client_source
 from tests.conftest import Processes
-from tests.node.test_by_name import wait_for_name
+from tests.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.node.test_by_name import wait_for_name, wait_until
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -67,10 +69,11 @@ async def browser(url: str, **kwargs: Any) -> AsyncIterator[Browser]:
 
 @asynccontextmanager
 async def gateway_cluster(
-    procs: Processes, policy: Policy
+    procs: Processes, policy: Policy, registry: str | None = None
 ) -> AsyncIterator[tuple[Gateway, namewire.Node]]:
-    """Name service and PlusServer in processes; the gateway and a test node in this one."""
-    ns, _ = procs.nameservice()
+    """Name service (or the ``registry`` given) and PlusServer in processes; the gateway and a
+    test node in this one."""
+    ns = registry or procs.nameservice()[0]
     procs.service("web_service.py", "PlusServer", ns)
     gateway = Gateway("gw", policy=policy, call_timeout=5)
     me = namewire.Node("gw-tester")
@@ -112,6 +115,68 @@ async def test_calls_messages_and_providers_by_name(procs: Processes) -> None:
     async with gateway_cluster(procs, policy) as (_, me):
         with pytest.raises(namewire.RemoteError, match="no browser session 'gw/9'"):
             await namewire.gateway.send_to_browser(me, "gw/9", "anyone?")
+
+
+@pytest.fixture(scope="module")
+def etcd_server() -> Iterator[EtcdCluster]:
+    cluster = etcd_cluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["nameservice", "etcd"])
+def registry_url(request: pytest.FixtureRequest, procs: Processes) -> str:
+    """Each registry backend: a name service process, or a key prefix of its own in etcd."""
+    if request.param == "nameservice":
+        return procs.nameservice()[0]
+    cluster: EtcdCluster = request.getfixturevalue("etcd_server")
+    return f"{cluster.url}/web{next(_prefixes)}"
+
+
+async def test_any_node_sends_to_a_browser_by_its_name(procs: Processes, registry_url: str) -> None:
+    """The browser's name is registered while it is connected: a plain send_msg to it from any
+    node arrives with the sender's name; it takes no calls; once it left, senders are told."""
+    policy = Policy.of(["PlusServer:plus"])
+    async with gateway_cluster(procs, policy, registry_url) as (gateway, me):
+        async with browser(gateway.url) as b:
+            assert (await me.registry.lookup(b.name)).via == "gw"  # type: ignore[union-attr]
+            await me.send_msg(b.name, {"hi": "by name"})
+            assert await b.pushed_message() == {"op": "msg", "from": "gw-tester",
+                                                "msg": {"hi": "by name"}}
+            # From a service in another process, which looks the name up itself.
+            assert await me.rpc_call("PlusServer", "tell", b.name, "from a process") is True
+            assert await b.pushed_message() == {"op": "msg", "from": "PlusServer",
+                                                "msg": "from a process"}
+            with pytest.raises(namewire.NoSuchFunction, match="'gw/1' has no function 'plus'"):
+                await me.rpc_call(b.name, "plus", 1, 2)
+            # Its messages keep their order, on the route to the gateway.
+            for i in range(50):
+                await me.send_msg(b.name, i)
+            assert [(await b.pushed_message())["msg"] for _ in range(50)] == list(range(50))
+            async with browser(gateway.url) as second:
+                assert second.name == "gw/2"
+                await me.send_msg(second.name, "second")
+                assert (await second.pushed_message())["msg"] == "second"
+            left = b.name
+
+        async def told_it_left() -> bool:
+            try:
+                await me.send_msg(left, "anyone?")
+            except namewire.NameNotFound:
+                return True
+            return False
+
+        await wait_until(told_it_left, timeout=5)
+        with pytest.raises(namewire.NameNotFound, match="no service named 'gw/1'"):
+            await me.send_msg(left, "anyone?")
+        with pytest.raises(namewire.RemoteError, match="NameNotFound"):
+            await me.rpc_call("PlusServer", "tell", left, "anyone?")
+        assert gateway.browsers == {}
 
 
 async def test_bad_requests_get_specific_errors_and_the_connection_carries_on(
