@@ -28,8 +28,8 @@ log = logging.getLogger("namewire.cli")
 _HELP = """\
 Browsers connect to --listen and load the JS client from /namewire.js there. They reach only what
 --expose names: NAME (every function, and messages), NAME:* (the same) or NAME:f,g (those
-functions, and messages). Each browser session gets a name, <gateway>/<n>, that services reach
-with namewire.gateway.send_to_browser(node, name, msg).
+functions, and messages). Each browser session gets a name, <gateway>/<n>, registered while it is
+connected: any service reaches it with node.send_msg(name, msg).
 
 --auth FILE:FUNC names `def FUNC(token, origin) -> bool` (or async) in a Python file; the token is
 the `token` given to connect(). --origin is repeatable; without it only pages served from the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +22,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 import namewire
+from namewire.cli._cluster import format_table
 from namewire.gateway import Gateway, Limits, Policy, client_source
 from tests.conftest import Processes
 from tests.etcd_cluster import EtcdCluster, etcd_cluster
@@ -69,13 +71,13 @@ async def browser(url: str, **kwargs: Any) -> AsyncIterator[Browser]:
 
 @asynccontextmanager
 async def gateway_cluster(
-    procs: Processes, policy: Policy, registry: str | None = None
+    procs: Processes, policy: Policy, registry: str | None = None, call_timeout: float = 5
 ) -> AsyncIterator[tuple[Gateway, namewire.Node]]:
     """Name service (or the ``registry`` given) and PlusServer in processes; the gateway and a
     test node in this one."""
     ns = registry or procs.nameservice()[0]
     procs.service("web_service.py", "PlusServer", ns)
-    gateway = Gateway("gw", policy=policy, call_timeout=5)
+    gateway = Gateway("gw", policy=policy, call_timeout=call_timeout)
     me = namewire.Node("gw-tester")
     async with gateway.serve("ws://127.0.0.1:0/", nameservice=ns), me.serve(nameservice=ns):
         await wait_for_name(me, "PlusServer")
@@ -144,7 +146,10 @@ async def test_any_node_sends_to_a_browser_by_its_name(procs: Processes, registr
     policy = Policy.of(["PlusServer:plus"])
     async with gateway_cluster(procs, policy, registry_url) as (gateway, me):
         async with browser(gateway.url) as b:
-            assert (await me.registry.lookup(b.name)).via == "gw"  # type: ignore[union-attr]
+            assert me.registry is not None
+            assert (await me.registry.lookup(b.name)).via == "gw"
+            assert re.search(r"^gw/1\s+via gw\s", format_table(await me.registry.services()),
+                             re.MULTILINE)
             await me.send_msg(b.name, {"hi": "by name"})
             assert await b.pushed_message() == {"op": "msg", "from": "gw-tester",
                                                 "msg": {"hi": "by name"}}
@@ -197,7 +202,8 @@ async def test_bad_requests_get_specific_errors_and_the_connection_carries_on(
 
 async def test_each_limit_has_its_own_error(procs: Processes) -> None:
     limits = Limits(max_in_flight=2, max_message=200, rate=5, burst=8)
-    async with gateway_cluster(procs, Policy.of(["PlusServer"], limits=limits)) as (gateway, _):
+    policy = Policy.of(["PlusServer"], limits=limits)
+    async with gateway_cluster(procs, policy, call_timeout=1.5) as (gateway, _):
         async with browser(gateway.url) as b:
             big = await b.request(op="send", name="PlusServer", msg="x" * 500)
             assert big["code"] == "too_large" and big["limit"] == 200 and big["size"] > 500
@@ -214,6 +220,9 @@ async def test_each_limit_has_its_own_error(procs: Processes) -> None:
             assert "rate_limited" in codes
             await asyncio.sleep(0.5)
             assert (await b.request(op="providers", func="plus"))["value"] == ["PlusServer"]
+            # One browser call may take --call-timeout (1.5 s here), then it is answered timeout.
+            late = await b.request(op="call", name="PlusServer", func="slow", args=[10])
+            assert late["code"] == "timeout" and "1.5" in late["message"], late
 
 
 async def test_origin_and_token_are_checked_before_the_upgrade(procs: Processes) -> None:
