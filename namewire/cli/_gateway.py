@@ -32,7 +32,8 @@ functions, and messages). Each browser session gets a name, <gateway>/<n>, regis
 connected: any service reaches it with node.send_msg(name, msg).
 
 --auth FILE:FUNC names `def FUNC(token, origin) -> bool` (or async) in a Python file; the token is
-the `token` given to connect(). --origin is repeatable; without it only pages served from the
+the `token` given to connect(). --auth secret accepts tokens made with
+namewire.gateway.mint_token(secret, user, ttl) from the cluster's shared secret (NAMEWIRE_SECRET_FILE). --origin is repeatable; without it only pages served from the
 gateway's own host:port (and clients that send no Origin) are accepted; --origin '*' accepts all.
 """
 
@@ -49,7 +50,9 @@ def add_parsers(commands: Any) -> None:
                     help="a service browsers may reach, repeatable")
     gw.add_argument("--origin", metavar="ORIGIN", action="append",
                     help="an allowed page origin (http://host:port), repeatable")
-    gw.add_argument("--auth", metavar="FILE:FUNC", help="token check run before the upgrade")
+    gw.add_argument("--auth", metavar="FILE:FUNC|secret",
+                    help="token check run before the upgrade: a function, or 'secret' for tokens "
+                         "made with namewire.gateway.mint_token and the cluster secret")
     limits = gw.add_argument_group("limits per browser connection")
     limits.add_argument("--max-in-flight", type=int, default=64, metavar="N",
                         help="requests waiting for an answer (default: 64)")
@@ -65,6 +68,23 @@ def add_parsers(commands: Any) -> None:
     gw.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
     add_logging_options(gw)
     gw.set_defaults(handler=cmd_gateway)
+
+
+def _authenticate(auth: str | None) -> Any:
+    """The token check ``--auth`` names: FILE:FUNC, or ``secret`` (tokens signed with the
+    cluster's shared secret); ValueError saying what is wrong."""
+    if auth is None:
+        return None
+    if auth != "secret":
+        return load_function(auth)
+    from ..gateway import secret_tokens
+    from ..transport import Security
+
+    secret = Security.from_env().secret
+    if secret is None:
+        raise ValueError("--auth secret needs the cluster's shared secret "
+                         "(NAMEWIRE_SECRET_FILE or NAMEWIRE_SECRET)")
+    return secret_tokens(secret)
 
 
 def websocket_url(text: str) -> str:
@@ -106,7 +126,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         policy = Policy.of(
             args.expose,
             origins=frozenset(args.origin) if args.origin else None,
-            authenticate=load_function(args.auth) if args.auth else None,
+            authenticate=_authenticate(args.auth),
             limits=Limits(args.max_in_flight, args.max_message, args.rate, args.burst),
         )
     except ValueError as exc:

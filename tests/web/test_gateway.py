@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 import namewire
 from namewire.cli._cluster import format_table
-from namewire.gateway import Gateway, Limits, Policy, client_source
+from namewire.gateway import Gateway, Limits, Policy, client_source, mint_token, secret_tokens
 from tests.conftest import Processes
 from tests.etcd_cluster import EtcdCluster, etcd_cluster
 from tests.node.test_by_name import wait_for_name, wait_until
@@ -258,6 +258,20 @@ async def test_origin_and_token_are_checked_before_the_upgrade(procs: Processes)
         assert answer.value.code == 426
 
 
+async def test_tokens_minted_with_the_cluster_secret_open_the_gateway(procs: Processes) -> None:
+    secret = b"k" * 32
+    policy = Policy.of(["PlusServer"], authenticate=secret_tokens(secret))
+    async with gateway_cluster(procs, policy) as (gateway, _):
+        async with browser(f"{gateway.url}?token={mint_token(secret, 'alice')}") as b:
+            assert (await b.request(op="call", name="PlusServer", func="plus",
+                                    args=[1, 1]))["value"] == 2
+        for token in (mint_token(b"x" * 32, "alice"), mint_token(secret, "alice", ttl=0.001)):
+            await asyncio.sleep(0.01)
+            with pytest.raises(InvalidStatus) as refused:
+                await ws_connect(f"{gateway.url}?token={token}")
+            assert refused.value.response.status_code == 401
+
+
 async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
     async with gateway_cluster(procs, Policy()) as (gateway, _):
         http = gateway.url.replace("ws://", "http://") + "namewire.js"
@@ -275,6 +289,7 @@ async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
         (["--expose", ":plus"], "expected NAME, NAME:* or NAME:func1,func2"),
         (["--auth", "nowhere.py:check"], "no such file: nowhere.py"),
         (["--max-message", "10"], "gateway limits must be positive"),
+        (["--auth", "secret"], "--auth secret needs the cluster's shared secret"),
     ],
 )
 def test_the_gateway_command_says_what_is_wrong(argv: list[str], says: str) -> None:
