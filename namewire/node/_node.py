@@ -449,8 +449,9 @@ class Node:
         if name == self.name:
             await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
             return
-        session = await self._route_or_group(name, sticky=True)
-        if session.peer_name != name and name in self._routes.carried:
+        routes = self._routes
+        session = routes.carrier_route(name) or await self._route_or_group(name, sticky=True)
+        if session.peer_name != name and name in routes.carried:
             msg = carried_message(name, msg)  # its carrier (a gateway) delivers it
         await session.send_msg(msg)
 

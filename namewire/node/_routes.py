@@ -49,12 +49,15 @@ class RouteTable:
     async def open(self, name: str, registry: Registry) -> Session:
         """The session to ``name`` (to its carrier, for a carried name): look it up and connect
         once, however many callers ask at once."""
+        return self.carrier_route(name) or await self._open_shared(name, registry)
+
+    def carrier_route(self, name: str) -> Session | None:
+        """The open route to the carrier of ``name``, if it is a carried name we resolved."""
         via = self.carried.get(name)
-        if via is not None:
-            route = self.by_name.get(via)
-            if route is not None and route.is_open:
-                return route
-        return await self._open_shared(name, registry)
+        if via is None:
+            return None
+        route = self.by_name.get(via)
+        return route if route is not None and route.is_open else None
 
     async def _open_shared(self, name: str, registry: Registry) -> Session:
         task = self._connecting.get(name)
