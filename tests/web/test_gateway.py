@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 import namewire
 from namewire.cli._cluster import format_table
 from namewire.gateway import Gateway, Limits, Policy, client_source, mint_token, secret_tokens
+from namewire.observe import ClusterView
 from tests.conftest import Processes
 from tests.etcd_cluster import EtcdCluster, etcd_cluster
 from tests.node.test_by_name import wait_for_name, wait_until
@@ -150,6 +151,8 @@ async def test_any_node_sends_to_a_browser_by_its_name(procs: Processes, registr
             assert (await me.registry.lookup(b.name)).via == "gw"
             assert re.search(r"^gw/1\s+via gw\s", format_table(await me.registry.services()),
                              re.MULTILINE)
+            shown = {s["name"] for s in (await ClusterView(me).refresh())["services"]}
+            assert "gw" in shown and b.name not in shown  # the dashboard lists services only
             await me.send_msg(b.name, {"hi": "by name"})
             assert await b.pushed_message() == {"op": "msg", "from": "gw-tester",
                                                 "msg": {"hi": "by name"}}
