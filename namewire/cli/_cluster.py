@@ -136,7 +136,8 @@ def format_table(services: list[ServiceInfo]) -> str:
     rows = [
         (
             s.registration.name,
-            " ".join(s.registration.addresses) or "-",
+            " ".join(s.registration.addresses)
+            or (f"via {s.registration.via}" if s.registration.via else "-"),
             ", ".join(s.registration.functions) or "-",
             f"{s.lease_age:.1f}s",
             f"{s.expires_in:.1f}s" if s.expires_in is not None else "-",

@@ -22,18 +22,23 @@ from ._common import (
     run_command,
     setup_logging,
 )
+from ._security import add_security_options, security_of
 
 log = logging.getLogger("namewire.cli")
 
 _HELP = """\
 Browsers connect to --listen and load the JS client from /namewire.js there. They reach only what
 --expose names: NAME (every function, and messages), NAME:* (the same) or NAME:f,g (those
-functions, and messages). Each browser session gets a name, <gateway>/<n>, that services reach
-with namewire.gateway.send_to_browser(node, name, msg).
+functions, and messages). Each browser session gets a name, <gateway>/<n>, registered while it is
+connected: any service reaches it with node.send_msg(name, msg).
 
 --auth FILE:FUNC names `def FUNC(token, origin) -> bool` (or async) in a Python file; the token is
-the `token` given to connect(). --origin is repeatable; without it only pages served from the
-gateway's own host:port (and clients that send no Origin) are accepted; --origin '*' accepts all.
+the `token` given to connect(). --auth secret accepts the tokens that
+namewire.gateway.mint_token(secret, user, ttl) makes from the cluster's shared secret
+(NAMEWIRE_SECRET_FILE); the secret itself never goes to a browser.
+
+--origin is repeatable; without it only pages served from the gateway's own host:port (and clients
+that send no Origin) are accepted; --origin '*' accepts all.
 """
 
 
@@ -49,7 +54,9 @@ def add_parsers(commands: Any) -> None:
                     help="a service browsers may reach, repeatable")
     gw.add_argument("--origin", metavar="ORIGIN", action="append",
                     help="an allowed page origin (http://host:port), repeatable")
-    gw.add_argument("--auth", metavar="FILE:FUNC", help="token check run before the upgrade")
+    gw.add_argument("--auth", metavar="FILE:FUNC|secret",
+                    help="token check run before the upgrade: a function, or 'secret' for tokens "
+                         "made with namewire.gateway.mint_token and the cluster secret")
     limits = gw.add_argument_group("limits per browser connection")
     limits.add_argument("--max-in-flight", type=int, default=64, metavar="N",
                         help="requests waiting for an answer (default: 64)")
@@ -63,8 +70,24 @@ def add_parsers(commands: Any) -> None:
                     help="bound on each browser call (default: 10)")
     gw.add_argument("--certfile", metavar="PEM", help="TLS certificate chain: browsers use wss://")
     gw.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
+    add_security_options(gw)  # the gateway's node is a member of the cluster like any other
     add_logging_options(gw)
     gw.set_defaults(handler=cmd_gateway)
+
+
+def _authenticate(auth: str | None, secret: bytes | None) -> Any:
+    """The token check ``--auth`` names: FILE:FUNC, or ``secret`` (tokens signed with the
+    cluster's shared ``secret``); ValueError saying what is wrong."""
+    if auth is None:
+        return None
+    if auth != "secret":
+        return load_function(auth)
+    from ..gateway import secret_tokens
+
+    if secret is None:
+        raise ValueError("--auth secret needs the cluster's shared secret "
+                         "(--secret-file, NAMEWIRE_SECRET_FILE or NAMEWIRE_SECRET)")
+    return secret_tokens(secret)
 
 
 def websocket_url(text: str) -> str:
@@ -100,13 +123,15 @@ def load_function(spec: str) -> Any:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from ..gateway import Gateway, Limits, Policy
+    from ..node import Node
 
     setup_logging(args)
+    security = security_of(args)
     try:
         policy = Policy.of(
             args.expose,
             origins=frozenset(args.origin) if args.origin else None,
-            authenticate=load_function(args.auth) if args.auth else None,
+            authenticate=_authenticate(args.auth, security.secret),
             limits=Limits(args.max_in_flight, args.max_message, args.rate, args.burst),
         )
     except ValueError as exc:
@@ -120,7 +145,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             fail(f"--certfile/--keyfile: {exc}")
     ns_url = nameservice_url(args)
     runtime.set_default_node_name(args.name)
-    gateway = Gateway(args.name, policy=policy, call_timeout=args.call_timeout, ssl=context)
+    gateway = Gateway(args.name, policy=policy, call_timeout=args.call_timeout, ssl=context,
+                      node=Node(args.name, security=security))
 
     async def serve() -> None:
         async with gateway.serve(args.listen, nameservice=ns_url):

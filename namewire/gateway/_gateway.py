@@ -3,9 +3,11 @@
 The gateway is a `Node` (named ``gateway`` unless told otherwise) plus a WebSocket server for
 browsers speaking JSON (`BrowserSession`). A browser's calls, messages and provider look-ups are
 made by that node, after the `Policy` allowed them. Each browser connection gets a name,
-``<gateway>/<n>``; a service reaches it through the gateway node, with `send_to_browser` (a call
-to the gateway's ``deliver`` function, which fails if that browser is gone) or by sending the
-gateway ``{"to": name, "msg": ...}``.
+``<gateway>/<n>``, registered as a name the gateway carries (`Registration.via`) while the
+browser is connected: any node's ``send_msg("gateway/7", msg)`` reaches the gateway as
+``{"to": "gateway/7", "msg": msg}`` from the sender, and the gateway hands it to the browser.
+`send_to_browser` (a call to the gateway's ``deliver`` function) does the same and says whether
+the browser was still there.
 
 Before the upgrade the gateway checks, in order: the path (404), the Origin (403), the token
 (401, from ``?token=`` since browsers cannot set headers on a WebSocket, or ``Authorization:
@@ -35,8 +37,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ..errors import NameNotFound
+from ..errors import NameNotFound, NameTaken, NamewireError
 from ..node import Caller, Node
+from ..registry import Registration
 from ..transport import parse_address, scheme_of
 from ..transport._schemes import bind_sockets
 from ._browser import BrowserSession
@@ -47,6 +50,7 @@ __all__ = ["Gateway", "send_to_browser"]
 log = logging.getLogger("namewire.gateway")
 
 CLIENT_PATH = "/namewire.js"
+_NAME_TRIES = 64
 
 
 def client_source() -> bytes:
@@ -173,7 +177,7 @@ class Gateway:
         return None
 
     async def _browser_connected(self, ws: ServerConnection) -> None:
-        name = f"{self.name}/{next(self._numbers)}"
+        name = await self._name_browser()
         session = BrowserSession(self, ws, name)
         self.browsers[name] = session
         log.info("%s: browser %s connected from %s", self.name, name, ws.remote_address[0])
@@ -182,6 +186,33 @@ class Gateway:
         finally:
             del self.browsers[name]
             log.info("%s: browser %s left", self.name, name)
+            registry = self.node.registry
+            if registry is not None:
+                await registry.deregister_carried(name)  # senders get NameNotFound from now on
+
+    async def _name_browser(self) -> str:
+        """The next free ``<gateway>/<n>``, registered as carried by us when we have a registry.
+
+        A number still held (by our previous run's lease, on etcd) is skipped. When the
+        registry cannot take the name, the browser still connects: services then reach it only
+        with `send_to_browser`, and the log says so.
+        """
+        registry = self.node.registry
+        for _ in range(_NAME_TRIES):
+            name = f"{self.name}/{next(self._numbers)}"
+            if registry is None:
+                return name
+            try:
+                await registry.register_carried(Registration(name=name, via=self.name))
+            except NameTaken:
+                continue
+            except (NamewireError, ValueError) as exc:
+                log.warning("%s: browser %s is not registered (%s); services reach it only "
+                            "with send_to_browser", self.name, name, exc)
+            return name
+        log.warning("%s: %d browser names in a row are taken; %s is not registered", self.name,
+                    _NAME_TRIES, name)
+        return name
 
     # -- messages to browsers ------------------------------------------------------------------------
 
@@ -202,7 +233,8 @@ class Gateway:
             session = self.browsers.get(to) if isinstance(to, str) else None
             if session is None or "msg" not in msg:
                 log.warning("%s: dropped a message from %r: not {'to': <a connected browser>, "
-                            "'msg': ...} (to=%r)", self.name, sender, to)
+                            "'msg': ...} (to=%r; a browser that left is no longer registered, "
+                            "but its sender may not have heard yet)", self.name, sender, to)
                 continue
             with contextlib.suppress(ConnectionClosed):  # the browser left meanwhile
                 await session.push({"op": "msg", "from": sender, "msg": msg["msg"]})

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from ..registry._protocol import (
     FN_SERVICES,
     NAMESERVICE_NAME,
 )
+from ..registry._records import check_carried
 from ..transport import Security, Session
 from ._validation import check_registration
 
@@ -72,6 +74,7 @@ class NameService:
         self.node.failures = FailureLog(refusals=(NameTaken, Forbidden))
         self._leases: dict[str, Lease] = {}  # by service name
         self._lease_ids: dict[str, Lease] = {}
+        self._carried: dict[str, set[str]] = {}  # carrier name -> the names it carries
         self._name_watchers: dict[str, set[Session]] = {}
         self._func_watchers: dict[str, set[Session]] = {}
         self._group_watchers: dict[str, set[Session]] = {}
@@ -117,6 +120,12 @@ class NameService:
                             f"{registration.name!r} (policy file {policy.source})")
         ttl = min(max(float(ttl), MIN_TTL), MAX_TTL)
         now = time.monotonic()
+        if registration.via:
+            # Only the carrier's own connection may register a name via it; the name then
+            # lives as long as the carrier's lease (it never expires on its own).
+            carrier = self._leases.get(registration.via)
+            check_carried(registration, carrier.registration
+                          if carrier is not None and carrier.session is session else None)
         held = self._leases.get(registration.name)
         if held is not None and held.session is not session and held.expires > now:
             holder = held.registration
@@ -124,9 +133,12 @@ class NameService:
                             host=holder.host.split("/")[0], pid=holder.pid)
         if held is not None:
             self._drop(held, notify=False)
-        lease = Lease(secrets.token_hex(8), registration, session, ttl, now, now + ttl)
+        lease = Lease(secrets.token_hex(8), registration, session, ttl, now,
+                      math.inf if registration.via else now + ttl)
         self._leases[registration.name] = lease
         self._lease_ids[lease.id] = lease
+        if registration.via:
+            self._carried.setdefault(registration.via, set()).add(registration.name)
         self._track(session)
         old_functions = held.registration.functions if held is not None else ()
         old_group = held.registration.group if held is not None else ""
@@ -134,7 +146,8 @@ class NameService:
             self._notify(registration.name, set(old_functions), group=old_group)
         self._notify(registration.name, set(old_functions) | set(registration.functions),
                      group=registration.group)
-        log.info("registered %r at %s", registration.name, ", ".join(registration.addresses))
+        log.info("registered %r %s", registration.name, f"via {registration.via!r}"
+                 if registration.via else "at " + ", ".join(registration.addresses))
         return {"lease": lease.id, "ttl": ttl}
 
     def _renew(self, caller: Caller, lease_id: str) -> bool:
@@ -178,20 +191,34 @@ class NameService:
         now = time.monotonic()
         return [
             {"registration": lease.registration.to_dict(), "lease_age": now - lease.granted,
-             "ttl": lease.ttl, "expires_in": max(0.0, lease.expires - now)}
+             "ttl": lease.ttl, "expires_in": max(0.0, self._expires(lease) - now)}
             for _, lease in sorted(self._leases.items())
         ]
+
+    def _expires(self, lease: Lease) -> float:
+        """When ``lease`` ends unless renewed: a carried name's is its carrier's."""
+        carrier = self._leases.get(lease.registration.via) if lease.registration.via else None
+        return carrier.expires if carrier is not None else lease.expires
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
     def _drop(self, lease: Lease, *, notify: bool = True) -> None:
+        """Forget ``lease``; ``notify``: its name left (not replaced), and so do those it carries."""
         self._lease_ids.pop(lease.id, None)
-        name = lease.registration.name
+        name, via = lease.registration.name, lease.registration.via
         if self._leases.get(name) is lease:
             del self._leases[name]
+            if via and via in self._carried:
+                self._carried[via].discard(name)
+                if not self._carried[via]:
+                    del self._carried[via]
             if notify:
                 self._notify(name, set(lease.registration.functions), left=True,
                              group=lease.registration.group)
+                for carried in sorted(self._carried.pop(name, ())):
+                    held = self._leases.get(carried)
+                    if held is not None and held.session is lease.session:
+                        self._drop(held)
 
     def _notify(self, name: str, functions: set[str], *, left: bool = False,
                 group: str = "") -> None:

@@ -54,7 +54,7 @@ from ._functions import Caller, FunctionTable
 from ._groups import GroupRouter
 from ._listeners import Listeners
 from ._mailbox import Mailbox
-from ._routes import RouteTable
+from ._routes import RouteTable, carried_message
 from ._stalls import watch_stalled_frames
 from ._startup import DEFAULT_REGISTRY_WAIT, start_registry, wait_for_calls
 from ._tracing import (
@@ -449,7 +449,10 @@ class Node:
         if name == self.name:
             await self._own_mailbox().put_waiting(self.name, self._through_codec(msg))
             return
-        session = await self._route_or_group(name, sticky=True)
+        routes = self._routes
+        session = routes.carrier_route(name) or await self._route_or_group(name, sticky=True)
+        if session.peer_name != name and name in routes.carried:
+            msg = carried_message(name, msg)  # its carrier (a gateway) delivers it
         await session.send_msg(msg)
 
     def rpc_call(
@@ -517,6 +520,8 @@ class Node:
         if name == self.name:
             return await self._call_self(func, args, timeout, context)
         session = await self._route_or_group(name, sticky=False)
+        if session.peer_name != name and name in self._routes.carried:
+            raise NoSuchFunction(name, func, (), operation="rpc_call")  # it takes messages only
         if context is None:
             return await session.call(func, args, timeout, None, next(_request_ids))
         return await session.call(

@@ -12,7 +12,13 @@ from ..transport import Session, connect_session, scheme_of
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["RouteTable"]
+__all__ = ["RouteTable", "carried_message"]
+
+
+def carried_message(name: str, msg: object) -> dict[str, object]:
+    """What goes to the carrier of ``name`` for it: the carrier delivers ``msg`` to ``name``, from
+    the sender of this envelope (docs/web.md: the gateway's ``{"to", "msg"}``)."""
+    return {"to": name, "msg": msg}
 
 
 class RouteTable:
@@ -24,6 +30,11 @@ class RouteTable:
     registers), or the registration's identity is the one the connection proved with its
     certificate. Otherwise the node connects to the registered address itself. Concurrent first
     uses of a name share one look-up and one connect (`open`).
+
+    A carried name (`Registration.via`, a gateway's browser session) is never a key of
+    ``by_name``: `open` answers with the route to its carrier and `carried` remembers the pair,
+    so that the node wraps what it sends there (`carried_message`), until the name leaves or
+    changes.
     """
 
     def __init__(self, node: Node) -> None:
@@ -33,9 +44,22 @@ class RouteTable:
         self.inbound: dict[str, Session] = {}  # connections peers opened, by their hello name
         self._connecting: dict[str, asyncio.Task[Session]] = {}
         self._known: set[str] = set()  # names connected to before: a new connect is a reconnect
+        self.carried: dict[str, str] = {}  # carried name -> its carrier's name
 
     async def open(self, name: str, registry: Registry) -> Session:
-        """The session to ``name``: look it up and connect once, however many callers ask at once."""
+        """The session to ``name`` (to its carrier, for a carried name): look it up and connect
+        once, however many callers ask at once."""
+        return self.carrier_route(name) or await self._open_shared(name, registry)
+
+    def carrier_route(self, name: str) -> Session | None:
+        """The open route to the carrier of ``name``, if it is a carried name we resolved."""
+        via = self.carried.get(name)
+        if via is None:
+            return None
+        route = self.by_name.get(via)
+        return route if route is not None and route.is_open else None
+
+    async def _open_shared(self, name: str, registry: Registry) -> Session:
         task = self._connecting.get(name)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._open(name, registry))
@@ -76,6 +100,7 @@ class RouteTable:
 
     def changed(self, name: str) -> None:
         """``name`` registered or changed: a route taken on its hello alone ends."""
+        self.carried.pop(name, None)
         route = self.by_name.get(name)
         if route is not None and route.connection.accepting:
             del self.by_name[name]
@@ -83,6 +108,7 @@ class RouteTable:
     def retire(self, name: str) -> None:
         """``name`` left the registry: new calls look it up again (and fail if it is gone), while
         calls already pending on its session are answered or fail there."""
+        self.carried.pop(name, None)
         self.by_name.pop(name, None)
 
     def running_calls(self) -> list[asyncio.Task[object]]:
@@ -129,6 +155,9 @@ class RouteTable:
             if route is None:
                 raise
             return route
+        if registration.via:
+            return await self._open_carrier(name, registration.via, registry)
+        self.carried.pop(name, None)
         inbound = self.inbound.get(name)
         if (
             inbound is not None
@@ -151,6 +180,16 @@ class RouteTable:
                 failures.append(f"{url}: {exc}")
         registry.forget(name)
         raise PeerLost(name, "; ".join(failures), operation="connect")
+
+    async def _open_carrier(self, name: str, via: str, registry: Registry) -> Session:
+        if via == self._node.name:
+            raise NameNotFound(name, f"{name!r} is carried by this node ({via!r}), which "
+                                     "delivers to it itself")
+        if (await registry.lookup(via)).via:
+            raise NameNotFound(name, f"{name!r} is carried by {via!r}, itself a carried name")
+        route = await self._open_shared(via, registry)
+        self.carried[name] = via
+        return route
 
     async def _connect(self, url: str, name: str) -> Session:
         node = self._node

@@ -37,7 +37,9 @@ class ClusterView:
         registry = self.node.registry
         if registry is None:
             raise RuntimeError("the cluster view needs a node with a registry")
-        listed = [s for s in await registry.services() if s.registration.name != self.node.name]
+        # Carried names (a gateway's browser sessions) are no services: they have no stats to ask.
+        listed = [s for s in await registry.services()
+                  if s.registration.name != self.node.name and not s.registration.via]
         answers = await asyncio.gather(
             *(self._stats(s.registration.name) for s in listed), return_exceptions=False
         )

@@ -17,6 +17,8 @@ attached to the lease of the process that holds it.
   whose revision was compacted away reads the range again. A name that leaves, or comes back with
   another epoch, is reported through `name_left`, the same hook the built-in name service's
   change notices drive.
+- **Carried names** (`register_carried`) are keys of their own under our lease: they leave with
+  it, and are claimed again with our name under a new one.
 - **etcd unreachable.** The view is kept and answered from; `degraded` says why, and the change
   is logged once each way. Names are never dropped on our side for want of etcd.
 """
@@ -35,7 +37,7 @@ from typing import NamedTuple
 from ..errors import NameNotFound, NameTaken, RegistryUnavailable
 from ._etcd_gateway import EtcdGateway, KeyValue, WatchCompacted, prefix_end
 from ._etcd_url import parse_etcd_url
-from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo
+from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo, check_carried
 from ._registry import Registry
 
 __all__ = ["EtcdRegistry"]
@@ -81,6 +83,7 @@ class EtcdRegistry(Registry):
         self._revision = 0
         self._registration: Registration | None = None
         self._lease: int | None = None
+        self._carried: dict[str, Registration] = {}
         self._granted = math.ceil(ttl)
         self._since: float | None = None  # when our current lease claimed the name (wall clock)
         self._lease_ends = 0.0  # loop time
@@ -119,6 +122,7 @@ class EtcdRegistry(Registry):
     async def deregister(self) -> None:
         async with self._claiming:  # not while the keeper claims the name again
             lease, self._lease, self._registration = self._lease, None, None
+            self._carried.clear()  # their keys go with the lease
             self._holding = False
             if self._expiry is not None:
                 self._expiry.cancel()
@@ -129,6 +133,26 @@ class EtcdRegistry(Registry):
         except RegistryUnavailable as exc:
             log.warning("could not revoke the lease of %r (%s); its name leaves when the lease "
                         "ends, within %ss", self.node_name, exc, self._granted)
+
+    async def register_carried(self, registration: Registration) -> None:
+        check_carried(registration, self._registration)
+        async with self._claiming:
+            if self._lease is None:
+                raise RegistryUnavailable(f"etcd at {self.url}: {self.node_name!r} holds no lease "
+                                          "now (claiming its name again)")
+            await self._claim_carried(registration, self._lease)
+            self._carried[registration.name] = registration
+
+    async def deregister_carried(self, name: str) -> None:
+        async with self._claiming:
+            lease = self._lease
+            if self._carried.pop(name, None) is None or lease is None:
+                return
+            try:
+                await self._gateway.delete(self._prefix + name.encode(), lease)
+            except RegistryUnavailable as exc:
+                log.warning("could not drop carried name %r of %r (%s); it leaves with our "
+                            "lease", name, self.node_name, exc)
 
     async def lookup(self, name: str) -> Registration:
         entry = self._view.get(name)
@@ -200,12 +224,32 @@ class EtcdRegistry(Registry):
                 with contextlib.suppress(RegistryUnavailable):
                     await self._gateway.revoke(lease)
             raise _held_by(registration.name, holder)
+        if fresh or not self._holding:
+            await self._carry_again(lease)
         if not self._holding:
             self._holding = True
             if self._registration is not None:  # a claim again, after a loss
                 log.warning("%r holds its name again (etcd lease %x)", registration.name, lease)
                 if self.holding_changed is not None:
                     self.holding_changed(None)
+
+    async def _claim_carried(self, registration: Registration, lease: int) -> None:
+        key = self._prefix + registration.name.encode()
+        value = _value(registration, time.time(), self._granted)
+        done, holder = await self._gateway.create(key, value, lease)
+        if not done and holder is not None and holder.lease == lease:
+            done, holder = await self._gateway.update(key, value, lease)
+        if not done:
+            raise _held_by(registration.name, holder)
+
+    async def _carry_again(self, lease: int) -> None:
+        """Our carried names went with our last lease: claim each under the new one."""
+        for name, carried in list(self._carried.items()):
+            try:
+                await self._claim_carried(carried, lease)
+            except NameTaken as exc:
+                del self._carried[name]
+                log.error("%s: cannot claim carried name %r again: %s", self.node_name, name, exc)
 
     def _renewed(self, sent: float, ttl: int) -> None:
         """etcd renewed our lease for ``ttl`` s on a request sent at ``sent`` (loop time)."""
@@ -356,7 +400,7 @@ class EtcdRegistry(Registry):
     def _left(self, name: str, entry: _Entry) -> None:
         if self.name_left is not None:
             self.name_left(name)
-        if entry.lease == self._lease and self._lease is not None:
+        if entry.lease == self._lease and self._lease is not None and not entry.registration.via:
             self._lease = None  # our key is gone: the lease was revoked or it ended
             self._lost(f"its etcd key left (epoch {entry.epoch})")
 

@@ -158,6 +158,12 @@ class EtcdGateway:
         put = {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
         return await self._txn(key, {"target": "LEASE", "lease": str(lease)}, put)
 
+    async def delete(self, key: bytes, lease: int) -> bool:
+        """Delete ``key`` only if it is held under ``lease``; True if it was."""
+        done, _ = await self._txn(key, {"target": "LEASE", "lease": str(lease)},
+                                  {"request_delete_range": {"key": _b64(key)}})
+        return done
+
     async def _txn(self, key: bytes, compare: dict[str, Any],
                    success: dict[str, Any]) -> tuple[bool, KeyValue | None]:
         body = {

@@ -37,7 +37,7 @@ from ._protocol import (
     FN_RENEW,
     FN_SERVICES,
 )
-from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo
+from ._records import DEFAULT_LEASE_TTL, Registration, ServiceInfo, check_carried
 from ._registry import Registry
 
 __all__ = ["NameServiceClient"]
@@ -77,6 +77,7 @@ class NameServiceClient(Registry):
         self._session: Session | None = None
         self._registration: Registration | None = None
         self._lease: str | None = None
+        self._carried: dict[str, tuple[Registration, str]] = {}  # name -> (registration, lease)
         self._cache: dict[str, Registration] = {}
         self._providers: dict[str, list[str]] = {}
         self._members: dict[str, list[Registration]] = {}
@@ -103,9 +104,21 @@ class NameServiceClient(Registry):
 
     async def deregister(self) -> None:
         lease, self._lease, self._registration = self._lease, None, None
+        self._carried.clear()  # the name service drops them with our lease
         if lease is not None and self._session is not None and self._session.is_open:
             with contextlib.suppress(NamewireError):
                 await self._call(FN_DEREGISTER, lease)
+
+    async def register_carried(self, registration: Registration) -> None:
+        check_carried(registration, self._registration)
+        result = await self._call(FN_REGISTER, registration.to_dict(), self.ttl)
+        self._carried[registration.name] = (registration, str(result["lease"]))
+
+    async def deregister_carried(self, name: str) -> None:
+        entry = self._carried.pop(name, None)
+        if entry is not None and self._session is not None and self._session.is_open:
+            with contextlib.suppress(NamewireError):
+                await self._call(FN_DEREGISTER, entry[1])
 
     async def lookup(self, name: str) -> Registration:
         cached = self._cache.get(name)
@@ -363,3 +376,17 @@ class NameServiceClient(Registry):
             self._lease = None  # the keeper tries again each period
             log.warning("registering %r again at %s failed (%s); trying again in %.3gs",
                         self.node_name, self.url, exc, self.ttl / 3)
+        else:
+            await self._carry_again()
+
+    async def _carry_again(self) -> None:
+        """Our names went with our lease: register each again (one that fails is dropped)."""
+        for name, (carried, _) in list(self._carried.items()):
+            try:
+                await self.register_carried(carried)
+            except RegistryUnavailable:
+                return  # the keeper reconnects and registers everything again
+            except (NamewireError, ValueError) as exc:
+                if self._carried.pop(name, None) is not None:
+                    log.error("%s: cannot register carried name %r again: %s", self.node_name,
+                              name, exc)

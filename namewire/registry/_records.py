@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_NAMESERVICE",
     "Registration",
     "ServiceInfo",
+    "check_carried",
     "host_id",
 ]
 
@@ -29,6 +30,11 @@ class Registration:
     ``identity`` is set by the registry, never by the service: the identity its connection proved
     (its TLS certificate's name), empty when it proved none. A connection from that identity may
     serve as the route to the name.
+
+    ``via`` is set on a *carried* name (`Registry.register_carried`): a name with no node of its
+    own, such as a gateway's browser session ``gateway/7``. Messages to it go to the node ``via``
+    (the gateway), which delivers them; it has no addresses or functions of its own and lives as
+    long as ``via``'s own registration, or until ``via`` drops it.
     """
 
     name: str
@@ -40,6 +46,7 @@ class Registration:
     pid: int = 0  # of the registering process (0: not said), to tell people who holds a name
     group: str = ""
     identity: str = ""
+    via: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class Registration:
             "pid": self.pid,
             "group": self.group,
             "identity": self.identity,
+            "via": self.via,
         }
 
     @classmethod
@@ -67,6 +75,7 @@ class Registration:
                 pid=int(data.get("pid") or 0),
                 group=str(data.get("group") or ""),
                 identity=str(data.get("identity") or ""),
+                via=str(data.get("via") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed registration {data!r}: {exc}") from None
@@ -84,6 +93,21 @@ class ServiceInfo:
     lease_age: float
     ttl: float
     expires_in: float | None = None
+
+
+def check_carried(registration: Registration, holder: Registration | None) -> None:
+    """Raise ValueError unless ``registration`` may be carried by a node registered as ``holder``
+    (see `Registration.via`): both backends check it before anything is stored."""
+    name, via = registration.name, registration.via
+    if holder is None or holder.via or via != holder.name:
+        raise ValueError(f"{name!r} (via {via!r}) can be carried only by the node registered as "
+                         f"{via!r}" + (f", not by {holder.name!r}" if holder is not None else
+                                       ", which this registry client is not"))
+    if name == via:
+        raise ValueError(f"{name!r} cannot carry itself")
+    if registration.addresses or registration.functions or registration.idempotent:
+        raise ValueError(f"carried name {name!r} has addresses or functions: it is reached only "
+                         f"through {via!r}, by message")
 
 
 _HOST_ID: str | None = None

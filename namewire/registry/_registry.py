@@ -53,7 +53,21 @@ class Registry(ABC):
 
     @abstractmethod
     async def deregister(self) -> None:
-        """Remove our registration now (clean shutdown)."""
+        """Remove our registration now (clean shutdown), and every name we carry with it."""
+
+    @abstractmethod
+    async def register_carried(self, registration: Registration) -> None:
+        """Register a name this node carries (``registration.via`` is our registered name).
+
+        The name lives under our own lease: it leaves when `deregister_carried` drops it, or with
+        our own registration (lease end, deregister, disconnect), and is registered again with
+        ours. ValueError unless we are registered under ``via``, and the registration has no
+        addresses or functions; `NameTaken` if a live service holds the name.
+        """
+
+    @abstractmethod
+    async def deregister_carried(self, name: str) -> None:
+        """Drop the carried ``name`` now; nothing if we do not carry it."""
 
     @abstractmethod
     async def lookup(self, name: str) -> Registration:

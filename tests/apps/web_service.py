@@ -39,9 +39,16 @@ async def notify(browser, msg):
     return True
 
 
+@node.function
+async def tell(browser, msg):
+    """Send ``msg`` to the browser session ``browser`` with a plain send_msg to its name."""
+    await node.send_msg(browser, msg)
+    return True
+
+
 async def main(node):
-    # A message from a browser that says where to answer gets an answer there.
+    # A message from a browser that says where to answer gets an answer there, by its name.
     while True:
         _, msg = await node.get_msg()
         if isinstance(msg, dict) and "reply_to" in msg:
-            await send_to_browser(node, msg["reply_to"], {"echo": msg.get("text")})
+            await node.send_msg(msg["reply_to"], {"echo": msg.get("text")})

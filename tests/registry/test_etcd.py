@@ -111,6 +111,7 @@ async def test_a_lost_lease_stops_answers_until_the_name_is_claimed_again(
 
         registry.holding_changed = record
         assert await caller.rpc_call("Server", "plus", 1, 2) == 3
+        await registry.register_carried(Registration(name="Server/1", via="Server"))
         old_lease = registry._lease
         assert old_lease is not None
         gateway = EtcdGateway(parse_etcd_url(etcd.url, tls=False), timeout=2)
@@ -129,10 +130,35 @@ async def test_a_lost_lease_stops_answers_until_the_name_is_claimed_again(
                 return False
 
         await eventually(answers, 5, "calls are answered again under the new lease")
+        # The carried name went with the old lease and was claimed again under the new one;
+        # dropping it later is not a loss of our own name.
+        looking = caller.registry
+        assert looking is not None
+
+        async def carried_again() -> bool:
+            try:
+                return (await looking.lookup("Server/1")).via == "Server"
+            except namewire.NameNotFound:
+                return False
+
+        await eventually(carried_again, 5, "the carried name is claimed under the new lease")
+        await registry.deregister_carried("Server/1")
+        await eventually(lambda: _gone(caller, "Server/1"), 5, "the dropped carried name leaves")
+        await asyncio.sleep(0.3)
+        assert len(changes) == 2 and registry._holding
 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _gone(node: namewire.Node, name: str) -> bool:
+    assert node.registry is not None
+    try:
+        await node.registry.lookup(name)
+    except namewire.NameNotFound:
+        return True
+    return False
 
 
 async def test_frozen_etcd_answers_from_the_last_view_and_stops_the_holder_answering(

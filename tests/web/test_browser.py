@@ -1,6 +1,7 @@
 """A real headless Chromium (Debian's chromium + chromium-driver, driven by selenium): a page from
 another origin loads /namewire.js from the gateway, calls PlusServer by name and receives a
-message a service sends to its session; a page from an origin the gateway does not allow is told
+message a service sends to its session (through the gateway, and by a plain send_msg to the
+session's name); a page from an origin the gateway does not allow is told
 so by code."""
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ try {
   const nw = await connect("GATEWAY_WS", { token: "s3cret" });
   result.name = nw.name;
   result.plus = await nw.call("PlusServer", "plus", 20, 22);
-  const pushed = new Promise((resolve) => nw.onMessage((msg, from) => resolve({ msg, from })));
-  await nw.call("PlusServer", "notify", nw.name, "hello browser");
-  result.pushed = await pushed;
+  const inbox = [];
+  const arrived = (count) => new Promise((resolve) => {
+    const check = () => (inbox.length >= count ? resolve() : setTimeout(check, 20));
+    check();
+  });
+  nw.onMessage((msg, from) => inbox.push({ msg, from }));
+  await nw.call("PlusServer", "notify", nw.name, "hello browser");  // send_to_browser
+  await nw.call("PlusServer", "tell", nw.name, "by name");  // a plain send_msg to nw.name
+  await arrived(2);
+  result.pushed = inbox;
   result.providers = await nw.providers("plus");
   nw.close();
 } catch (err) {
@@ -124,7 +132,8 @@ def test_a_page_in_chromium_calls_by_name_and_receives_a_message(
     assert "error" not in allowed, allowed
     assert allowed["name"] == "gateway/1"
     assert allowed["plus"] == 42
-    assert allowed["pushed"] == {"msg": "hello browser", "from": "PlusServer"}
+    assert allowed["pushed"] == [{"msg": "hello browser", "from": "PlusServer"},
+                                 {"msg": "by name", "from": "PlusServer"}]
     assert allowed["providers"] == ["PlusServer"]
     assert refused["error"]["code"] == "origin_not_allowed", refused
     assert "http://localhost:" in refused["error"]["message"]

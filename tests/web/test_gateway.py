@@ -4,12 +4,14 @@ the allow-list, the checks before the upgrade, and each per-connection limit wit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 import namewire
-from namewire.gateway import Gateway, Limits, Policy, client_source
+from namewire.cli._cluster import format_table
+from namewire.gateway import Gateway, Limits, Policy, client_source, mint_token, secret_tokens
+from namewire.observe import ClusterView
 from tests.conftest import Processes
-from tests.node.test_by_name import wait_for_name
+from tests.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.node.test_by_name import wait_for_name, wait_until
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -67,12 +72,13 @@ async def browser(url: str, **kwargs: Any) -> AsyncIterator[Browser]:
 
 @asynccontextmanager
 async def gateway_cluster(
-    procs: Processes, policy: Policy
+    procs: Processes, policy: Policy, registry: str | None = None, call_timeout: float = 5
 ) -> AsyncIterator[tuple[Gateway, namewire.Node]]:
-    """Name service and PlusServer in processes; the gateway and a test node in this one."""
-    ns, _ = procs.nameservice()
+    """Name service (or the ``registry`` given) and PlusServer in processes; the gateway and a
+    test node in this one."""
+    ns = registry or procs.nameservice()[0]
     procs.service("web_service.py", "PlusServer", ns)
-    gateway = Gateway("gw", policy=policy, call_timeout=5)
+    gateway = Gateway("gw", policy=policy, call_timeout=call_timeout)
     me = namewire.Node("gw-tester")
     async with gateway.serve("ws://127.0.0.1:0/", nameservice=ns), me.serve(nameservice=ns):
         await wait_for_name(me, "PlusServer")
@@ -114,6 +120,73 @@ async def test_calls_messages_and_providers_by_name(procs: Processes) -> None:
             await namewire.gateway.send_to_browser(me, "gw/9", "anyone?")
 
 
+@pytest.fixture(scope="module")
+def etcd_server() -> Iterator[EtcdCluster]:
+    cluster = etcd_cluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["nameservice", "etcd"])
+def registry_url(request: pytest.FixtureRequest, procs: Processes) -> str:
+    """Each registry backend: a name service process, or a key prefix of its own in etcd."""
+    if request.param == "nameservice":
+        return procs.nameservice()[0]
+    cluster: EtcdCluster = request.getfixturevalue("etcd_server")
+    return f"{cluster.url}/web{next(_prefixes)}"
+
+
+async def test_any_node_sends_to_a_browser_by_its_name(procs: Processes, registry_url: str) -> None:
+    """The browser's name is registered while it is connected: a plain send_msg to it from any
+    node arrives with the sender's name; it takes no calls; once it left, senders are told."""
+    policy = Policy.of(["PlusServer:plus"])
+    async with gateway_cluster(procs, policy, registry_url) as (gateway, me):
+        async with browser(gateway.url) as b:
+            assert me.registry is not None
+            assert (await me.registry.lookup(b.name)).via == "gw"
+            assert re.search(r"^gw/1\s+via gw\s", format_table(await me.registry.services()),
+                             re.MULTILINE)
+            shown = {s["name"] for s in (await ClusterView(me).refresh())["services"]}
+            assert "gw" in shown and b.name not in shown  # the dashboard lists services only
+            await me.send_msg(b.name, {"hi": "by name"})
+            assert await b.pushed_message() == {"op": "msg", "from": "gw-tester",
+                                                "msg": {"hi": "by name"}}
+            # From a service in another process, which looks the name up itself.
+            assert await me.rpc_call("PlusServer", "tell", b.name, "from a process") is True
+            assert await b.pushed_message() == {"op": "msg", "from": "PlusServer",
+                                                "msg": "from a process"}
+            with pytest.raises(namewire.NoSuchFunction, match="'gw/1' has no function 'plus'"):
+                await me.rpc_call(b.name, "plus", 1, 2)
+            # Its messages keep their order, on the route to the gateway.
+            for i in range(50):
+                await me.send_msg(b.name, i)
+            assert [(await b.pushed_message())["msg"] for _ in range(50)] == list(range(50))
+            async with browser(gateway.url) as second:
+                assert second.name == "gw/2"
+                await me.send_msg(second.name, "second")
+                assert (await second.pushed_message())["msg"] == "second"
+            left = b.name
+
+        async def told_it_left() -> bool:
+            try:
+                await me.send_msg(left, "anyone?")
+            except namewire.NameNotFound:
+                return True
+            return False
+
+        await wait_until(told_it_left, timeout=5)
+        with pytest.raises(namewire.NameNotFound, match="no service named 'gw/1'"):
+            await me.send_msg(left, "anyone?")
+        with pytest.raises(namewire.RemoteError, match="NameNotFound"):
+            await me.rpc_call("PlusServer", "tell", left, "anyone?")
+        assert gateway.browsers == {}
+
+
 async def test_bad_requests_get_specific_errors_and_the_connection_carries_on(
     procs: Processes,
 ) -> None:
@@ -132,7 +205,8 @@ async def test_bad_requests_get_specific_errors_and_the_connection_carries_on(
 
 async def test_each_limit_has_its_own_error(procs: Processes) -> None:
     limits = Limits(max_in_flight=2, max_message=200, rate=5, burst=8)
-    async with gateway_cluster(procs, Policy.of(["PlusServer"], limits=limits)) as (gateway, _):
+    policy = Policy.of(["PlusServer"], limits=limits)
+    async with gateway_cluster(procs, policy, call_timeout=1.5) as (gateway, _):
         async with browser(gateway.url) as b:
             big = await b.request(op="send", name="PlusServer", msg="x" * 500)
             assert big["code"] == "too_large" and big["limit"] == 200 and big["size"] > 500
@@ -149,6 +223,9 @@ async def test_each_limit_has_its_own_error(procs: Processes) -> None:
             assert "rate_limited" in codes
             await asyncio.sleep(0.5)
             assert (await b.request(op="providers", func="plus"))["value"] == ["PlusServer"]
+            # One browser call may take --call-timeout (1.5 s here), then it is answered timeout.
+            late = await b.request(op="call", name="PlusServer", func="slow", args=[10])
+            assert late["code"] == "timeout" and "1.5" in late["message"], late
 
 
 async def test_origin_and_token_are_checked_before_the_upgrade(procs: Processes) -> None:
@@ -184,6 +261,20 @@ async def test_origin_and_token_are_checked_before_the_upgrade(procs: Processes)
         assert answer.value.code == 426
 
 
+async def test_tokens_minted_with_the_cluster_secret_open_the_gateway(procs: Processes) -> None:
+    secret = b"k" * 32
+    policy = Policy.of(["PlusServer"], authenticate=secret_tokens(secret))
+    async with gateway_cluster(procs, policy) as (gateway, _):
+        async with browser(f"{gateway.url}?token={mint_token(secret, 'alice')}") as b:
+            assert (await b.request(op="call", name="PlusServer", func="plus",
+                                    args=[1, 1]))["value"] == 2
+        for token in (mint_token(b"x" * 32, "alice"), mint_token(secret, "alice", ttl=0.001)):
+            await asyncio.sleep(0.01)
+            with pytest.raises(InvalidStatus) as refused:
+                await ws_connect(f"{gateway.url}?token={token}")
+            assert refused.value.response.status_code == 401
+
+
 async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
     async with gateway_cluster(procs, Policy()) as (gateway, _):
         http = gateway.url.replace("ws://", "http://") + "namewire.js"
@@ -201,6 +292,7 @@ async def test_the_gateway_serves_the_js_client(procs: Processes) -> None:
         (["--expose", ":plus"], "expected NAME, NAME:* or NAME:func1,func2"),
         (["--auth", "nowhere.py:check"], "no such file: nowhere.py"),
         (["--max-message", "10"], "gateway limits must be positive"),
+        (["--auth", "secret"], "--auth secret needs the cluster's shared secret"),
     ],
 )
 def test_the_gateway_command_says_what_is_wrong(argv: list[str], says: str) -> None:

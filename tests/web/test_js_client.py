@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from namewire.gateway import client_source
 from tests.conftest import APPS, Processes, free_port, wait_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,7 +40,7 @@ def node_with_websocket() -> list[str]:
 def start_gateway(procs: Processes, port: int, ns: str, *extra: str) -> subprocess.Popen[str]:
     proc = procs.start(
         "-m", "namewire", "gateway", "--listen", f"ws://127.0.0.1:{port}/", "--nameservice", ns,
-        "--expose", "PlusServer:plus,notify,slow", "--auth", f"{APPS / 'web_auth.py'}:check",
+        "--expose", "PlusServer:plus,notify,tell,slow", "--auth", f"{APPS / 'web_auth.py'}:check",
         "--log-level", "WARNING", *extra,
     )
     wait_port(port, proc)
@@ -97,8 +98,31 @@ def test_node_drives_the_js_client(procs: Processes, tmp_path: Path) -> None:
     assert steps["providers"]["value"] == ["PlusServer"]
     assert steps["not-exposed"]["code"] == "not_exposed"
     assert steps["pushed"] == {"step": "pushed", "msg": {"hi": "node"}, "from": "PlusServer"}
-    assert steps["echo"]["msg"] == {"echo": "ping"}
+    # web_service.py answers with a plain send_msg to the browser's name
+    assert steps["echo"] == {"step": "echo", "msg": {"echo": "ping"}, "from": "PlusServer"}
     assert steps["pending-rejected"]["code"] == "disconnected"
     assert steps["reconnected"]["name"] == "gateway/1"  # a new gateway process counts from 1
     assert steps["reconnected"]["value"] == 5
     assert "done" in steps
+
+
+def test_the_js_client_reconnects_with_jittered_exponential_backoff(tmp_path: Path) -> None:
+    """The waits before each reconnect double from minDelay up to maxDelay, each times a random
+    0.5-1.5; close() stops the retries. Timers are run at once (backoff_client.mjs)."""
+    node = node_with_websocket()
+    module = tmp_path / "namewire.mjs"
+    module.write_bytes(client_source())
+    out = subprocess.run([*node, str(HERE / "backoff_client.mjs"), str(module),
+                          "ws://127.0.0.1:9/"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr[:2000]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    delays = result["delays"]
+    bases = [min(800, 100 * 2**k) for k in range(len(delays))]
+    assert len(delays) == 10
+    for delay, base in zip(delays, bases, strict=True):
+        assert 0.5 * base <= delay <= 1.5 * base, (delays, bases)
+    ratios = {round(d / b, 6) for d, b in zip(delays, bases, strict=True)}
+    assert len(ratios) > 5, f"no jitter: {delays}"
+    # at most the attempt already scheduled when close() came runs; no new ones
+    assert result["after_close"] <= 1, result

@@ -6,7 +6,16 @@ import time
 
 import pytest
 
-from namewire.gateway import CODES, BrowserError, Exposure, Limits, Policy
+from namewire.gateway import (
+    CODES,
+    BrowserError,
+    Exposure,
+    Limits,
+    Policy,
+    mint_token,
+    read_token,
+    secret_tokens,
+)
 from namewire.gateway._policy import RateLimiter
 
 
@@ -64,3 +73,26 @@ def test_limits_and_codes() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         Limits(max_in_flight=0)
     assert {"too_many_calls", "too_large", "rate_limited", "not_exposed"} <= set(CODES)
+
+
+def test_tokens_signed_with_the_cluster_secret() -> None:
+    secret, other = b"s" * 32, b"o" * 32
+    token = mint_token(secret, "alice", ttl=60, now=1000.0)
+    assert read_token(secret, token, now=1059.0) == "alice"
+    with pytest.raises(ValueError, match="'alice' expired at"):
+        read_token(secret, token, now=1060.0)
+    with pytest.raises(ValueError, match="bad signature"):
+        read_token(other, token, now=1000.0)
+    body, _, mac = token.partition(".")
+    forged = mint_token(secret, "mallory", ttl=60, now=1000.0).partition(".")[0] + "." + mac
+    with pytest.raises(ValueError, match="'mallory': bad signature"):
+        read_token(secret, forged, now=1000.0)
+    for junk in ("", "abc", "a.b", s32 := secret.hex()):
+        with pytest.raises(ValueError, match="not a namewire token"):
+            read_token(secret, junk)
+    assert s32 not in token  # the secret itself never travels
+    check = secret_tokens(secret)
+    assert check(mint_token(secret, "bob"), "http://app.test") is True
+    assert check(None, None) is False and check(token, None) is False  # expired long ago
+    with pytest.raises(ValueError, match="ttl must be positive"):
+        mint_token(secret, "x", ttl=0)

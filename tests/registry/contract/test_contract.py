@@ -8,6 +8,7 @@ means within PROPAGATION seconds, not on the next look-up after a TTL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -268,3 +269,51 @@ async def _unavailable(registry: namewire.registry.Registry, name: str) -> bool:
     except namewire.RegistryUnavailable:
         return True
     return False
+
+
+async def test_carried_names_live_with_their_carrier(backend: Backend) -> None:
+    """A carried name (a gateway's browser session) is listed with ``via``, refused to anyone but
+    its carrier, leaves when dropped without taking the carrier's own name, and leaves with the
+    carrier's registration."""
+    carrier = await backend.client("Gw")
+    other = await backend.client("Other")
+    reader = await backend.client("Reader")
+    try:
+        with pytest.raises(ValueError, match="can be carried only by the node registered as 'Gw'"):
+            await carrier.register_carried(Registration(name="Gw/1", via="Gw"))  # not yet
+        await carrier.register(registration("Gw", "deliver"))
+        await other.register(registration("Other"))
+        first = Registration(name="Gw/1", via="Gw")
+        await carrier.register_carried(first)
+        await carrier.register_carried(Registration(name="Gw/2", via="Gw"))
+        assert await reader.lookup("Gw/1") == first
+        with pytest.raises(ValueError, match="not by 'Other'"):
+            await other.register_carried(Registration(name="Gw/3", via="Gw"))
+        with pytest.raises(ValueError, match="reached only through 'Gw', by message"):
+            await carrier.register_carried(Registration(name="Gw/3", via="Gw",
+                                                        addresses=("tcp://127.0.0.1:1",)))
+        with pytest.raises(namewire.NameTaken):
+            await other.register(Registration(name="Gw/1"))
+        listed = {info.registration.name: info for info in await reader.services()}
+        assert listed["Gw/1"].registration.via == "Gw" and listed["Gw/1"].ttl == 5.0
+        await carrier.deregister_carried("Gw/1")
+        await eventually(lambda: gone(reader, "Gw/1"), PROPAGATION, "a dropped name leaves")
+        await asyncio.sleep(0.3)  # the carrier's own name and its other carried one stay
+        assert (await reader.lookup("Gw")).functions == ("deliver",)
+        assert (await reader.lookup("Gw/2")).via == "Gw"
+        with backend.down():  # built-in: a new name service, to which the carrier brings it again
+            await asyncio.sleep(0.2)
+
+        async def carried_again() -> bool:
+            with contextlib.suppress(namewire.NamewireError):
+                return (await reader.lookup("Gw/2")).via == "Gw"
+            return False
+
+        await eventually(carried_again, 10, "the carried name is registered again after the outage")
+        await carrier.close()
+        await eventually(lambda: gone(reader, "Gw/2"), PROPAGATION,
+                         "a carried name leaves with its carrier")
+        await other.register(Registration(name="Gw/2"))  # free for anyone now
+    finally:
+        for client in (carrier, other, reader):
+            await client.close()
