@@ -109,6 +109,51 @@ async def test_a_value_that_cannot_cross_names_its_type_and_the_channel_carries_
         await worker.stop()
 
 
+async def test_values_put_in_one_turn_travel_together_and_a_bad_one_is_refused_alone() -> None:
+    ch: WorkerChannel[Any] = WorkerChannel(64)
+    worker = await fork(targets.echo, ch)
+    try:
+        for i in range(10):  # one loop turn: these share batches
+            ch.put_nowait(i)
+        with pytest.raises(ValueCannotCross) as info:
+            ch.put_nowait([10, datetime.date(2026, 1, 1)])
+        assert (info.value.type_name, info.value.path) == ("date", "[1]")
+        for i in range(10, 20):
+            ch.put_nowait(i)
+        got = [await asyncio.wait_for(ch.get(), 10) for _ in range(20)]
+        assert got == list(range(20))  # the refused value took nothing else with it
+
+        # One batch coming back wakes as many waiting getters as it has values.
+        getters = [asyncio.create_task(ch.get()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        for i in (1, 2, 3):
+            ch.put_nowait(i)
+        assert sorted(await asyncio.wait_for(asyncio.gather(*getters), 5)) == [1, 2, 3]
+    finally:
+        await worker.stop()
+
+
+async def test_values_still_waiting_for_the_window_reach_the_other_end_before_the_close() -> None:
+    ch: WorkerChannel[int] = WorkerChannel(1000)
+    control: WorkerChannel[Any] = WorkerChannel(2)
+    worker = await fork(targets.hold, ch, control)
+    try:
+        await ch.put(0)
+        while ch._session is None or not ch._session.is_open:  # the worker's hello: 0 leaves
+            await asyncio.sleep(0.02)
+        for i in range(1, 20):
+            await ch.put(i)
+            await asyncio.sleep(0)  # one batch per loop turn: the session's window fills
+        assert ch._outbox.waiting, "some values must still wait for the window"
+        assert ch.statistics().in_flight == 20
+        await asyncio.wait_for(ch.aclose(), 5)
+        await control.put("report")
+        assert await control.get() == 20  # all of them arrived before the close
+        assert await control.get() == 20
+    finally:
+        await worker.stop()
+
+
 async def test_select_over_worker_and_local_channels() -> None:
     remote: WorkerChannel[str] = WorkerChannel(4)
     local: Channel[str] = Channel(4)
