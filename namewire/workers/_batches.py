@@ -23,8 +23,8 @@ from typing import Any
 
 import msgpack
 
-from ..errors import ProtocolError
-from ..wire import codec_named
+from ..errors import EncodeError, MessageTooLarge, ProtocolError
+from ..wire import DEFAULT_MAX_FRAME, codec_named
 
 __all__ = ["BATCHES_IN_FLIGHT", "BATCH_OVERHEAD", "FULL_BATCH", "Outbox", "decode_batch",
            "encode_value"]
@@ -36,10 +36,20 @@ BATCHES_IN_FLIGHT = 4
 BATCH_OVERHEAD = 16
 
 _MSGPACK = codec_named("msgpack")  # the wire's codec: values decode as any message payload does
-_array_header = msgpack.Packer().pack_array_header  # returns bytes (autoreset); no GIL release
+# Packed with the wire codec's options, by a packer of our own that put() calls without the
+# codec's wrapper; pack() runs in C without releasing the GIL and resets itself, even after an
+# error, so the threads of thread workers can share it.
+_pack = msgpack.Packer(use_bin_type=True).pack
+_array_header = msgpack.Packer().pack_array_header  # returns bytes (autoreset)
 
-# ``value`` packed as the wire's msgpack codec packs it; `EncodeError` if it cannot be.
-encode_value = _MSGPACK.encode
+
+def encode_value(value: Any) -> bytes:
+    """``value`` packed as the wire's msgpack codec packs it; `EncodeError` if it cannot be."""
+    try:
+        packed: bytes = _pack(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode with msgpack: {exc}") from None
+    return packed
 
 FULL_BATCH = 2  # what `Outbox.offer` answers when the waiting values make a full batch
 
@@ -63,12 +73,25 @@ class Outbox:
     entry per batch handed over and not yet credited, oldest first (credit comes back in order).
     """
 
-    __slots__ = ("_sent", "held", "held_bytes", "max_bytes", "maxsize", "per_batch", "waiting",
-                 "waiting_bytes")
+    __slots__ = (
+        "_sent",
+        "held",
+        "held_bytes",
+        "max_bytes",
+        "maxsize",
+        "per_batch",
+        "value_limit",
+        "waiting",
+        "waiting_bytes",
+        "what",
+    )
 
-    def __init__(self, maxsize: int, max_bytes: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int, what: str = "put()") -> None:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
+        self.what = what  # what a refused value was being sent by, for `MessageTooLarge`
+        # The largest packed value a batch carries alone: the other end's frame limit, less.
+        self.value_limit = DEFAULT_MAX_FRAME - BATCH_OVERHEAD
         # Full batches of this many values keep BATCHES_IN_FLIGHT of them about one window.
         self.per_batch = max(1, -(-maxsize // BATCHES_IN_FLIGHT))
         self.waiting: list[bytes] = []
@@ -77,11 +100,19 @@ class Outbox:
         self.held = 0
         self.held_bytes = 0
 
-    def offer(self, packed: bytes) -> int:
-        """Accept a packed value if there is room: 0 if not, `FULL_BATCH` if the waiting values now
-        make a full batch, else 1. One value larger than the byte bound passes alone, as a
-        message larger than the core's byte window does."""
+    def offer(self, value: Any) -> int:
+        """Pack ``value`` and accept it if there is room: 0 if not, `FULL_BATCH` if the waiting
+        values now make a full batch, else 1. One value larger than the byte bound passes alone,
+        as a message larger than the core's byte window does. Raises `EncodeError` for a value
+        msgpack cannot carry, `MessageTooLarge` past ``value_limit``; nothing is accepted then."""
+        try:
+            packed: bytes = _pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(f"cannot encode with msgpack: {exc}") from None
         size = len(packed)
+        if size > self.value_limit:
+            raise MessageTooLarge(self.what, size + BATCH_OVERHEAD,
+                                  self.value_limit + BATCH_OVERHEAD)
         held_bytes = self.held_bytes
         if self.held >= self.maxsize or (held_bytes and held_bytes + size > self.max_bytes):
             return 0
@@ -129,6 +160,7 @@ class Outbox:
 
     def clear(self) -> None:
         """A new link: nothing is waiting or in flight on it."""
+        self.value_limit = DEFAULT_MAX_FRAME - BATCH_OVERHEAD  # until the other end's hello
         self.waiting.clear()
         self._sent.clear()
         self.waiting_bytes = self.held = self.held_bytes = 0

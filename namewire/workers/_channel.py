@@ -41,7 +41,6 @@ from ._batches import (
     FULL_BATCH,
     Outbox,
     decode_batch,
-    encode_value,
 )
 
 __all__ = ["ChannelEnd", "WorkerChannel", "WorkerChannelStatistics"]
@@ -67,6 +66,7 @@ class WorkerChannelStatistics:
     maxsize: int
     max_bytes: int
     linked: bool
+    unsent: int  # of in_flight: still here, waiting for the link (its window, or the worker's start)
 
 
 class ChannelEnd:
@@ -120,12 +120,11 @@ class WorkerChannel(Channel[T]):
         self._capacity = maxsize  # maxsize, typed as never None
         self.max_bytes = max_bytes
         self.name = name or f"channel-{next(_names)}"
-        self._outbox = Outbox(maxsize, max_bytes)
+        self._outbox = Outbox(maxsize, max_bytes, f"put() on channel {self.name!r}")
         self._send_scheduled = False
         # A batch left or its credit went back: the next put or get lets the loop run once, so
         # that it is written and the other side's batches and credit are read (see `_yield`).
         self._turn_due = False
-        self._value_limit = DEFAULT_MAX_FRAME - BATCH_OVERHEAD  # the other end's frame limit, less
         # Batches that arrived on this link, oldest first: [values not yet taken, message bytes].
         self._inbox: deque[list[int]] = deque()
         self._stale = 0  # leading buffered values from an earlier link (no credit to return)
@@ -179,7 +178,6 @@ class WorkerChannel(Channel[T]):
         self._stale = len(self._items)
         self._inbox.clear()
         self._outbox.clear()  # what the dead link carried is lost with it
-        self._value_limit = DEFAULT_MAX_FRAME - BATCH_OVERHEAD  # until the other end's hello
         self._peer_alive = peer_alive
         self._closed = False
         self._broken = None
@@ -201,11 +199,13 @@ class WorkerChannel(Channel[T]):
     def statistics(self) -> WorkerChannelStatistics:
         """What the channel holds now: values arrived and unread here (``buffered``), values put
         here and not yet taken by the other side (``in_flight``, ``in_flight_bytes``: waiting to
-        leave, travelling, or unread there)."""
+        leave, travelling, or unread there), and of those the ones not handed to the link yet
+        (``unsent``: the link's window is full, or the worker has not said hello yet)."""
         self._credited()
         outbox = self._outbox
         return WorkerChannelStatistics(len(self._items), outbox.held, outbox.held_bytes,
-                                       self._capacity, self.max_bytes, self.linked)
+                                       self._capacity, self.max_bytes, self.linked,
+                                       len(outbox.waiting))
 
     # -- Channel API -------------------------------------------------------------------------------
 
@@ -227,20 +227,16 @@ class WorkerChannel(Channel[T]):
         session = self._session
         if session is None or self._closed or self._broken is not None or session.is_closed:
             raise await self._put_refused()
-        packed = self._pack(value)
-        offer = self._outbox.offer
-        while not (accepted := offer(packed)):
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter in self._putters:
-                    self._putters.remove(waiter)
-                raise
-            if self._closed or self._broken is not None or session.is_closed:
-                raise await self._put_refused()
-        self._accepted(accepted)
+        try:
+            accepted = self._outbox.offer(value)
+        except MessageTooLarge:
+            raise
+        except EncodeError:
+            raise _cannot_cross(self.name, value) from None
+        if not accepted:
+            accepted = await self._room_for(value, session)
+        if accepted == FULL_BATCH or not self._send_scheduled:
+            self._accepted(accepted)
 
     def put_nowait(self, value: T) -> None:
         """Send ``value`` without waiting; `asyncio.QueueFull` if ``maxsize`` values put here are
@@ -248,7 +244,7 @@ class WorkerChannel(Channel[T]):
         session = self._session
         if session is None or self._closed or self._broken is not None or session.is_closed:
             raise self._put_refused_now()
-        accepted = self._outbox.offer(self._pack(value))
+        accepted = self._offer(self._outbox.offer, value)
         if not accepted:
             raise asyncio.QueueFull
         self._accepted(accepted)
@@ -362,15 +358,29 @@ class WorkerChannel(Channel[T]):
             return await self._broken_error()
         return error
 
-    def _pack(self, value: Any) -> bytes:
+    async def _room_for(self, value: Any, session: Session) -> int:
+        """Wait until the outbox takes ``value`` (what `Outbox.offer` answered then)."""
+        offer = self._outbox.offer
+        while not (accepted := self._offer(offer, value)):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._putters:
+                    self._putters.remove(waiter)
+                raise
+            if self._closed or self._broken is not None or session.is_closed:
+                raise await self._put_refused()
+        return accepted
+
+    def _offer(self, offer: Callable[[Any], int], value: Any) -> int:
         try:
-            packed = encode_value(value)
+            return offer(value)
+        except MessageTooLarge:
+            raise
         except EncodeError:
             raise _cannot_cross(self.name, value) from None
-        if len(packed) > self._value_limit:
-            raise MessageTooLarge(f"put() on channel {self.name!r}", len(packed) + BATCH_OVERHEAD,
-                                  self._value_limit + BATCH_OVERHEAD)
-        return packed
 
     def _accepted(self, offer: int) -> None:
         """A value went into the outbox: it leaves with the others put in this loop turn, or at
@@ -393,7 +403,7 @@ class WorkerChannel(Channel[T]):
         outbox = self._outbox
         if session is None or session.is_closed or not outbox.waiting:
             return
-        limit = self._value_limit + BATCH_OVERHEAD
+        limit = outbox.value_limit + BATCH_OVERHEAD
         in_flight = min(self._capacity, BATCHES_IN_FLIGHT)
         while outbox.waiting:
             if not everything and session.connection.unacked[0] >= in_flight:
@@ -459,7 +469,7 @@ class WorkerChannel(Channel[T]):
     # -- SessionHandler ----------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
-        self._value_limit = _frame_limit(session) - BATCH_OVERHEAD
+        self._outbox.value_limit = _frame_limit(session) - BATCH_OVERHEAD
 
     def message_received(self, session: Session, payload: Any, size: int) -> None:
         try:
