@@ -521,8 +521,8 @@ class WorkerChannel(Channel[T]):
 
 class _ChannelSession(Session):
     """The session of one link. Its channel hears when credit comes back (the core's
-    `WindowOpened`), and credit it returns leaves at once; a full window is the normal state of a
-    bounded channel, not worth a warning."""
+    `WindowOpened`, which a plain session turns into waking its `send_msg` waiters); a full
+    window is the normal state of a bounded channel, not worth a warning."""
 
     __slots__ = ("_channel",)
 
@@ -535,7 +535,6 @@ class _ChannelSession(Session):
 
     def _wake_sender(self) -> None:
         self._channel._credit_returned(self)
-
 
 
 def _frame_limit(session: Session) -> int:
