@@ -1,12 +1,14 @@
 """Workers: parent -> worker channel throughput beside multiprocessing.Queue, and calls/s of the
 seed's PlusServer run with ``--workers 1`` and ``--workers 2`` under the same load. One run.
 
-    .venv/bin/python bench/workers_bench.py [--quick] [--json OUT]
+    .venv/bin/python bench/workers_bench.py [--quick] [--rounds R] [--json OUT]
 
 Channel: the parent sends N small values (``[i, "tick"]``) to one worker process, which counts
 them and answers once it has all; the time from the first send to that answer, for a
-`WorkerChannel` (maxsize 1000) and for a ``multiprocessing.Queue`` (spawn context, the standard
-way to feed a worker), in the same run. Calls: a name service, ``namewire run
+`WorkerChannel` (maxsize 1000) and for a ``multiprocessing.Queue`` (maxsize 1000, spawn
+context, the standard way to feed a worker), in the same run. Each side first sends one value
+and waits for the worker to say it has it, so neither clock includes the worker's start. R rounds
+(3 by default) alternate the two; the report gives every round and the median of each. Calls: a name service, ``namewire run
 examples/plus_server.py --workers K``, and two client processes of bench/clients/namewire_plus.py
 (100 callers each) calling ``PlusServer`` (the group) by name; calls/s is their sum.
 """
@@ -20,6 +22,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -40,10 +43,11 @@ VALUE = "tick"
 
 
 async def count_values(values: WorkerChannel[Any], done: WorkerChannel[Any], n: int) -> None:
-    seen = 0
+    await values.get()
+    await done.put("ready")
+    cpu = time.process_time()
+    seen = 1
     async for _ in values:
-        if seen == 0:
-            cpu = time.process_time()
         seen += 1
         if seen == n:
             await done.put([seen, time.process_time() - cpu])
@@ -51,11 +55,11 @@ async def count_values(values: WorkerChannel[Any], done: WorkerChannel[Any], n: 
 
 async def namewire_channel(n: int) -> dict[str, float]:
     values: WorkerChannel[Any] = WorkerChannel(1000)
-    done: WorkerChannel[int] = WorkerChannel(2)
+    done: WorkerChannel[Any] = WorkerChannel(2)
     worker = await fork(count_values, values, done, n)
     try:
         await values.put([-1, VALUE])  # the worker is up and linked before the clock starts
-        await asyncio.sleep(0.2)
+        assert await done.get() == "ready"
         started = time.perf_counter()
         cpu = time.process_time()
         for i in range(n - 1):
@@ -73,6 +77,7 @@ async def namewire_channel(n: int) -> dict[str, float]:
 
 def queue_consumer(queue: Any, done: Any, n: int) -> None:
     queue.get()
+    done.put("ready")
     cpu = time.process_time()
     for _ in range(n - 1):
         queue.get()
@@ -87,7 +92,7 @@ def mp_queue(n: int) -> dict[str, float]:
     process.start()
     try:
         queue.put([-1, VALUE])
-        time.sleep(0.5)
+        assert done.get(timeout=60) == "ready"
         started = time.perf_counter()
         cpu = time.process_time()  # the feeder thread that pickles and writes is in this process
         for i in range(n - 1):
@@ -177,26 +182,47 @@ async def _wait_members(ns_url: str, group: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     n = 100_000 if args.quick else 300_000
     seconds = 2.0 if args.quick else 5.0
-    channel = namewire.run(namewire_channel(n))
-    assert channel is not None
-    queue = mp_queue(n)
+    load_before = os.getloadavg()[0]
+    rounds: list[dict[str, Any]] = []
+    for _ in range(max(1, args.rounds)):
+        channel = namewire.run(namewire_channel(n))
+        assert channel is not None
+        queue = mp_queue(n)
+        rounds.append({"namewire": {k: round(v, 2) for k, v in channel.items()},
+                       "mp_queue": {k: round(v, 2) for k, v in queue.items()},
+                       "ratio": round(channel["msgs_per_s"] / queue["msgs_per_s"], 2)})
+    load_after = os.getloadavg()[0]
+
+    def median(side: str, key: str) -> float:
+        return float(statistics.median(r[side][key] for r in rounds))
+
+    def busier(side: str) -> float:
+        return statistics.median(
+            max(r[side]["sender_cpu_us"], r[side]["receiver_cpu_us"]) for r in rounds
+        )
+
     one = calls_per_s(1, seconds)
     two = calls_per_s(2, seconds)
+    ratios = [float(r["ratio"]) for r in rounds]
     result = {
         "channel": {
             "messages": n,
-            "namewire": {k: round(v, 2) for k, v in channel.items()},
-            "mp_queue": {k: round(v, 2) for k, v in queue.items()},
-            "ratio_msgs_per_s": round(channel["msgs_per_s"] / queue["msgs_per_s"], 2),
+            "rounds": rounds,
+            "load_average": [round(load_before, 2), round(load_after, 2)],
+            "namewire": {k: median("namewire", k) for k in ("msgs_per_s", "sender_cpu_us",
+                                                            "receiver_cpu_us")},
+            "mp_queue": {k: median("mp_queue", k) for k in ("msgs_per_s", "sender_cpu_us",
+                                                            "receiver_cpu_us")},
+            "ratio_msgs_per_s": round(statistics.median(ratios), 2),
+            "ratio_msgs_per_s_lowest": min(ratios),
             # Throughput is set by the busier side; its CPU per message is steadier than wall
             # time on a shared machine.
-            "ratio_bottleneck_cpu": round(
-                max(queue["sender_cpu_us"], queue["receiver_cpu_us"])
-                / max(channel["sender_cpu_us"], channel["receiver_cpu_us"]), 2),
+            "ratio_bottleneck_cpu": round(busier("mp_queue") / busier("namewire"), 2),
         },
         "group_calls": {"clients": 2, "callers_per_client": 100, "seconds": seconds,
                         "workers_1_calls_per_s": round(one), "workers_2_calls_per_s": round(two),
@@ -205,12 +231,13 @@ def main() -> None:
     ch = result["channel"]
     calls = result["group_calls"]
     result["rows"] = [
-        {"measure": "channel, small messages/s", "namewire": ch["namewire"]["msgs_per_s"],
-         "baseline": ch["mp_queue"]["msgs_per_s"], "baseline is": "multiprocessing.Queue",
+        {"measure": f"channel, small messages/s (median of {len(rounds)} rounds; lowest ratio "
+                    f"{ch['ratio_msgs_per_s_lowest']})",
+         "namewire": round(ch["namewire"]["msgs_per_s"]),
+         "baseline": round(ch["mp_queue"]["msgs_per_s"]), "baseline is": "multiprocessing.Queue",
          "ratio": ch["ratio_msgs_per_s"]},
-        {"measure": "channel, busier side's CPU µs/msg", "namewire": max(
-            ch["namewire"]["sender_cpu_us"], ch["namewire"]["receiver_cpu_us"]),
-         "baseline": max(ch["mp_queue"]["sender_cpu_us"], ch["mp_queue"]["receiver_cpu_us"]),
+        {"measure": "channel, busier side's CPU µs/msg (median)",
+         "namewire": round(busier("namewire"), 2), "baseline": round(busier("mp_queue"), 2),
          "baseline is": "multiprocessing.Queue", "ratio": ch["ratio_bottleneck_cpu"]},
         {"measure": "PlusServer calls/s, --workers 2", "namewire": calls["workers_2_calls_per_s"],
          "baseline": calls["workers_1_calls_per_s"], "baseline is": "--workers 1",

@@ -11,8 +11,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.etcd_cluster import EtcdCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -120,3 +124,16 @@ def procs() -> Iterator[Processes]:
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdCluster]:
+    """One real etcd member for the whole run (skips when etcd is not installed); the tests that
+    use it each take a key prefix of their own."""
+    from tests.etcd_cluster import etcd_cluster  # it imports this module
+
+    cluster = etcd_cluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -171,6 +171,12 @@ class EtcdRegistry(Registry):
     async def providers(self, func: str) -> list[str]:
         return sorted(n for n, e in self._view.items() if func in e.registration.functions)
 
+    async def members(self, group: str) -> list[Registration]:
+        # From the view, as look-ups are: the default (on `services`) would ask etcd for the
+        # time to live of every lease, on a path that group routing takes once a second.
+        return sorted((e.registration for e in self._view.values() if e.registration.group == group),
+                      key=lambda r: r.name)
+
     async def services(self) -> list[ServiceInfo]:
         entries = sorted(self._view.values(), key=lambda e: e.registration.name)
 

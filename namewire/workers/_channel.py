@@ -1,11 +1,11 @@
 """`WorkerChannel`: a `Channel` whose two ends live in two processes (or two threads' loops).
 
 Each link is one socketpair carrying one namewire `Session`: the protocol core's messages and
-message credit do the work. A ``put`` is a message; the receiving side keeps it in the channel's
-buffer until a ``get`` takes it, and only then returns credit. The receiver's window is the
-channel's ``maxsize`` (and ``max_bytes``), so at most that many values are in flight or unread per
-direction, and a producer faster than its consumer waits in ``put``: memory is bounded on both
-sides. ``close`` is a call named ``close``, so it arrives after every value sent before it.
+message credit do the work. Values travel in batches (`_batches`): the values put in one loop turn
+leave as one message, whose credit the receiving side returns once a ``get`` has taken its last
+value. At most ``maxsize`` values (and about ``max_bytes`` bytes) are accepted and not yet taken
+per direction, so a producer faster than its consumer waits in ``put``: memory is bounded on both
+sides. ``close`` is a call named ``close``, so it arrives after every value put before it.
 
 A channel is duplex: what one end puts, the other end gets. The parent keeps its `WorkerChannel`
 across restarts of the worker (each `fork` gives it a new link); the worker gets its own end.
@@ -29,11 +29,19 @@ from ..errors import (
     EncodeError,
     MessageTooLarge,
     PeerLost,
+    ProtocolError,
     ValueCannotCross,
 )
 from ..runtime import Channel
 from ..transport import Session, session_over
-from ..wire import Call
+from ..wire import DEFAULT_MAX_FRAME, Call
+from ._batches import (
+    BATCH_OVERHEAD,
+    BATCHES_IN_FLIGHT,
+    FULL_BATCH,
+    Outbox,
+    decode_batch,
+)
 
 __all__ = ["ChannelEnd", "WorkerChannel", "WorkerChannelStatistics"]
 
@@ -58,6 +66,7 @@ class WorkerChannelStatistics:
     maxsize: int
     max_bytes: int
     linked: bool
+    unsent: int  # of in_flight: still here, waiting for the link (its window, or the worker's start)
 
 
 class ChannelEnd:
@@ -85,10 +94,12 @@ class WorkerChannel(Channel[T]):
     own end. ``put``, ``get``, ``put_nowait``, ``get_nowait``, ``close``, ``async for`` and `select`
     behave as on a `Channel` of ``maxsize``, plus:
 
-    - at most ``maxsize`` values (and about ``max_bytes`` encoded bytes) travel or wait unread per
-      direction: a ``put`` past that waits until the other side takes values (back-pressure);
-    - a value msgpack cannot carry raises `ValueCannotCross` naming its type; nothing is sent and
-      the channel carries on;
+    - at most ``maxsize`` values (and about ``max_bytes`` encoded bytes) are put and not yet taken
+      by the other side per direction: a ``put`` past that waits until the other side takes
+      values (back-pressure). Values travel in batches (those put in one loop turn share a
+      message), and a batch's room comes back once its last value is taken;
+    - a value msgpack cannot carry raises `ValueCannotCross` naming its type, at the ``put``;
+      nothing is sent and the channel carries on;
     - when the worker ends without closing the channel (crash, ``kill -9``, exit), pending and
       later operations raise `WorkerExited` with the exit code or signal, after the values that
       had already arrived;
@@ -104,14 +115,20 @@ class WorkerChannel(Channel[T]):
             raise ValueError(f"WorkerChannel maxsize must be >= 1, not {maxsize}")
         if max_bytes < 1:
             raise ValueError(f"WorkerChannel max_bytes must be >= 1, not {max_bytes}")
-        super().__init__(None)  # the buffer is bounded by the window the other side respects
+        super().__init__(None)  # the buffer is bounded by the outbox of the other side
         self.maxsize = maxsize
         self._capacity = maxsize  # maxsize, typed as never None
         self.max_bytes = max_bytes
         self.name = name or f"channel-{next(_names)}"
-        self._sizes: deque[int] = deque()
+        self._outbox = Outbox(maxsize, max_bytes, f"put() on channel {self.name!r}")
+        self._send_scheduled = False
+        # A batch left or its credit went back: the next put or get lets the loop run once, so
+        # that it is written and the other side's batches and credit are read (see `_yield`).
+        self._turn_due = False
+        # Batches that arrived on this link, oldest first: [values not yet taken, message bytes].
+        self._inbox: deque[list[int]] = deque()
         self._stale = 0  # leading buffered values from an earlier link (no credit to return)
-        self._session: Session | None = None
+        self._session: _ChannelSession | None = None
         self._broken: ChannelBroken | None = None
         self._breaking: asyncio.Task[None] | None = None
         self._peer_gone: Callable[[], Awaitable[ChannelBroken]] | None = None
@@ -159,16 +176,20 @@ class WorkerChannel(Channel[T]):
         if self._breaking is not None:
             await asyncio.shield(self._breaking)  # let the old link's waiters have its error first
         self._stale = len(self._items)
+        self._inbox.clear()
+        self._outbox.clear()  # what the dead link carried is lost with it
         self._peer_alive = peer_alive
         self._closed = False
         self._broken = None
         self._breaking = None
         self._peer_gone = peer_gone
         session = _ChannelSession(
-            self.name,
             self,
             codec="msgpack",  # both ends speak first: a socketpair has no caller to wait for
-            window=(self._capacity, self.max_bytes),
+            # The core's window paces batches; the bound in values and bytes is the outbox's, and
+            # the bytes allow for each batch's envelope.
+            window=(min(self._capacity, BATCHES_IN_FLIGHT),
+                    self.max_bytes + (BATCHES_IN_FLIGHT + 1) * BATCH_OVERHEAD),
             ping_interval=None,  # the other end's death is seen as EOF on the socketpair
             origin=f"worker channel {self.name!r}",
         )
@@ -176,53 +197,57 @@ class WorkerChannel(Channel[T]):
         await session_over(sock, session)
 
     def statistics(self) -> WorkerChannelStatistics:
-        """What the channel holds now: values arrived and unread here (``buffered``), values sent
-        and not yet taken by the other side (``in_flight``, ``in_flight_bytes``)."""
-        session = self._session
-        unacked = session.connection.unacked if session is not None else (0, 0)
-        return WorkerChannelStatistics(len(self._items), unacked[0], unacked[1], self._capacity,
-                                       self.max_bytes, self.linked)
+        """What the channel holds now: values arrived and unread here (``buffered``), values put
+        here and not yet taken by the other side (``in_flight``, ``in_flight_bytes``: waiting to
+        leave, travelling, or unread there), and of those the ones not handed to the link yet
+        (``unsent``: the link's window is full, or the worker has not said hello yet)."""
+        self._credited()
+        outbox = self._outbox
+        return WorkerChannelStatistics(len(self._items), outbox.held, outbox.held_bytes,
+                                       self._capacity, self.max_bytes, self.linked,
+                                       len(outbox.waiting))
 
     # -- Channel API -------------------------------------------------------------------------------
 
     def full(self) -> bool:
-        """True if a ``put`` would wait now (the other side has ``maxsize`` values unread)."""
-        session = self._session
-        return session is not None and session.connection.unacked[0] >= self._capacity
+        """True if a ``put`` would wait now (the other side has ``maxsize`` values to take)."""
+        self._credited()
+        return self._outbox.held >= self._capacity
 
     async def put(self, value: T) -> None:
-        """Send ``value`` to the other end, waiting while it holds ``maxsize`` unread values.
+        """Send ``value`` to the other end, waiting while ``maxsize`` values put here are not yet
+        taken there.
 
         Raises `ChannelClosed` once closed (either end), `ValueCannotCross` for a value msgpack
-        cannot carry, `WorkerExited`/`ChannelBroken` once the other end went away.
+        cannot carry, `MessageTooLarge` for one over the frame limit, `WorkerExited` /
+        `ChannelBroken` once the other end went away.
         """
-        session = self._usable()
-        try:
-            # No wait for the stream to drain: the window already bounds what is in flight.
-            if not session.send_msg_nowait(value):
-                await session.send_msg(value)
-        except PeerLost:
-            if self._closed and self._broken is None and self._breaking is None:
-                raise ChannelClosed(f"put() on closed channel {self.name!r}") from None
-            raise await self._broken_error() from None
+        if self._turn_due:
+            await self._yield()
+        session = self._session
+        if session is None or self._closed or self._broken is not None or session.is_closed:
+            raise await self._put_refused()
+        try:  # `_offer`, inline: one call less per value
+            accepted = self._outbox.offer(value)
         except MessageTooLarge:
             raise
         except EncodeError:
             raise _cannot_cross(self.name, value) from None
+        if not accepted:
+            accepted = await self._room_for(value, session)
+        if accepted == FULL_BATCH or not self._send_scheduled:
+            self._accepted(accepted)
 
     def put_nowait(self, value: T) -> None:
-        """Send ``value`` without waiting; `asyncio.QueueFull` if the other side's window is full."""
-        session = self._usable()
-        try:
-            sent = session.send_msg_nowait(value)
-        except PeerLost:
-            raise self._broken or ChannelBroken(self.name, "the other end went away") from None
-        except MessageTooLarge:
-            raise
-        except EncodeError:
-            raise _cannot_cross(self.name, value) from None
-        if not sent:
+        """Send ``value`` without waiting; `asyncio.QueueFull` if ``maxsize`` values put here are
+        not yet taken there."""
+        session = self._session
+        if session is None or self._closed or self._broken is not None or session.is_closed:
+            raise self._put_refused_now()
+        accepted = self._offer(self._outbox.offer, value)
+        if not accepted:
             raise asyncio.QueueFull
+        self._accepted(accepted)
 
     def get_nowait(self) -> T:
         """Take the oldest value that arrived; `asyncio.QueueEmpty` if none, `ChannelClosed` once
@@ -235,14 +260,21 @@ class WorkerChannel(Channel[T]):
                 raise ChannelClosed(f"get() on closed and drained channel {self.name!r}")
             raise asyncio.QueueEmpty
         value = self._items.popleft()
-        size = self._sizes.popleft()
         if self._stale:
             self._stale -= 1
-        elif self._session is not None:
-            self._session.message_consumed(size)
+            return value
+        batch = self._inbox[0]
+        batch[0] -= 1
+        if not batch[0]:  # the batch's last value: its credit goes back
+            self._inbox.popleft()
+            if self._session is not None:
+                self._session.message_consumed(batch[1])
+                self._turn_due = True
         return value
 
     async def __anext__(self) -> T:
+        if self._turn_due:
+            await self._yield()
         if self._items:  # the common case under load: one coroutine per value, not two
             return self.get_nowait()
         try:
@@ -252,6 +284,8 @@ class WorkerChannel(Channel[T]):
 
     async def get(self) -> T:
         """Take the oldest value, waiting for one; raises as `get_nowait` once nothing can come."""
+        if self._turn_due:
+            await self._yield()
         while not self._items and (not self._closed or self._breaking is not None):
             if self._breaking is not None:
                 await asyncio.shield(self._breaking)
@@ -270,7 +304,8 @@ class WorkerChannel(Channel[T]):
 
     def close(self) -> None:
         """Close both directions: later ``put`` on either end raises `ChannelClosed`, waiting ones
-        too (their values not sent); both ends can still take what already arrived. Idempotent."""
+        too (their values not sent); values already put still reach the other end, and both ends
+        can still take what arrived. Idempotent."""
         if self._closed:
             return
         self._mark_closed()
@@ -296,23 +331,117 @@ class WorkerChannel(Channel[T]):
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _usable(self) -> Session:
+    async def _yield(self) -> None:
+        """Let the loop run once. Output leaves at the end of a loop turn (the session's writes,
+        the C reactor's sends), and reads happen between turns: a producer that puts, or a
+        consumer that takes, without ever waiting would keep its batches or its credit back until
+        it had to wait, and the two sides would take turns instead of working at once. Done
+        before the operation, so a cancellation here has taken or sent nothing."""
+        self._turn_due = False
+        await asyncio.sleep(0)
+
+    def _put_refused_now(self) -> BaseException:
+        """Why a put cannot go: closed, broken, not linked, or a lost link (then a plain
+        `ChannelBroken`: `_put_refused` waits for the worker's exit status instead)."""
         if self._closed and self._broken is None and self._breaking is None:
-            raise ChannelClosed(f"put() on closed channel {self.name!r}")
+            return ChannelClosed(f"put() on closed channel {self.name!r}")
         if self._broken is not None:
-            raise self._broken
+            return self._broken
+        if self._session is None:
+            return RuntimeError(f"{self!r} is not linked: pass it to namewire.fork() first")
+        return ChannelBroken(self.name, "the other end went away")
+
+    async def _put_refused(self) -> BaseException:
+        """`_put_refused_now`, but a lost link's error waits for the worker's exit status."""
+        error = self._put_refused_now()
+        if type(error) is ChannelBroken and self._broken is None:
+            return await self._broken_error()
+        return error
+
+    async def _room_for(self, value: Any, session: Session) -> int:
+        """Wait until the outbox takes ``value`` (what `Outbox.offer` answered then)."""
+        offer = self._outbox.offer
+        while not (accepted := self._offer(offer, value)):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._putters:
+                    self._putters.remove(waiter)
+                raise
+            if self._closed or self._broken is not None or session.is_closed:
+                raise await self._put_refused()
+        return accepted
+
+    def _offer(self, offer: Callable[[Any], int], value: Any) -> int:
+        try:
+            return offer(value)
+        except MessageTooLarge:
+            raise
+        except EncodeError:
+            raise _cannot_cross(self.name, value) from None
+
+    def _accepted(self, offer: int) -> None:
+        """A value went into the outbox: it leaves with the others put in this loop turn, or at
+        once when they make a full batch."""
+        if offer == FULL_BATCH:
+            self._send_batches()
+            self._turn_due = True
+        elif not self._send_scheduled:
+            self._send_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_batches)
+
+    def _send_batches(self, *, everything: bool = False) -> None:
+        """Hand the waiting values to the session as batches while its window has room.
+
+        ``everything``: all of them now, past the session's window, because a close (or the
+        reply to one) follows them; they are inside the outbox's bound all the same.
+        """
+        self._send_scheduled = False
         session = self._session
-        if session is None:
-            raise RuntimeError(f"{self!r} is not linked: pass it to namewire.fork() first")
-        return session
+        outbox = self._outbox
+        if session is None or session.is_closed or not outbox.waiting:
+            return
+        limit = outbox.value_limit + BATCH_OVERHEAD
+        in_flight = min(self._capacity, BATCHES_IN_FLIGHT)
+        while outbox.waiting:
+            if not everything and session.connection.unacked[0] >= in_flight:
+                break  # credit coming back sends the rest (`_credit_returned`)
+            payload, count, size = outbox.next_batch(limit, everything=everything)
+            if everything:
+                session.push(payload)
+            elif not session.send_msg_nowait(payload):
+                break
+            outbox.sent(count, size)
+
+    def _credited(self) -> bool:
+        """Forget the batches whose credit came back; True if that made room."""
+        session = self._session
+        return session is not None and self._outbox.credited(session.connection.unacked[0])
+
+    def _credit_returned(self, session: Session) -> None:
+        """The session's window opened (credit came back, or the peer's hello arrived)."""
+        if session is not self._session:
+            return
+        freed = self._credited()
+        self._send_batches()
+        if freed:
+            self._wake_putters()
+
+    def _wake_putters(self) -> None:
+        # Every waiting put re-checks for room in turn; those that find none wait again.
+        while self._putters:
+            waiter = self._putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _mark_closed(self) -> None:
-        Channel.close(self)
-        if self._session is not None:
-            self._session.fail_senders(ChannelClosed(f"put() on closed channel {self.name!r}"))
+        Channel.close(self)  # waiting puts wake and find the channel closed
 
     async def _send_close(self, session: Session) -> None:
         try:
+            self._send_batches(everything=True)
             await session.call(_CLOSE, (), timeout=CLOSE_TIMEOUT)
         except (TimeoutError, PeerLost):
             pass  # the other side is gone or stuck: the link ends either way
@@ -337,21 +466,32 @@ class WorkerChannel(Channel[T]):
                                   f"{EXIT_STATUS_WAIT:g} s)")
         self._broken = error
         self._breaking = None
-        Channel.close(self)  # wakes the getters, which now find the error
+        Channel.close(self)  # wakes the getters and putters, which now find the error
 
     # -- SessionHandler ----------------------------------------------------------------------------
 
     def session_opened(self, session: Session) -> None:
-        pass
+        self._outbox.value_limit = _frame_limit(session) - BATCH_OVERHEAD
 
     def message_received(self, session: Session, payload: Any, size: int) -> None:
-        self._items.append(payload)
-        self._sizes.append(size)
-        if self._getters:  # under load the reader is busy, not waiting: skip the call
+        try:
+            values = decode_batch(payload)
+        except ProtocolError as exc:
+            log.error("worker channel %r: dropping the link: %s", self.name, exc)
+            session.abort(exc)
+            return
+        if not values:
+            session.message_consumed(size)
+            return
+        self._items.extend(values)
+        self._inbox.append([len(values), size])
+        # Under load the reader is busy, not waiting: the loop runs zero times.
+        for _ in range(min(len(values), len(self._getters))):
             self._wake_getter()
 
     def call_received(self, session: Session, call: Call) -> None:
         if call.func == _CLOSE:
+            self._send_batches(everything=True)  # values put here before the close came go first
             if not self._closed:
                 self._mark_closed()
             session.reply(call.id, None)
@@ -371,20 +511,36 @@ class WorkerChannel(Channel[T]):
             log.debug("worker channel %r: link lost: %s", self.name, reason)
         if self._breaking is None and self._broken is None:
             self._breaking = asyncio.get_running_loop().create_task(self._break())
-            # Getters waiting now re-check and wait for the error; waiting putters get PeerLost.
+            # Getters and putters waiting now re-check and wait for the error.
             while self._getters:
                 waiter = self._getters.popleft()
                 if not waiter.done():
                     waiter.set_result(self)
+            self._wake_putters()
 
 
 class _ChannelSession(Session):
-    """A session whose full window is the normal state of a bounded channel, not worth a warning."""
+    """The session of one link. Its channel hears when credit comes back (the core's
+    `WindowOpened`, which a plain session turns into waking its `send_msg` waiters); a full
+    window is the normal state of a bounded channel, not worth a warning."""
 
-    __slots__ = ()
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: WorkerChannel[Any], **options: Any) -> None:
+        super().__init__(channel.name, channel, **options)
+        self._channel = channel
 
     def _sender_blocked(self, event: Any) -> None:
         pass
+
+    def _wake_sender(self) -> None:
+        self._channel._credit_returned(self)
+
+
+def _frame_limit(session: Session) -> int:
+    """The largest frame the other end takes (from its hello; the default until it arrives)."""
+    limit = session.peer_info.get("max_frame")
+    return limit if type(limit) is int else DEFAULT_MAX_FRAME
 
 
 def _cannot_cross(channel: str, value: Any) -> ValueCannotCross:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -21,6 +22,25 @@ def registry_url(procs: Processes) -> Iterator[str]:
         return
     url, _ = procs.nameservice()
     yield url
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["nameservice", "etcd"])
+def each_registry_url(request: pytest.FixtureRequest, procs: Processes) -> Iterator[str]:
+    """A registry of each kind in turn: a built-in name service started for the test, then a key
+    prefix of its own on the run's etcd (groups are a registry feature, held by every backend).
+    ``NAMEWIRE_TEST_REGISTRY`` replaces both, as for `registry_url`."""
+    given = os.environ.get("NAMEWIRE_TEST_REGISTRY")
+    if given:
+        if request.param == "etcd":
+            pytest.skip("NAMEWIRE_TEST_REGISTRY names the registry: run once, on it")
+        yield given
+    elif request.param == "nameservice":
+        yield procs.nameservice()[0]
+    else:
+        yield f"{request.getfixturevalue('etcd_server').url}/groups{next(_prefixes)}"
 
 
 def process_alive(pid: int) -> bool:

@@ -18,6 +18,13 @@ from . import targets
 pytestmark = pytest.mark.timeout(30)
 
 
+async def until_sent(ch: WorkerChannel[Any]) -> None:
+    """Until every value put on ``ch`` has left for the worker (a put does not wait for the
+    worker to start: values wait for its hello in the channel)."""
+    while ch.statistics().unsent:
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("thread", [False, True], ids=["process", "thread"])
 async def test_values_cross_in_order_and_the_end_is_seen(thread: bool) -> None:
     jobs: WorkerChannel[int] = WorkerChannel(8)
@@ -51,6 +58,7 @@ async def test_back_pressure_bounds_both_sides() -> None:
         for _ in range(5):
             await ch.put(b"x" * 100)  # the window: accepted without the worker reading
         blocked = asyncio.create_task(ch.put(b"y"))
+        await until_sent(ch)
         await asyncio.sleep(0.3)
         assert not blocked.done(), "a put past the window must wait for the reader"
         assert ch.full()
@@ -69,7 +77,8 @@ async def test_byte_window_bounds_large_values() -> None:
     control: WorkerChannel[Any] = WorkerChannel(2)
     worker = await fork(targets.hold, ch, control)
     try:
-        await asyncio.wait_for(ch.put(b"z" * 16_000), 10)  # waits for the worker's hello
+        await ch.put(b"z" * 16_000)
+        await until_sent(ch)  # the worker's hello has come: it went
         sent = 1
         while True:
             put = asyncio.create_task(ch.put(b"z" * 16_000))
@@ -79,6 +88,7 @@ async def test_byte_window_bounds_large_values() -> None:
             sent += 1
             assert sent < 10, "the byte window did not stop the producer"
         assert sent == 4  # 4 x 16,000 bytes (plus framing) fit in 64 KiB, a 5th does not
+        await until_sent(ch)
         await control.put("report")
         assert await control.get() == 4
         await asyncio.wait_for(put, 5)
@@ -105,6 +115,51 @@ async def test_a_value_that_cannot_cross_names_its_type_and_the_channel_carries_
         assert await ch.get() == {"still": "works"}
         ch.put_nowait([1, b"\x00", None, 2.5, "s"])
         assert await ch.get() == [1, b"\x00", None, 2.5, "s"]
+    finally:
+        await worker.stop()
+
+
+async def test_values_put_in_one_turn_travel_together_and_a_bad_one_is_refused_alone() -> None:
+    ch: WorkerChannel[Any] = WorkerChannel(64)
+    worker = await fork(targets.echo, ch)
+    try:
+        for i in range(10):  # one loop turn: these share batches
+            ch.put_nowait(i)
+        with pytest.raises(ValueCannotCross) as info:
+            ch.put_nowait([10, datetime.date(2026, 1, 1)])
+        assert (info.value.type_name, info.value.path) == ("date", "[1]")
+        for i in range(10, 20):
+            ch.put_nowait(i)
+        got = [await asyncio.wait_for(ch.get(), 10) for _ in range(20)]
+        assert got == list(range(20))  # the refused value took nothing else with it
+
+        # One batch coming back wakes as many waiting getters as it has values.
+        getters = [asyncio.create_task(ch.get()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        for i in (1, 2, 3):
+            ch.put_nowait(i)
+        assert sorted(await asyncio.wait_for(asyncio.gather(*getters), 5)) == [1, 2, 3]
+    finally:
+        await worker.stop()
+
+
+async def test_values_still_waiting_for_the_window_reach_the_other_end_before_the_close() -> None:
+    ch: WorkerChannel[int] = WorkerChannel(1000)
+    control: WorkerChannel[Any] = WorkerChannel(2)
+    worker = await fork(targets.hold, ch, control)
+    try:
+        await ch.put(0)
+        await until_sent(ch)  # the worker's hello: 0 leaves
+        for i in range(1, 20):
+            await ch.put(i)
+            await asyncio.sleep(0)  # one batch per loop turn: the session's window fills
+        stats = ch.statistics()
+        assert stats.unsent, "some values must still wait for the window"
+        assert stats.in_flight == 20
+        await asyncio.wait_for(ch.aclose(), 5)
+        await control.put("report")
+        assert await control.get() == 20  # all of them arrived before the close
+        assert await control.get() == 20
     finally:
         await worker.stop()
 

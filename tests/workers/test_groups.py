@@ -36,15 +36,16 @@ def start_group(procs: Processes, registry_url: str, count: int) -> Any:
     return procs.start(
         "-m", "namewire", "run", str(APPS / "group_member.py"), "--name", "Counter",
         "--workers", str(count), "--nameservice", registry_url, "--log-level", "WARNING",
+        "--lease-ttl", "3",  # etcd: a killed member's name is free again within 3 s
     )
 
 
 async def test_a_group_spreads_calls_keeps_messages_with_one_member_and_survives_a_kill(
-    procs: Processes, registry_url: str
+    procs: Processes, each_registry_url: str
 ) -> None:
-    start_group(procs, registry_url, 2)
+    start_group(procs, each_registry_url, 2)
     me = namewire.Node("tester")
-    async with me.serve(nameservice=registry_url):
+    async with me.serve(nameservice=each_registry_url):
         members = await wait_members(me, "Counter", 2)
         assert [m.name for m in members] == ["Counter/1", "Counter/2"]
         assert {m.group for m in members} == {"Counter"}
@@ -80,8 +81,12 @@ async def test_a_group_spreads_calls_keeps_messages_with_one_member_and_survives
         await asyncio.sleep(0.1)  # the broken connection is seen by this node's loop
         results = await asyncio.gather(*(me.rpc_call("Counter", "plus", i, 1) for i in range(100)))
         assert results == [i + 1 for i in range(100)]
-        # The supervisor in `namewire run` starts it again under the same name.
-        await wait_members(me, "Counter", 2)
+        # The supervisor in `namewire run` starts it again under the same name (on etcd, once
+        # the killed one's lease has ended: until then its key still lists it).
+        deadline = time.monotonic() + 30
+        while victim["pid"] in {m.pid for m in await wait_members(me, "Counter", 2)}:
+            assert time.monotonic() < deadline, "Counter/1 was not started again"
+            await asyncio.sleep(0.1)
         again = await me.rpc_call("Counter/1", "whoami")
         assert again["pid"] != victim["pid"]
 
@@ -94,10 +99,10 @@ async def _until_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 async def test_a_group_with_no_member_left_is_name_not_found(
-    procs: Processes, registry_url: str
+    procs: Processes, each_registry_url: str
 ) -> None:
     me = namewire.Node("tester")
-    async with me.serve(nameservice=registry_url):
+    async with me.serve(nameservice=each_registry_url):
         with pytest.raises(namewire.NameNotFound):
             await me.rpc_call("Nobody", "plus", 1, 2)
         member = namewire.Node("Solo/1")
@@ -107,7 +112,7 @@ async def test_a_group_with_no_member_left_is_name_not_found(
         def plus(a: int, b: int) -> int:
             return a + b
 
-        async with member.serve(nameservice=registry_url):
+        async with member.serve(nameservice=each_registry_url):
             [solo] = await wait_members(me, "Solo", 1)
             assert (solo.name, solo.group) == ("Solo/1", "Solo")
             assert me.registry is not None

@@ -21,7 +21,7 @@ import pytest
 
 from namewire.registry import Registry, open_registry
 from tests.conftest import Processes
-from tests.etcd_cluster import EtcdCluster, etcd_cluster
+from tests.etcd_cluster import EtcdCluster
 
 BACKENDS = ["nameservice", "etcd"]
 _prefixes = itertools.count()
@@ -45,16 +45,6 @@ class Backend:
         registry = open_registry(self.url, node_name=node_name, ttl=ttl)
         await registry.start()
         return registry
-
-
-@pytest.fixture(scope="session")
-def etcd_server() -> Iterator[EtcdCluster]:
-    """One etcd member for the whole run; each test gets a key prefix of its own."""
-    cluster = etcd_cluster(1)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)
