@@ -332,8 +332,8 @@ class WorkerChannel(Channel[T]):
     # -- internals ---------------------------------------------------------------------------------
 
     async def _yield(self) -> None:
-        """Let the loop run once. Output leaves at the end of a loop turn (the session's writes,
-        the C reactor's sends), and reads happen between turns: a producer that puts, or a
+        """Let the loop run once. A batch leaves at the end of a loop turn (the session's write),
+        and reads happen between turns: a producer that puts, or a
         consumer that takes, without ever waiting would keep its batches or its credit back until
         it had to wait, and the two sides would take turns instead of working at once. Done
         before the operation, so a cancellation here has taken or sent nothing."""
