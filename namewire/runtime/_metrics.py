@@ -34,7 +34,8 @@ _FIRST = 0.00005
 _SCALE = 1 / _FIRST
 BUCKETS: tuple[float, ...] = tuple(_FIRST * 2**k for k in range(19))
 _LAST = len(BUCKETS)  # the slot above the last bound
-_SLOTS = _LAST + 1
+# Raw slots kept per histogram: bit lengths up to 63 (a duration of 2**63 / _SCALE seconds).
+_RAW_SLOTS = 64
 
 # Every counter and gauge of `snapshot()["counters"]`, with its Prometheus type and help text.
 # The Prometheus endpoint renders exactly this table (names get the ``namewire_`` prefix).
@@ -80,22 +81,34 @@ class CallStats:
 
     ``buckets[i]`` counts calls that took less than ``BUCKETS[i]`` seconds and at least the bound
     before (the last slot: ``BUCKETS[-1]`` or more); ``failed`` counts by outcome; the calls that
-    returned are ``count - sum(failed.values())``.
+    returned are ``count - sum(failed.values())``. Recording (`observe`) indexes a list by the
+    bit length of the duration in units of the first bound, with slots to spare above the last
+    bucket (folded into it when read), so it costs no comparison and no call but the clock's.
     """
 
-    __slots__ = ("buckets", "failed", "seconds")
+    __slots__ = ("failed", "seconds", "slots")
 
     def __init__(self) -> None:
-        self.buckets = [0] * _SLOTS
+        self.slots = [0] * _RAW_SLOTS
         self.seconds = 0.0
         self.failed: dict[str, int] = {}
 
+    def observe(self, seconds: float) -> None:
+        """One call that took ``seconds`` (at most ~1.4e14 s: any that a clock can show)."""
+        self.slots[int(seconds * _SCALE).bit_length()] += 1
+        self.seconds += seconds
+
+    @property
+    def buckets(self) -> list[int]:
+        slots = self.slots
+        return [*slots[:_LAST], sum(slots[_LAST:])]
+
     @property
     def count(self) -> int:
-        return sum(self.buckets)
+        return sum(self.slots)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"buckets": list(self.buckets), "seconds": self.seconds,
+        return {"buckets": self.buckets, "seconds": self.seconds,
                 "failed": dict(self.failed), "count": self.count}
 
 
@@ -165,39 +178,38 @@ class Metrics:
 
     # -- recording (hot path) --------------------------------------------------------------------
 
-    def call_made(self, peer: str | None, func: str, seconds: float) -> None:
-        """A call we made to ``peer`` returned after ``seconds``."""
+    def made_stats(self, peer: str | None, func: str) -> CallStats:
+        """The histogram of calls we make to ``peer``'s ``func``: resolved once per session and
+        function and kept there (`Session`), so a call records without building a key."""
         key = (peer or "", func)
         stats = self.made.get(key)
         if stats is None:
             stats = self.made[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+        return stats
 
-    def call_served(self, caller: str | None, func: str, seconds: float) -> None:
-        """A call from ``caller`` was answered with a result after ``seconds``."""
+    def served_stats(self, caller: str | None, func: str) -> CallStats:
+        """The histogram of calls ``caller`` makes to our ``func`` (kept per session as well)."""
         key = (caller or "", func)
         stats = self.served.get(key)
         if stats is None:
             stats = self.served[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+        return stats
+
+    def call_made(self, peer: str | None, func: str, seconds: float) -> None:
+        """A call we made to ``peer`` returned after ``seconds``."""
+        self.made_stats(peer, func).observe(seconds)
+
+    def call_served(self, caller: str | None, func: str, seconds: float) -> None:
+        """A call from ``caller`` was answered with a result after ``seconds``."""
+        self.served_stats(caller, func).observe(seconds)
 
     def call_failed(
         self, made: bool, peer: str | None, func: str, seconds: float, outcome: str,
         message: str, trace: str | None = None,
     ) -> None:
         """A call ended without a result (``made``: one of ours, else one we served)."""
-        key = (peer or "", func)
-        table = self.made if made else self.served
-        stats = table.get(key)
-        if stats is None:
-            stats = table[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+        stats = self.made_stats(peer, func) if made else self.served_stats(peer, func)
+        stats.observe(seconds)
         stats.failed[outcome] = stats.failed.get(outcome, 0) + 1
         self.errors.append({
             "time": time.time(), "direction": "made" if made else "served", "peer": peer or "",

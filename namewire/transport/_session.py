@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
-from ..runtime._metrics import Metrics, outcome_of
+from ..runtime._metrics import CallStats, Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_HELLO,
@@ -83,6 +83,7 @@ class Session:
         "_handler",
         "_loop",
         "_lost",
+        "_made_stats",
         "_msg_waiters",
         "_opened",
         "_reading_held",
@@ -101,6 +102,7 @@ class Session:
         "peer_name",
         "read_at",
         "running",
+        "served_stats",
     )
 
     def __init__(
@@ -161,6 +163,11 @@ class Session:
         # perf_counter() at the last read, taken once per read while counting: the end of the
         # calls it answers and the start of the calls it brings, one clock read per batch.
         self.read_at = 0.0
+        # The histograms of this session's calls, by function, resolved from `metrics` at each
+        # function's first call (made here; served: filled by the owner). None until then: an idle
+        # connection holds no table.
+        self._made_stats: dict[str, CallStats] | None = None
+        self.served_stats: dict[str, CallStats] | None = None
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Who the peer proved to be: its verified TLS certificate's name; None without one (the
@@ -285,7 +292,11 @@ class Session:
         if metrics is not None:
             # Ends at the read that brought the answer (or a later one, if other reads ran
             # before this task resumed): the round trip as the caller sees it, one clock read less.
-            metrics.call_made(self.peer_name, func, self.read_at - started)
+            table = self._made_stats
+            stats = table.get(func) if table is not None else None
+            if stats is None:
+                stats = self._stats_of_made(metrics, func)
+            stats.observe(self.read_at - started)
         return result
 
     async def send_msg(self, payload: Any) -> None:
@@ -527,6 +538,13 @@ class Session:
         waiter = self._loop.create_future()
         self._drain_waiters.append(waiter)
         await waiter
+
+    def _stats_of_made(self, metrics: Metrics, func: str) -> CallStats:
+        table = self._made_stats
+        if table is None:
+            table = self._made_stats = {}
+        stats = table[func] = metrics.made_stats(self.peer_name, func)
+        return stats
 
     def _lost_error(self, func: str | None) -> PeerLost:
         why = self._conn.end_reason or "connection closed"
