@@ -36,7 +36,7 @@ from ..registry import (
     open_registry,
 )
 from ..runtime import stop_waiting
-from ..runtime._metrics import CallStats, Metrics, outcome_of
+from ..runtime._metrics import SAMPLE_MASK, CallStats, Metrics, outcome_of
 from ..transport import Policy, Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
@@ -646,11 +646,15 @@ class Node:
         if span is not None or problem is not None:
             self._served(session, call, started, problem, span)
         elif metrics is not None:
+            # Counted always, timed one call in SAMPLE_EVERY per function (`CallStats`).
             table = session.served_stats
             stats = table.get(call.func) if table is not None else None
             if stats is None:
                 stats = _served_stats(metrics, session, call.func)
-            stats.observe(perf_counter() - started)
+            n = stats.calls
+            stats.calls = n + 1
+            if not n & SAMPLE_MASK:
+                stats.observe(perf_counter() - started)
 
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
@@ -768,14 +772,16 @@ class Node:
         metrics = self.metrics
         if metrics is None:
             return
-        seconds = perf_counter() - started
+        table = session.served_stats
+        stats = (table.get(call.func) if table is not None else None) or _served_stats(
+            metrics, session, call.func)
+        seconds = perf_counter() - started if stats.start() else None
         if error is None:
-            table = session.served_stats
-            stats = table.get(call.func) if table is not None else None
-            (stats or _served_stats(metrics, session, call.func)).observe(seconds)
+            if seconds is not None:
+                stats.observe(seconds)
         else:
             metrics.call_failed(False, session.peer_name, call.func, seconds, outcome_of(error),
-                                f"{_type_name(error)}: {error}", _trace_of(call))
+                                f"{_type_name(error)}: {error}", _trace_of(call), stats=stats)
 
     def _start_task(
         self,
@@ -956,7 +962,7 @@ def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _served_stats(metrics: Metrics, session: Session, func: str) -> CallStats:
-    """The histogram of ``func`` served to ``session``'s peer, kept on the session from now on."""
+    """The counts of ``func`` served to ``session``'s peer, kept on the session from now on."""
     table = session.served_stats
     if table is None:
         table = session.served_stats = {}

@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
-from ..runtime._metrics import CallStats, Metrics, outcome_of
+from ..runtime._metrics import SAMPLE_MASK, CallStats, Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_HELLO,
@@ -276,8 +276,19 @@ class Session:
         ):
             self._arm()
         self._written()
+        # Every call is counted; one in SAMPLE_EVERY per function is timed (`CallStats`).
         metrics = self.metrics
-        started = perf_counter() if metrics is not None else 0.0
+        stats: CallStats | None = None
+        started = 0.0
+        if metrics is not None:
+            table = self._made_stats
+            stats = table.get(func) if table is not None else None
+            if stats is None:
+                stats = self._stats_of_made(metrics, func)
+            n = stats.calls
+            stats.calls = n + 1
+            if not n & SAMPLE_MASK:
+                started = perf_counter()
         try:
             if self._write_paused:
                 await self._drain()
@@ -286,16 +297,13 @@ class Session:
             if isinstance(exc, asyncio.CancelledError) and conn.cancel(call_id) is not None:
                 self._written()
             if metrics is not None:
-                metrics.call_failed(True, self.peer_name, func, perf_counter() - started,
-                                    outcome_of(exc), str(exc), trace)
+                metrics.call_failed(True, self.peer_name, func,
+                                    perf_counter() - started if started else None,
+                                    outcome_of(exc), str(exc), trace, stats=stats)
             raise
-        if metrics is not None:
+        if started and stats is not None:
             # Ends at the read that brought the answer (or a later one, if other reads ran
             # before this task resumed): the round trip as the caller sees it, one clock read less.
-            table = self._made_stats
-            stats = table.get(func) if table is not None else None
-            if stats is None:
-                stats = self._stats_of_made(metrics, func)
             stats.observe(self.read_at - started)
         return result
 
@@ -540,10 +548,11 @@ class Session:
         await waiter
 
     def _stats_of_made(self, metrics: Metrics, func: str) -> CallStats:
-        table = self._made_stats
-        if table is None:
-            table = self._made_stats = {}
-        stats = table[func] = metrics.made_stats(self.peer_name, func)
+        stats = metrics.made_stats(self.peer_name, func)
+        if self.peer_name is not None:  # a call pipelined behind our hello is not kept under ""
+            if self._made_stats is None:
+                self._made_stats = {}
+            self._made_stats[func] = stats
         return stats
 
     def _lost_error(self, func: str | None) -> PeerLost:
