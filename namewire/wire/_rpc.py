@@ -408,7 +408,13 @@ class RpcConnection:
         due = None
         inherited = False
         shown = timeout if timeout is not None else 0.0
-        if timeout is not None or deadline is not None:
+        meta: dict[str, Any] | None
+        if deadline is None and timeout is not None and timeout > 0:
+            # The common case (a timeout, nothing inherited): the budget is the timeout itself.
+            due = self._clock() + timeout
+            budget_ms = int(timeout * 1000)  # rounded down
+            meta = {"d": budget_ms, "r": request} if request is not None else {"d": budget_ms}
+        elif timeout is not None or deadline is not None:
             now = self._clock()
             due = now + timeout if timeout is not None else None
             if deadline is not None and (due is None or deadline < due):
@@ -419,13 +425,11 @@ class RpcConnection:
             budget = due - now
             if budget <= 0:
                 raise CallTimeout(self.peer, func, shown, inherited=inherited)
-            meta: dict[str, Any] | None = {"d": int(budget * 1000)}  # rounded down
+            meta = {"d": int(budget * 1000)}  # rounded down
+            if request is not None:
+                meta["r"] = request
         else:
-            meta = None
-        if request is not None:
-            if meta is None:
-                meta = {}
-            meta["r"] = request
+            meta = None if request is None else {"r": request}
         if trace is not None:
             if meta is None:
                 meta = {}
@@ -667,7 +671,21 @@ class RpcConnection:
             events = self._events
             pending = self._pending
             for body in bodies:
-                env = from_wire(decode(body))
+                item = decode(body)
+                # A reply, the commonest frame of a caller, goes straight to its event: no
+                # envelope object in between (from_wire's checks, inlined).
+                if (
+                    type(item) is list
+                    and len(item) == 3
+                    and item[0] == KIND_REPLY
+                    and type(item[1]) is int
+                    and type(item[0]) is int
+                ):
+                    entry = pending.pop(item[1], None)
+                    if entry is not None:
+                        events.append(_new(Answered, (entry[0], item[2])))
+                    continue
+                env = from_wire(item)
                 kind = type(env)
                 if kind is Reply:
                     entry = pending.pop(env.id, None)  # type: ignore[union-attr]
