@@ -9,7 +9,8 @@ slows down during the run does not favour one side). The server runs on CPU 0 an
 CPU 1 where ``taskset`` can pin them. Each pair is measured as the RPC section of bench/run.py
 measures (bench/clients/_rpcload.py: warm-up, then calls/s and p50/p99 of the calls inside the
 window). Reported: the median calls/s of each mode and their ratio (on / off; the target is at
-least 0.90), and both sides' CPU time per call.
+least 0.90), the median of each round's own on / off ratio (steadier on a shared machine), and
+both sides' CPU time per call.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def run(callers: int, seconds: float, rounds: int) -> dict[str, Any]:
         return float(statistics.median(p[key] for p in points[mode]))
 
     on, off = median("on", "calls_per_s"), median("off", "calls_per_s")
+    # Each round's own on / off pair: the two ran minutes apart at most, so a machine whose load
+    # changes during the run moves both; their median is the steadier figure on a shared machine.
+    paired = [p_on["calls_per_s"] / p_off["calls_per_s"]
+              for p_on, p_off in zip(points["on"], points["off"], strict=True)]
     return {
         "callers": callers,
         "seconds": seconds,
@@ -153,6 +158,8 @@ def run(callers: int, seconds: float, rounds: int) -> dict[str, Any]:
         "on_calls_per_s": on,
         "off_calls_per_s": off,
         "ratio": round(on / off, 3),
+        "paired_ratio_median": round(statistics.median(paired), 3),
+        "paired_ratios": [round(r, 3) for r in paired],
         "on_server_us_per_call": median("on", "server_us_per_call"),
         "off_server_us_per_call": median("off", "server_us_per_call"),
         "on_client_us_per_call": median("on", "client_us_per_call"),
@@ -190,7 +197,9 @@ def main() -> None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text)
         print(f"metrics on / off: {result['ratio']:.3f} ({result['on_calls_per_s']:,.0f} / "
-              f"{result['off_calls_per_s']:,.0f} calls/s, median of {args.rounds} rounds)")
+              f"{result['off_calls_per_s']:,.0f} calls/s, median of {args.rounds} rounds); "
+              f"median of the rounds' own ratios {result['paired_ratio_median']:.3f} "
+              f"({', '.join(f'{r:.2f}' for r in result['paired_ratios'])})")
 
 
 if __name__ == "__main__":
