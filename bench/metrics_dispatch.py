@@ -23,6 +23,7 @@ from namewire.wire import Call
 class Session:
     peer_name = "Caller"
     read_at = time.perf_counter()
+    served_stats: Any = None
 
     def reply(self, call_id: int, result: Any) -> None:
         return None

@@ -1,7 +1,7 @@
 """What counting costs: the Plus benchmark with metrics on and off, in the same run.
 
     .venv/bin/python bench/metrics_overhead.py [--callers 1000] [--seconds 4] [--rounds 3]
-                                               [--json OUT]
+                                               [--together] [--json OUT]
 
 One name service; then, per round, a PlusServer and a caller node with ``Node(metrics=True)`` and
 the same pair with ``Node(metrics=False)`` (the order alternates between rounds, so a machine that
@@ -9,7 +9,10 @@ slows down during the run does not favour one side). The server runs on CPU 0 an
 CPU 1 where ``taskset`` can pin them. Each pair is measured as the RPC section of bench/run.py
 measures (bench/clients/_rpcload.py: warm-up, then calls/s and p50/p99 of the calls inside the
 window). Reported: the median calls/s of each mode and their ratio (on / off; the target is at
-least 0.90), and both sides' CPU time per call.
+least 0.90), the median of each round's own on / off ratio (steadier on a shared machine), and
+both sides' CPU time per call. With ``--together`` each round runs both pairs at the same time
+(servers sharing CPU 0, callers CPU 1), so a machine shared with other work loads both alike:
+each gets about half the CPU, and their ratio is the relative cost of a call.
 """
 
 from __future__ import annotations
@@ -85,42 +88,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(nameservice: str, mode: str, index: int, callers: int, seconds: float) -> dict[str, Any]:
-    name = f"PlusServer-{mode}-{index}"
-    server = subprocess.Popen(
-        pinned(SERVER_CPU, [PY, __file__, "serve", "--nameservice", nameservice, "--name", name,
-                            "--metrics", mode]),
-        stdout=subprocess.PIPE, text=True,
-    )
+def measure(
+    nameservice: str, modes: tuple[str, ...], index: int, callers: int, seconds: float
+) -> dict[str, dict[str, Any]]:
+    """One point per mode in ``modes``; with two, both pairs run at the same time."""
+    servers: dict[str, subprocess.Popen[str]] = {}
+    loads: dict[str, subprocess.Popen[str]] = {}
     try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "READY":
-            raise SystemExit(f"server {name} did not start")
-        cpu0 = cpu_seconds(server.pid)
-        done = subprocess.run(
-            pinned(CLIENT_CPU, [PY, __file__, "load", "--nameservice", nameservice, "--target",
-                                name, "--metrics", mode, "--callers", str(callers), "--seconds",
-                                str(seconds)]),
-            capture_output=True, text=True, timeout=seconds + 60,
-        )
-        server_cpu = cpu_seconds(server.pid) - cpu0
+        for mode in modes:
+            servers[mode] = subprocess.Popen(
+                pinned(SERVER_CPU, [PY, __file__, "serve", "--nameservice", nameservice, "--name",
+                                    f"PlusServer-{mode}-{index}", "--metrics", mode]),
+                stdout=subprocess.PIPE, text=True,
+            )
+        for mode, server in servers.items():
+            assert server.stdout is not None
+            if server.stdout.readline().strip() != "READY":
+                raise SystemExit(f"server PlusServer-{mode}-{index} did not start")
+        cpu0 = {mode: cpu_seconds(server.pid) for mode, server in servers.items()}
+        for mode in modes:
+            loads[mode] = subprocess.Popen(
+                pinned(CLIENT_CPU, [PY, __file__, "load", "--nameservice", nameservice,
+                                    "--target", f"PlusServer-{mode}-{index}", "--metrics", mode,
+                                    "--callers", str(callers), "--seconds", str(seconds)]),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        done = {mode: load.communicate(timeout=seconds + 60) for mode, load in loads.items()}
+        server_cpu = {mode: cpu_seconds(server.pid) - cpu0[mode] for mode, server in servers.items()}
     finally:
-        server.terminate()
-        server.wait(10)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"load against {name} failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    if result.get("errors"):
-        raise SystemExit(f"load against {name}: {result['errors']} errors, {result['error']}")
-    calls = result["calls_per_s"] * seconds
-    # The server's CPU covers warm-up and set-up too; per call it is an upper bound.
-    result["server_us_per_call"] = round(server_cpu * 1e6 / calls, 2)
-    result["client_us_per_call"] = round(result.pop("client_cpu_s") * 1e6 / calls, 2)
-    return result
+        for proc in (*loads.values(), *servers.values()):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+    points = {}
+    for mode, (out, err) in done.items():
+        lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        if loads[mode].returncode != 0 or not lines:
+            raise SystemExit(f"load against PlusServer-{mode}-{index} failed: {err[-2000:]}")
+        result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+        if result.get("errors"):
+            raise SystemExit(f"load against PlusServer-{mode}-{index}: {result['errors']} "
+                             f"errors, {result['error']}")
+        calls = result["calls_per_s"] * seconds
+        # The server's CPU covers warm-up and set-up too; per call it is an upper bound.
+        result["server_us_per_call"] = round(server_cpu[mode] * 1e6 / calls, 2)
+        result["client_us_per_call"] = round(result.pop("client_cpu_s") * 1e6 / calls, 2)
+        points[mode] = result
+    return points
 
 
-def run(callers: int, seconds: float, rounds: int) -> dict[str, Any]:
+def run(callers: int, seconds: float, rounds: int, together: bool = False) -> dict[str, Any]:
     port = free_port()
     nameservice = f"tcp://127.0.0.1:{port}"
     ns = subprocess.Popen(
@@ -132,8 +149,13 @@ def run(callers: int, seconds: float, rounds: int) -> dict[str, Any]:
         wait_port(port, ns)
         for index in range(rounds):
             order = ("off", "on") if index % 2 == 0 else ("on", "off")
+            measured = (
+                measure(nameservice, order, index, callers, seconds) if together
+                else {mode: measure(nameservice, (mode,), index, callers, seconds)[mode]
+                      for mode in order}
+            )
             for mode in order:
-                point = measure(nameservice, mode, index, callers, seconds)
+                point = measured[mode]
                 points[mode].append(point)
                 print(f"metrics {mode:>3} round {index + 1}: {point['calls_per_s']:,.0f} calls/s "
                       f"(p50 {point['p50_us']} us; server {point['server_us_per_call']} us, "
@@ -146,13 +168,20 @@ def run(callers: int, seconds: float, rounds: int) -> dict[str, Any]:
         return float(statistics.median(p[key] for p in points[mode]))
 
     on, off = median("on", "calls_per_s"), median("off", "calls_per_s")
+    # Each round's own on / off pair: the two ran minutes apart at most, so a machine whose load
+    # changes during the run moves both; their median is the steadier figure on a shared machine.
+    paired = [p_on["calls_per_s"] / p_off["calls_per_s"]
+              for p_on, p_off in zip(points["on"], points["off"], strict=True)]
     return {
         "callers": callers,
         "seconds": seconds,
         "rounds": rounds,
+        "together": together,
         "on_calls_per_s": on,
         "off_calls_per_s": off,
         "ratio": round(on / off, 3),
+        "paired_ratio_median": round(statistics.median(paired), 3),
+        "paired_ratios": [round(r, 3) for r in paired],
         "on_server_us_per_call": median("on", "server_us_per_call"),
         "off_server_us_per_call": median("off", "server_us_per_call"),
         "on_client_us_per_call": median("on", "client_us_per_call"),
@@ -177,6 +206,10 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--together", action="store_true",
+                        help="run the on and off pairs at the same time in each round (the two "
+                             "servers share CPU 0, the two callers CPU 1): whatever else loads "
+                             "the machine loads both alike")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.role == "serve":
@@ -184,13 +217,15 @@ def main() -> None:
     elif args.role == "load":
         load(args.nameservice, args.target, args.metrics == "on", args.callers, args.seconds)
     else:
-        result = run(args.callers, args.seconds, args.rounds)
+        result = run(args.callers, args.seconds, args.rounds, args.together)
         text = json.dumps(result, indent=1)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text)
         print(f"metrics on / off: {result['ratio']:.3f} ({result['on_calls_per_s']:,.0f} / "
-              f"{result['off_calls_per_s']:,.0f} calls/s, median of {args.rounds} rounds)")
+              f"{result['off_calls_per_s']:,.0f} calls/s, median of {args.rounds} rounds); "
+              f"median of the rounds' own ratios {result['paired_ratio_median']:.3f} "
+              f"({', '.join(f'{r:.2f}' for r in result['paired_ratios'])})")
 
 
 if __name__ == "__main__":

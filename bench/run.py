@@ -947,9 +947,11 @@ SECTIONS: dict[str, Section] = {
     "turns": script_section(
         BENCH / "turns.py", ["--seconds", "2", "--rounds", "1"], timeout=600, full_argv=["--rounds", "3"]
     ),
-    # Plus calls/s with metrics on and off, alternating rounds (docs/observability.md).
+    # Plus calls/s with metrics on and off, both pairs at the same time in each round, so that
+    # other load on the machine weighs on both alike (docs/observability.md).
     "metrics": script_section(
-        BENCH / "metrics_overhead.py", ["--seconds", "2", "--rounds", "2"], timeout=300
+        BENCH / "metrics_overhead.py", ["--seconds", "2", "--rounds", "2", "--together"],
+        timeout=300, full_argv=["--together"],
     ),
     # namewire.db beside aiosqlite and asyncpg (docs/db.md).
     "db": script_section(

@@ -13,6 +13,7 @@ import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from time import perf_counter
+from types import CoroutineType
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from ..errors import (
@@ -35,7 +36,7 @@ from ..registry import (
     open_registry,
 )
 from ..runtime import stop_waiting
-from ..runtime._metrics import Metrics, outcome_of
+from ..runtime._metrics import SAMPLE_MASK, CallStats, Metrics, outcome_of
 from ..transport import Policy, Security, Session, parse_address, scheme_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
@@ -643,14 +644,22 @@ class Node:
         except Exception as exc:  # noqa: BLE001 -- any failure of user code goes back to the caller
             self._served(session, call, started, exc, span)
             return
-        if inspect.iscoroutine(result):  # a sync wrapper around a coroutine function
+        if type(result) is CoroutineType:  # a sync wrapper around a coroutine function
             self._start_task(session, call, lambda *_: result, (), started, span)
             return
         problem = session.reply(call.id, result)
         if span is not None or problem is not None:
             self._served(session, call, started, problem, span)
         elif metrics is not None:
-            metrics.call_served(session.peer_name, call.func, perf_counter() - started)
+            # Counted always, timed one call in SAMPLE_EVERY per function (`CallStats`).
+            table = session.served_stats
+            stats = table.get(call.func) if table is not None else None
+            if stats is None:
+                stats = _served_stats(metrics, session, call.func)
+            n = stats.calls
+            stats.calls = n + 1
+            if not n & SAMPLE_MASK:
+                stats.observe(perf_counter() - started)
 
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
@@ -768,12 +777,16 @@ class Node:
         metrics = self.metrics
         if metrics is None:
             return
-        seconds = perf_counter() - started
+        table = session.served_stats
+        stats = (table.get(call.func) if table is not None else None) or _served_stats(
+            metrics, session, call.func)
+        seconds = perf_counter() - started if stats.start() else None
         if error is None:
-            metrics.call_served(session.peer_name, call.func, seconds)
+            if seconds is not None:
+                stats.observe(seconds)
         else:
             metrics.call_failed(False, session.peer_name, call.func, seconds, outcome_of(error),
-                                f"{_type_name(error)}: {error}", _trace_of(call))
+                                f"{_type_name(error)}: {error}", _trace_of(call), stats=stats)
 
     def _start_task(
         self,
@@ -951,6 +964,15 @@ def _advertise_urls(advertise: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     urls = [advertise] if isinstance(advertise, str) else list(advertise)
     return tuple(str(parse_address(url)) for url in urls)
+
+
+def _served_stats(metrics: Metrics, session: Session, func: str) -> CallStats:
+    """The counts of ``func`` served to ``session``'s peer, kept on the session from now on."""
+    table = session.served_stats
+    if table is None:
+        table = session.served_stats = {}
+    stats = table[func] = metrics.served_stats(session.peer_name, func)
+    return stats
 
 
 def _trace_of(call: Call) -> str | None:

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 
 from ..errors import TransportError
-from ..runtime._metrics import BUCKETS, SERIES, CallStats, Metrics
+from ..runtime._metrics import BUCKETS, SAMPLE_EVERY, SERIES, CallStats, Metrics
 from ..transport import parse_address
 
 __all__ = ["MetricsCollector", "MetricsEndpoint", "render"]
@@ -63,7 +63,8 @@ def _calls(
     what = "made by" if side == "client" else "served by"
     duration = HistogramMetricFamily(
         f"namewire_rpc_{side}_duration_seconds",
-        f"Duration of calls {what} this node (OpenTelemetry rpc.{side}.duration)",
+        f"Duration of calls {what} this node (OpenTelemetry rpc.{side}.duration; one call "
+        f"in {SAMPLE_EVERY} per function is timed, the calls counter has them all)",
         labels=["service", who, "function"],
     )
     calls = CounterMetricFamily(
@@ -78,7 +79,7 @@ def _calls(
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         duration.add_metric([service, peer, func], buckets, stats.seconds)
         failed = sum(stats.failed.values())
-        calls.add_metric([service, peer, func, "ok"], cumulative - failed)
+        calls.add_metric([service, peer, func, "ok"], stats.calls - failed)
         for outcome, n in sorted(stats.failed.items()):
             calls.add_metric([service, peer, func, outcome], n)
     yield duration

@@ -20,6 +20,8 @@ from typing import Any
 
 __all__ = [
     "BUCKETS",
+    "SAMPLE_EVERY",
+    "SAMPLE_MASK",
     "SERIES",
     "CallStats",
     "Metrics",
@@ -34,7 +36,11 @@ _FIRST = 0.00005
 _SCALE = 1 / _FIRST
 BUCKETS: tuple[float, ...] = tuple(_FIRST * 2**k for k in range(19))
 _LAST = len(BUCKETS)  # the slot above the last bound
-_SLOTS = _LAST + 1
+# One call in this many is timed for the latency histograms (every call is counted).
+SAMPLE_EVERY = 8
+SAMPLE_MASK = SAMPLE_EVERY - 1
+# Raw slots kept per histogram: bit lengths up to 63 (a duration of 2**63 / _SCALE seconds).
+_RAW_SLOTS = 64
 
 # Every counter and gauge of `snapshot()["counters"]`, with its Prometheus type and help text.
 # The Prometheus endpoint renders exactly this table (names get the ``namewire_`` prefix).
@@ -76,27 +82,55 @@ def outcome_of(exc: BaseException) -> str:
 
 
 class CallStats:
-    """Calls of one function between this node and one peer: a latency histogram and failures.
+    """Calls of one function between this node and one peer: counts, failures, and a sampled
+    latency histogram.
 
-    ``buckets[i]`` counts calls that took less than ``BUCKETS[i]`` seconds and at least the bound
-    before (the last slot: ``BUCKETS[-1]`` or more); ``failed`` counts by outcome; the calls that
-    returned are ``count - sum(failed.values())``.
+    ``count`` is every call (``calls``); ``failed`` counts by outcome, so the calls that returned
+    are ``count - sum(failed.values())``. The histogram times one call in `SAMPLE_EVERY` (the
+    first, then every eighth, in the order the calls start): ``buckets[i]`` counts timed calls that
+    took less than ``BUCKETS[i]`` seconds and at least the bound before (the last slot:
+    ``BUCKETS[-1]`` or more), ``seconds`` is their total and ``timed`` their number. Timing every
+    call would cost a clock read and the bucket arithmetic on each, a tenth of a small call.
+
+    `observe` indexes a list by the bit length of the duration in units of the first bound, with
+    slots to spare above the last bucket (folded into it when read): no comparison, no search.
     """
 
-    __slots__ = ("buckets", "failed", "seconds")
+    __slots__ = ("calls", "failed", "seconds", "slots")
 
     def __init__(self) -> None:
-        self.buckets = [0] * _SLOTS
+        self.calls = 0
+        self.slots = [0] * _RAW_SLOTS
         self.seconds = 0.0
         self.failed: dict[str, int] = {}
 
+    def start(self) -> bool:
+        """Count a call; True when it is one to time (the hot paths inline this)."""
+        n = self.calls
+        self.calls = n + 1
+        return not n & SAMPLE_MASK
+
+    def observe(self, seconds: float) -> None:
+        """A timed call took ``seconds`` (at most ~1.4e14 s: any that a clock can show)."""
+        self.slots[int(seconds * _SCALE).bit_length()] += 1
+        self.seconds += seconds
+
+    @property
+    def buckets(self) -> list[int]:
+        slots = self.slots
+        return [*slots[:_LAST], sum(slots[_LAST:])]
+
     @property
     def count(self) -> int:
-        return sum(self.buckets)
+        return self.calls
+
+    @property
+    def timed(self) -> int:
+        return sum(self.slots)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"buckets": list(self.buckets), "seconds": self.seconds,
-                "failed": dict(self.failed), "count": self.count}
+        return {"buckets": self.buckets, "seconds": self.seconds, "timed": self.timed,
+                "failed": dict(self.failed), "count": self.calls}
 
 
 def quantile(buckets: list[int], q: float) -> float | None:
@@ -165,39 +199,52 @@ class Metrics:
 
     # -- recording (hot path) --------------------------------------------------------------------
 
-    def call_made(self, peer: str | None, func: str, seconds: float) -> None:
-        """A call we made to ``peer`` returned after ``seconds``."""
+    def made_stats(self, peer: str | None, func: str) -> CallStats:
+        """The histogram of calls we make to ``peer``'s ``func``: resolved once per session and
+        function and kept there (`Session`), so a call records without building a key."""
         key = (peer or "", func)
         stats = self.made.get(key)
         if stats is None:
             stats = self.made[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+        return stats
 
-    def call_served(self, caller: str | None, func: str, seconds: float) -> None:
-        """A call from ``caller`` was answered with a result after ``seconds``."""
+    def served_stats(self, caller: str | None, func: str) -> CallStats:
+        """The histogram of calls ``caller`` makes to our ``func`` (kept per session as well)."""
         key = (caller or "", func)
         stats = self.served.get(key)
         if stats is None:
             stats = self.served[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+        return stats
+
+    def call_made(self, peer: str | None, func: str, seconds: float) -> None:
+        """A call we made to ``peer`` returned after ``seconds`` (counted and timed: the hot
+        path, `Session.call`, counts through `CallStats` and times one call in `SAMPLE_EVERY`)."""
+        stats = self.made_stats(peer, func)
+        stats.calls += 1
+        stats.observe(seconds)
+
+    def call_served(self, caller: str | None, func: str, seconds: float) -> None:
+        """A call from ``caller`` was answered with a result after ``seconds`` (counted and
+        timed)."""
+        stats = self.served_stats(caller, func)
+        stats.calls += 1
+        stats.observe(seconds)
 
     def call_failed(
-        self, made: bool, peer: str | None, func: str, seconds: float, outcome: str,
-        message: str, trace: str | None = None,
+        self, made: bool, peer: str | None, func: str, seconds: float | None, outcome: str,
+        message: str, trace: str | None = None, *, stats: CallStats | None = None,
     ) -> None:
-        """A call ended without a result (``made``: one of ours, else one we served)."""
-        key = (peer or "", func)
-        table = self.made if made else self.served
-        stats = table.get(key)
+        """A call ended without a result (``made``: one of ours, else one we served).
+
+        Without ``stats`` it is counted here (and timed, unless ``seconds`` is None); with it, the
+        caller has counted it through ``stats.start()`` already and passes ``seconds`` only when
+        that chose it for timing.
+        """
         if stats is None:
-            stats = table[key] = CallStats()
-        slot = int(seconds * _SCALE).bit_length()
-        stats.buckets[min(_LAST, slot)] += 1
-        stats.seconds += seconds
+            stats = self.made_stats(peer, func) if made else self.served_stats(peer, func)
+            stats.calls += 1
+        if seconds is not None:
+            stats.observe(seconds)
         stats.failed[outcome] = stats.failed.get(outcome, 0) + 1
         self.errors.append({
             "time": time.time(), "direction": "made" if made else "served", "peer": peer or "",

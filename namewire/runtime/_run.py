@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ._gc import GC_YOUNG_THRESHOLD, young_generation_threshold
 from ._spawn import stop_processes
 
 __all__ = ["new_event_loop", "run", "stop_waiting"]
@@ -51,7 +52,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None, grace: float = 5.0) -> T | None:
+def run(
+    main: Coroutine[Any, Any, T],
+    *,
+    debug: bool | None = None,
+    grace: float = 5.0,
+    gc_threshold: int | None = GC_YOUNG_THRESHOLD,
+) -> T | None:
     """Run ``main`` to completion on a fresh loop (uvloop where available) and close the loop.
 
     SIGINT and SIGTERM cancel ``main``; whatever cleanup it does in ``finally`` / ``async with`` runs.
@@ -64,8 +71,14 @@ def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None, grace: float
     signal is logged (INFO, then WARNING). Returns ``main``'s result, or None when a signal stopped
     it; a signal that arrives as ``main`` returns is no error. An exception from ``main``
     propagates after the shutdown.
+
+    While it runs, the garbage collector's youngest generation is collected after ``gc_threshold``
+    allocations instead of CPython's 700 (`namewire.runtime._gc`: calls in flight made the
+    collector a sixth of a busy caller's CPU); None leaves the collector as it is.
     """
-    with asyncio.Runner(loop_factory=_loop_factory(), debug=debug) as runner:
+    with young_generation_threshold(gc_threshold), asyncio.Runner(
+        loop_factory=_loop_factory(), debug=debug
+    ) as runner:
         return runner.run(_stoppable(main, grace))
 
 

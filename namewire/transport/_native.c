@@ -48,6 +48,9 @@
 #define STAGE_COMMIT_DIV 4
 /* An emptied output buffer larger than this is given back to the allocator. */
 #define OUT_KEEP (64 * 1024)
+/* The first output buffer of a connection, doubled as writes need: an idle connection that only
+ * wrote its hello keeps this much (a busy one grows to its batch size once and keeps that). */
+#define OUT_FIRST 256
 
 /* Events reported to Python through owner._event(kind, arg). */
 enum {
@@ -293,7 +296,7 @@ out_reserve(ConnObject *c, Py_ssize_t more)
         c->out_end = used;
         return 0;
     }
-    Py_ssize_t cap = c->out_cap ? c->out_cap : 4096;
+    Py_ssize_t cap = c->out_cap ? c->out_cap : OUT_FIRST;
     while (cap < used + more)
         cap *= 2;
     char *buf = PyMem_Malloc(cap);

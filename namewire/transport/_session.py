@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from ..errors import AuthError, EncodeError, HandshakeTimeout, PeerLost, ProtocolError
-from ..runtime._metrics import Metrics, outcome_of
+from ..runtime._metrics import SAMPLE_MASK, CallStats, Metrics, outcome_of
 from ..wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_HELLO,
@@ -87,6 +87,7 @@ class Session:
         "_handler",
         "_loop",
         "_lost",
+        "_made_stats",
         "_msg_waiters",
         "_opened",
         "_reading_held",
@@ -106,6 +107,7 @@ class Session:
         "peer_name",
         "read_at",
         "running",
+        "served_stats",
     )
 
     def __init__(
@@ -167,6 +169,11 @@ class Session:
         # perf_counter() at the last read, taken once per read while counting: the end of the
         # calls it answers and the start of the calls it brings, one clock read per batch.
         self.read_at = 0.0
+        # The histograms of this session's calls, by function, resolved from `metrics` at each
+        # function's first call (made here; served: filled by the owner). None until then: an idle
+        # connection holds no table.
+        self._made_stats: dict[str, CallStats] | None = None
+        self.served_stats: dict[str, CallStats] | None = None
         self.peer_name: str | None = None
         self.peer_info: dict[str, Any] = {}
         # Who the peer proved to be: its verified TLS certificate's name; None without one (the
@@ -275,8 +282,19 @@ class Session:
         ):
             self._arm()
         self._written()
+        # Every call is counted; one in SAMPLE_EVERY per function is timed (`CallStats`).
         metrics = self.metrics
-        started = perf_counter() if metrics is not None else 0.0
+        stats: CallStats | None = None
+        started = 0.0
+        if metrics is not None:
+            table = self._made_stats
+            stats = table.get(func) if table is not None else None
+            if stats is None:
+                stats = self._stats_of_made(metrics, func)
+            n = stats.calls
+            stats.calls = n + 1
+            if not n & SAMPLE_MASK:
+                started = perf_counter()
         try:
             if self._write_paused:
                 await self._drain()
@@ -285,13 +303,14 @@ class Session:
             if isinstance(exc, asyncio.CancelledError) and conn.cancel(call_id) is not None:
                 self._written()
             if metrics is not None:
-                metrics.call_failed(True, self.peer_name, func, perf_counter() - started,
-                                    outcome_of(exc), str(exc), trace)
+                metrics.call_failed(True, self.peer_name, func,
+                                    perf_counter() - started if started else None,
+                                    outcome_of(exc), str(exc), trace, stats=stats)
             raise
-        if metrics is not None:
+        if started and stats is not None:
             # Ends at the read that brought the answer (or a later one, if other reads ran
             # before this task resumed): the round trip as the caller sees it, one clock read less.
-            metrics.call_made(self.peer_name, func, self.read_at - started)
+            stats.observe(self.read_at - started)
         return result
 
     async def send_msg(self, payload: Any) -> None:
@@ -533,6 +552,14 @@ class Session:
         waiter = self._loop.create_future()
         self._drain_waiters.append(waiter)
         await waiter
+
+    def _stats_of_made(self, metrics: Metrics, func: str) -> CallStats:
+        stats = metrics.made_stats(self.peer_name, func)
+        if self.peer_name is not None:  # a call pipelined behind our hello is not kept under ""
+            if self._made_stats is None:
+                self._made_stats = {}
+            self._made_stats[func] = stats
+        return stats
 
     def _lost_error(self, func: str | None) -> PeerLost:
         why = self._conn.end_reason or "connection closed"

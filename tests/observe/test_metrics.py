@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 import namewire
-from namewire.runtime._metrics import BUCKETS, Metrics, outcome_of, quantile
+from namewire.runtime._metrics import (
+    BUCKETS,
+    SAMPLE_EVERY,
+    CallStats,
+    Metrics,
+    outcome_of,
+    quantile,
+)
 from tests.conftest import Processes
 from tests.observe.conftest import served, wait_for
 
@@ -40,7 +47,9 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
         assert stats["functions"] == ["fail", "plus", "relay", "traceparent"]
         plus = served(stats, "metrics-tester", "plus")
         assert plus["count"] == 200 and plus["failed"] == {}
-        assert len(plus["buckets"]) == len(BUCKETS) + 1 and sum(plus["buckets"]) == 200
+        # Every call counted, one in SAMPLE_EVERY timed (the 1st, 9th, ...): 25 of the 200.
+        assert len(plus["buckets"]) == len(BUCKETS) + 1
+        assert sum(plus["buckets"]) == plus["timed"] == -(-200 // SAMPLE_EVERY) == 25
         assert 0 < plus["seconds"] < 1
         assert served(stats, "metrics-tester", "fail")["failed"] == {"error": 3}
         assert served(stats, "metrics-tester", "nothing")["failed"] == {"no_such_function": 1}
@@ -54,10 +63,11 @@ async def test_calls_made_and_served_are_counted_per_peer_function_and_outcome(
 
         mine = me.stats()
         made = {(r["peer"], r["function"]): r for r in mine["made"]}
-        assert made["Adder", "plus"]["count"] == 200
+        assert made["Adder", "plus"]["count"] == 200 and made["Adder", "plus"]["timed"] == 25
         assert made["Adder", "fail"]["failed"] == {"error": 3}
         assert made["Adder", "nothing"]["failed"] == {"no_such_function": 1}
-        # The caller's histogram covers the round trip: never faster than the server's.
+        # The caller's histogram covers the round trip (the same 25 calls are timed on both
+        # sides, one connection keeps their order): never faster than the server's.
         assert made["Adder", "plus"]["seconds"] > plus["seconds"]
         assert mine["counters"]["registry_lookups"] >= 1
         assert mine["counters"]["connections_opened"] == 1
@@ -102,3 +112,23 @@ def test_histogram_buckets_and_quantiles() -> None:
     assert outcome_of(namewire.CallTimeout("p", "f", 1.0)) == "timeout"
     assert outcome_of(namewire.PeerLost("p", "reset")) == "lost"
     assert outcome_of(ValueError()) == "error"
+
+
+def test_every_call_is_counted_and_one_in_sample_every_is_timed() -> None:
+    stats = CallStats()
+    chosen = [stats.start() for _ in range(3 * SAMPLE_EVERY + 1)]
+    assert [i for i, timed in enumerate(chosen) if timed] == [0, 8, 16, 24]
+    assert stats.count == 3 * SAMPLE_EVERY + 1 and stats.timed == 0
+    stats.observe(0.00006)
+    stats.observe(100.0)
+    assert stats.timed == 2 and stats.buckets[1] == 1 and stats.buckets[-1] == 1
+    # Failures are counted whether or not they were timed; only timed ones enter the histogram.
+    m = Metrics("x")
+    s = m.made_stats("p", "f")
+    assert s.start()
+    m.call_failed(True, "p", "f", 0.5, "timeout", "too slow", stats=s)
+    assert not s.start()
+    m.call_failed(True, "p", "f", None, "lost", "gone", stats=s)
+    m.call_failed(True, "p", "f", None, "lost", "gone")  # counted here
+    assert s.as_dict()["count"] == 3 and s.timed == 1
+    assert s.failed == {"timeout": 1, "lost": 2} and len(m.errors) == 3

@@ -144,3 +144,20 @@ def test_sigterm_stops_main_then_processes_cleanly(tmp_path: Path) -> None:
         "worker cleanup",
         "run returned None",
     ]
+
+
+def test_run_raises_the_young_generation_threshold_while_it_runs_and_puts_it_back() -> None:
+    import gc
+
+    import namewire
+    from namewire.runtime._gc import GC_YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before[0] < GC_YOUNG_THRESHOLD  # CPython's default (700)
+
+    async def seen() -> tuple[int, int, int]:
+        return gc.get_threshold()
+
+    assert namewire.run(seen()) == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
+    assert namewire.run(seen(), gc_threshold=None) == before

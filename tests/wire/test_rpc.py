@@ -1432,3 +1432,31 @@ def test_cancel_grace_delays_the_cancel() -> None:
     assert expire(client, clock, clock.now + 0.2) == []
     assert deliver(client, server) == [Cancel(1)]
     assert client.next_deadline() is None
+
+
+def test_calls_on_the_usual_timeout_expire_in_order_beside_others_and_answered_ones_are_let_go() -> None:
+    # The first timeout used (nothing inherited) is the connection's usual one: its calls are kept
+    # in filing order, the others in the heap; expiry merges both in deadline order.
+    client, _server, clock = connect(client={"ping_interval": None})
+    client.call("usual", [], "u0", timeout=10)  # due 110
+    clock.now = 104.0
+    client.call("short", [], "s0", timeout=1)  # due 105
+    client.call("usual", [], "u1", timeout=10)  # due 114
+    client.call("long", [], "l0", timeout=20)  # due 124
+    clock.now = 106.0
+    client.call("usual", [], "u2", timeout=10)  # due 116
+    client.data_to_send()
+    seen = []
+    while (due := client.next_deadline()) is not None:
+        seen += [(timed_out(e)[0], due) for e in expire(client, clock, due)]
+    assert seen == [("s0", 105.0), ("u0", 110.0), ("u1", 114.0), ("u2", 116.0), ("l0", 124.0)]
+
+    # Thousands of answered calls on the usual timeout do not pile up behind one that is not.
+    client.call("usual", [], "stuck", timeout=10)
+    for i in range(3000):
+        call_id = client.call("usual", [], i, timeout=10)
+        client.receive_frames([codec_named("msgpack").encode((3, call_id, i))])
+    assert len(client.events_received()) == 3000 and client.pending_count == 1
+    assert len(client._fifo) <= 2 * client.pending_count + 256 + 1
+    assert [timed_out(e)[0] for e in expire(client, clock, clock.now + 10)] == ["stuck"]
+    client.frames_to_send()
