@@ -56,23 +56,14 @@ def serve(nameservice: str, name: str, metrics: bool) -> None:
 
 
 def load(nameservice: str, target: str, metrics: bool, callers: int, seconds: float) -> None:
-    import asyncio
-
     import namewire
     from _rpcload import emit, run_async_callers
+    from namewire_plus import first_call
 
     async def main() -> dict[str, Any]:
         node = namewire.Node(f"overhead-client-{os.getpid()}", metrics=metrics)
         async with node.serve(nameservice=nameservice, listen=None):
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    await node.rpc_call(target, "plus", 1, 2)
-                    break
-                except namewire.NameNotFound:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.05)
+            await first_call(node, target)
             t0 = time.process_time()
             result = await run_async_callers(
                 lambda: node.rpc_call(target, "plus", 1, 2), callers, seconds, 0.5

@@ -71,24 +71,17 @@ def serve(nameservice: str, name: str, mode: str) -> None:
 
 def load(nameservice: str, target: str, mode: str, callers: int, seconds: float) -> None:
     _writes_once_per_turn(mode)
-    import asyncio
     import os
 
-    import namewire
     from _rpcload import emit, run_async_callers
+    from namewire_plus import first_call
+
+    import namewire
 
     async def main() -> dict[str, Any]:
         node = namewire.Node(f"turns-client-{os.getpid()}")
         async with node.serve(nameservice=nameservice, listen=None):
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    await node.rpc_call(target, "plus", 1, 2)
-                    break
-                except namewire.NameNotFound:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.05)
+            await first_call(node, target)
             return await run_async_callers(
                 lambda: node.rpc_call(target, "plus", 1, 2), callers, seconds, 0.5
             )

@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rpcload import emit, run_async_callers
 
 
-async def first_call(node: namewire.Node, timeout: float = 15.0) -> Any:
-    """The first call, retried while PlusServer is not registered yet (it may still be starting)."""
+async def first_call(node: namewire.Node, target: str = "PlusServer", timeout: float = 15.0) -> Any:
+    """The first ``plus(1, 2)``, retried while ``target`` is not registered yet (it may still be
+    starting). The other Plus benchmarks (metrics_overhead.py, turns.py) start with it too."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return await node.rpc_call("PlusServer", "plus", 1, 2)
+            return await node.rpc_call(target, "plus", 1, 2)
         except namewire.NameNotFound:
             if time.monotonic() > deadline:
                 raise
