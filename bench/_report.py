@@ -401,7 +401,8 @@ def _generic_table(data: Any) -> list[str]:
             lines.append("| " + " | ".join(_fmt_cell(r.get(c)) for c in cols) + " |")
         return lines
     if isinstance(data, dict):
-        return [f"- {k}: {_fmt_cell(v)}" for k, v in data.items()]
+        # Nested values (every round's points, say) stay in latest.json: a table cannot show them.
+        return [f"- {k}: {_fmt_cell(v)}" for k, v in data.items() if not isinstance(v, dict)]
     return [f"`{data!r}`"[:2000]]
 
 
