@@ -37,6 +37,8 @@ async def session_over(sock: socket.socket, session: Session, *, native: bool = 
             # Connected, then reset before we got to it (a peer killed that moment):
             # getpeername fails. Reported as the reset it is, so callers can try elsewhere.
             sock.close()
+            log.warning("%r: the connection to %s was reset as it was made (%s)",
+                        session._conn.name, session.origin or "a peer", exc.strerror)
             raise ConnectionReset(f"the connection was reset as it was made ({exc.strerror})",
                                   session.origin or None) from None
         session.attach(stream)

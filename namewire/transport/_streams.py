@@ -30,7 +30,7 @@ from ..errors import AuthError
 from ._address import sockaddr_url
 from ._tls import certificate_identity
 
-__all__ = ["WRITE_HIGH_WATER", "AsyncioStream", "Stream", "StreamHandler"]
+__all__ = ["WRITE_HIGH_WATER", "AsyncioStream", "Stream", "StreamHandler", "TransportStream"]
 
 # Buffered output above which a stream reports writing_paused (drains to a quarter of it).
 WRITE_HIGH_WATER = 256 * 1024
@@ -97,7 +97,22 @@ class Stream(abc.ABC):
         """Close at once, dropping what is queued; ``stream_lost`` follows."""
 
 
-class AsyncioStream(Stream, asyncio.Protocol):
+class TransportStream(Stream, asyncio.Protocol):
+    """A `Stream` that is the protocol of an asyncio transport: the transport's flow control
+    reaches the handler as ``writing_paused``/``writing_resumed``."""
+
+    _handler: StreamHandler | None
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.writing_paused()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.writing_resumed()
+
+
+class AsyncioStream(TransportStream):
     """A `Stream` over an asyncio transport; it is the transport's protocol."""
 
     def __init__(
@@ -155,14 +170,6 @@ class AsyncioStream(Stream, asyncio.Protocol):
             )
         if handler is not None:
             handler.stream_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._handler is not None:
-            self._handler.writing_paused()
-
-    def resume_writing(self) -> None:
-        if self._handler is not None:
-            self._handler.writing_resumed()
 
     # -- Stream ---------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from ..errors import FrameTooLarge, ProtocolError, TransportError
 from ..wire import DEFAULT_MAX_FRAME
 from ._address import Address, sockaddr_url
 from ._endpoints import ServerGroup
-from ._streams import WRITE_HIGH_WATER, Stream, StreamHandler
+from ._streams import WRITE_HIGH_WATER, Stream, StreamHandler, TransportStream
 
 __all__ = ["WebSocketStream", "configure_wss", "open_websocket", "serve_websockets"]
 
@@ -59,7 +59,7 @@ def configure_wss(
     _contexts["client"] = client
 
 
-class WebSocketStream(Stream, asyncio.Protocol):
+class WebSocketStream(TransportStream):
     """A `Stream` over one WebSocket connection; it is the asyncio transport's protocol.
 
     ``opened`` resolves once the opening handshake is done (or fails with `TransportError`);
@@ -136,14 +136,6 @@ class WebSocketStream(Stream, asyncio.Protocol):
         handler, self._handler = self._handler, None
         if handler is not None:
             handler.stream_lost(self._reason or self._close_reason(exc))
-
-    def pause_writing(self) -> None:
-        if self._handler is not None:
-            self._handler.writing_paused()
-
-    def resume_writing(self) -> None:
-        if self._handler is not None:
-            self._handler.writing_resumed()
 
     # -- Stream ---------------------------------------------------------------------------------
 
