@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 # The editable install also builds the C reactor in place (setup.py); it is rebuilt when its source
 # changes. Without a C compiler the build is skipped and the pure-asyncio sockets are used.
-$(STAMP): pyproject.toml setup.py namewire/transport/_native.c
+$(STAMP): pyproject.toml setup.py namewire/transport/_native.c namewire/transport/_native_msgpack.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

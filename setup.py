@@ -67,6 +67,7 @@ if sys.platform == "linux":
         Extension(
             "namewire.transport._native",
             ["namewire/transport/_native.c"],
+            depends=["namewire/transport/_native_msgpack.h"],
             extra_compile_args=[
                 "-O2",
                 "-Wall",

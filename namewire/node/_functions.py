@@ -37,6 +37,9 @@ class FunctionTable:
 
     def __init__(self) -> None:
         self.by_name: dict[str, RemoteFunction] = {}
+        # The plain ones (synchronous, no Caller): what a connection may answer without the node
+        # (the C reactor's direct calls; see Node._refresh_direct).
+        self.plain: dict[str, Callable[..., Any]] = {}
 
     def add(
         self,
@@ -57,6 +60,8 @@ class FunctionTable:
             fname, fn, inspect.iscoroutinefunction(fn), idempotent, with_caller
         )
         self.by_name[fname] = entry
+        if not entry.is_async and not with_caller:
+            self.plain[fname] = fn
         return entry
 
     def names(self) -> tuple[str, ...]:

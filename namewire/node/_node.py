@@ -12,6 +12,7 @@ import os
 import random
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from functools import partial
 from time import perf_counter
 from types import CoroutineType
 from typing import Any, Literal, NamedTuple, TypeVar, overload
@@ -49,6 +50,7 @@ from ..wire import (
     ERROR_REMOTE,
     Call,
     codec_named,
+    from_wire,
 )
 from ._failures import FailureLog
 from ._functions import Caller, FunctionTable
@@ -181,6 +183,9 @@ class Node:
         self._running_calls = 0  # async calls from peers running now, on every connection
         self._busy = False  # refusing calls as Busy; logged once per episode
         self._not_holding: str | None = None  # why we may not answer under our name now
+        # The functions a connection may answer without the node (`_refresh_direct`): one dict,
+        # shared by every session that can, and changed in place.
+        self._direct: dict[str, Callable[..., Any]] = {}
         self.metrics: Metrics | None = Metrics(name) if metrics else None
         self.metrics_url = metrics if isinstance(metrics, str) else None
         self._metrics_endpoint: Any = None
@@ -232,6 +237,7 @@ class Node:
 
         def add(f: F) -> F:
             self.functions.add(f, name=name, idempotent=idempotent, with_caller=with_caller)
+            self._refresh_direct()
             self._functions_changed()
             return f
 
@@ -312,6 +318,7 @@ class Node:
         self._stalls = asyncio.get_running_loop().create_task(watch_stalled_frames(
             lambda: self._routes.sessions, self.security.frame_timeout, self.name))
         self._tracer = opentelemetry_tracer()
+        self._refresh_direct()
         try:
             if self.metrics is not None:
                 self.metrics.service = self.name
@@ -586,8 +593,14 @@ class Node:
     def session_opened(self, session: Session) -> None:
         log.debug("%s: connection with %r open (%s)", self.name, session.peer_name, session.origin)
         self._routes.opened(session)
-        if self.metrics is not None:
-            self.metrics.connections_opened += 1
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.connections_opened += 1
+        session.serve_directly(
+            self._direct,
+            partial(_known_served_stats, metrics, session) if metrics is not None else None,
+            partial(self._direct_aside, session),
+        )
 
     def session_closed(self, session: Session, reason: BaseException | None) -> None:
         log.debug("%s: connection with %r closed (%s)%s", self.name, session.peer_name,
@@ -661,6 +674,23 @@ class Node:
             if not n & SAMPLE_MASK:
                 stats.observe(perf_counter() - started)
 
+    def _direct_aside(
+        self, session: Session, body: bytes, outcome: Any, failed: bool, started: float
+    ) -> None:
+        """A call the connection took directly (see `_refresh_direct`) and cannot answer itself:
+        the function raised (``failed``), or returned a coroutine or a result the C side cannot
+        encode. It ran already; this answers it the way `call_received` would."""
+        call = from_wire(codec_named("msgpack").decode(body))
+        assert isinstance(call, Call)
+        if failed:
+            if not isinstance(outcome, Exception):
+                raise outcome  # as from call_received: not ours to answer
+            self._served(session, call, started, outcome, None)
+        elif type(outcome) is CoroutineType:
+            self._start_task(session, call, lambda *_: outcome, (), started)
+        else:
+            self._served(session, call, started, session.reply(call.id, outcome), None)
+
     def cancel_received(self, session: Session, call_id: int) -> None:
         task = session.running.get(call_id)
         if task is not None:
@@ -671,6 +701,20 @@ class Node:
     def _holding_changed(self, reason: str | None) -> None:
         """The registry lost (``reason``) or regained (None) our name: refuse calls meanwhile."""
         self._not_holding = reason
+        self._refresh_direct()
+
+    def _refresh_direct(self) -> None:
+        """Let connections answer plain functions themselves, or stop them.
+
+        Only while a call needs nothing from the node but the function: no policy to check, no
+        span to start, our name held. Sessions on the C reactor then answer the synchronous
+        functions that take no Caller without any Python in between (`Session.serve_directly`);
+        the rest, and every call while this is off, come through `call_received`.
+        """
+        direct = self._direct
+        direct.clear()
+        if self._not_holding is None and self.security.rules is None and self._tracer is None:
+            direct.update(self.functions.plain)
 
     def new_session(self, *, origin: str = "", accepting: bool = False) -> Session:
         """A session of this node (not yet attached to a stream), with its protocol options."""
@@ -973,6 +1017,13 @@ def _served_stats(metrics: Metrics, session: Session, func: str) -> CallStats:
         table = session.served_stats = {}
     stats = table[func] = metrics.served_stats(session.peer_name, func)
     return stats
+
+
+def _known_served_stats(metrics: Metrics, session: Session, func: str) -> CallStats:
+    """The counts of ``func`` served to ``session``'s peer, as `call_received` keeps them."""
+    table = session.served_stats
+    stats = table.get(func) if table is not None else None
+    return stats if stats is not None else _served_stats(metrics, session, func)
 
 
 def _trace_of(call: Call) -> str | None:

@@ -34,6 +34,9 @@
 #include <stddef.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <time.h>
+
+#include "_native_msgpack.h"
 
 #define SCRATCH_SIZE (256 * 1024)
 #define MAX_EVENTS 256
@@ -46,6 +49,14 @@
  * peer announcing a frame and then sending nothing costs this much, not the announced size. */
 #define STAGE_MIN (64 * 1024)
 #define STAGE_COMMIT_DIV 4
+/* Direct calls: at most this many arguments (more go through Python), and the replies of one
+ * read are sent early once this many bytes wait, so the caller works on them meanwhile. */
+#define DIRECT_MAX_ARGS 16
+/* The envelope kinds of a call and a reply (wire/_envelopes.py; the module exports them, and the
+ * tests check that they agree). */
+#define WIRE_KIND_CALL 2
+#define WIRE_KIND_REPLY 3
+#define DIRECT_FLUSH_BYTES (16 * 1024)
 /* An emptied output buffer larger than this is given back to the allocator. */
 #define OUT_KEEP (64 * 1024)
 /* The first output buffer of a connection, doubled as writes need: an idle connection that only
@@ -118,6 +129,17 @@ struct ConnObject {
     int user_paused;   /* reading paused by pause_reading() (session mode), independent of it */
     PyObject *receiver; /* session mode: called with each read's whole frames, as one list */
     PyObject *batch;    /* the frames cut from the read being handled, for the receiver */
+    /* direct calls (session mode; see "direct calls" below) */
+    PyObject *direct;     /* dict: function name -> callable answered here, or NULL */
+    PyObject *stats_of;   /* stats_of(name) -> the CallStats counting it, or NULL: not counted */
+    PyObject *aside;      /* aside(body, outcome, failed, started): what C does not answer */
+    PyObject *last_func;  /* the name of the last function called directly, and its stats */
+    PyObject *last_stats;
+    long long stats_base;     /* last_stats.calls when this read began counting in it (-1: not) */
+    long long stats_pending;  /* calls counted here since, not yet written back (direct_settle) */
+    uint32_t peer_max_frame;
+    double read_started;  /* CLOCK_MONOTONIC (perf_counter) at the read's first direct call */
+    unsigned long long direct_calls, direct_in, direct_out;
     int finished;      /* no packet will be queued any more */
     PyObject *recv_exc; /* raised by recv() once finished and drained */
     PyObject *send_exc; /* raised by send() */
@@ -483,11 +505,15 @@ set_paused(ConnObject *c, int paused)
     epoll_update_or_report(c);
 }
 
+static void direct_settle(ConnObject *c);
+static int try_direct(ConnObject *c, const unsigned char *body, Py_ssize_t size);
+
 /* Session mode: hand the frames cut from one read to the receiver, as one list (one call per
  * read instead of one per frame; the list becomes the receiver's). */
 static void
 flush_batch(ConnObject *c)
 {
+    direct_settle(c);
     PyObject *batch = c->batch;
     if (batch == NULL)
         return;
@@ -501,6 +527,244 @@ flush_batch(ConnObject *c)
         Py_DECREF(receiver);
     }
     Py_DECREF(batch);
+}
+
+/* --- direct calls ------------------------------------------------------------------------------
+ *
+ * Why: a call to a plain function costs the Python session ~6 us (decode, the Call envelope, the
+ * dispatch, encoding and queueing the reply), the function itself ~0.1 us. In session mode the
+ * node may hand a Conn a table of the functions it may answer here, with no Python in between:
+ * functions that are synchronous, take no Caller, and need nothing from the node per call (no
+ * policy, no tracing, a name held; the node empties the table otherwise). A frame
+ * [0, id, func, args, meta] for a function in the table is decoded here, the function called, and
+ * [1, id, result] written; everything else goes to the receiver as before. A call whose function
+ * raised, returned a coroutine or a result this side cannot encode goes to aside(), already
+ * called, so that Python answers it: a function is never called twice.
+ *
+ * Order is kept: once one frame of a read went to the batch for Python, the rest of that read
+ * follows it there. A connection over its high-water mark takes the Python way too, which feels
+ * back-pressure (writing_paused) where this side would not. */
+
+static int append_out(ConnObject *c, const char *data, Py_ssize_t size, int with_header);
+static PyObject *str_calls, *str_observe;
+static MpBuf direct_out; /* one reply being encoded (no Python code runs while it is) */
+
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The call in `body` ran, and Python answers it: its bytes object is made only now. */
+static void
+direct_aside(ConnObject *c, const unsigned char *body, Py_ssize_t size, PyObject *outcome,
+             int failed)
+{
+    direct_settle(c);
+    if (c->aside == NULL)
+        return;
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)body, size);
+    if (packet == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    PyObject *started = PyFloat_FromDouble(c->read_started);
+    if (started == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        Py_DECREF(packet);
+        return;
+    }
+    PyObject *args[4] = {packet, outcome, failed ? Py_True : Py_False, started};
+    PyObject *aside = Py_NewRef(c->aside);
+    PyObject *r = PyObject_Vectorcall(aside, args, 4, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable(aside);
+    Py_XDECREF(r);
+    Py_DECREF(aside);
+    Py_DECREF(started);
+    Py_DECREF(packet);
+}
+
+/* Write the calls counted here back into their CallStats: before any Python of the node runs
+ * (aside(), the batch) and at the end of each read, so that counts lag by one read at most and
+ * the Python path always counts on from the right number. */
+static void
+direct_settle(ConnObject *c)
+{
+    if (c->stats_base < 0)
+        return;
+    long long total = c->stats_base + c->stats_pending;
+    c->stats_base = -1;
+    c->stats_pending = 0;
+    PyObject *value = PyLong_FromLongLong(total);
+    if (value == NULL || PyObject_SetAttr(c->last_stats, str_calls, value) < 0)
+        PyErr_WriteUnraisable(c->last_stats);
+    Py_XDECREF(value);
+}
+
+/* Count a call answered here; one in eight (SAMPLE_EVERY) is timed, as the Python path does:
+ * the first, then every eighth. */
+static void
+direct_count(ConnObject *c)
+{
+    if (c->stats_of == NULL)
+        return;
+    if (c->last_stats == NULL) {
+        c->last_stats = PyObject_CallOneArg(c->stats_of, c->last_func);
+        if (c->last_stats == NULL) {
+            PyErr_WriteUnraisable(c->stats_of);
+            return;
+        }
+    }
+    PyObject *stats = c->last_stats;
+    if (stats == Py_None)
+        return;
+    if (c->stats_base < 0) {
+        PyObject *calls = PyObject_GetAttr(stats, str_calls);
+        long long n = calls != NULL ? PyLong_AsLongLong(calls) : -1;
+        Py_XDECREF(calls);
+        if (n < 0) {
+            PyErr_WriteUnraisable(stats);
+            return;
+        }
+        c->stats_base = n;
+        c->stats_pending = 0;
+    }
+    long long n = c->stats_base + c->stats_pending++;
+    if (n & 7)
+        return;
+    PyObject *seconds = PyFloat_FromDouble(monotonic_now() - c->read_started);
+    PyObject *r = seconds != NULL ? PyObject_CallMethodOneArg(stats, str_observe, seconds) : NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable(stats);
+    Py_XDECREF(r);
+    Py_XDECREF(seconds);
+}
+
+/* The function of a call frame's name, if it is one answered here (borrowed; NULL: not). */
+static PyObject *
+direct_function(ConnObject *c, const char *name, Py_ssize_t n)
+{
+    Py_ssize_t last_n;
+    const char *last = c->last_func != NULL ? PyUnicode_AsUTF8AndSize(c->last_func, &last_n) : NULL;
+    if (last == NULL || last_n != n || memcmp(last, name, n) != 0) {
+        PyObject *func = PyUnicode_DecodeUTF8(name, n, NULL);
+        if (func == NULL)
+            return NULL;
+        direct_settle(c);
+        Py_XSETREF(c->last_func, func);
+        Py_CLEAR(c->last_stats);
+    }
+    return PyDict_GetItemWithError(c->direct, c->last_func);
+}
+
+/* Answer the frame `body` here if it is a call of a function in the table: 1 when it was taken
+ * (answered, or called and handed to aside()), 0 when it goes to Python untouched. Called on the
+ * bytes as read, before any bytes object is made for them. */
+static int
+try_direct(ConnObject *c, const unsigned char *body, Py_ssize_t size)
+{
+    if (c->direct == NULL || c->receiver == NULL || c->batch != NULL || c->fd < 0
+        || c->send_exc != NULL || PyDict_GET_SIZE(c->direct) == 0
+        || c->out_end - c->out_start > c->high_water)
+        return 0;
+    if (size < 6 || body[0] != 0x95 || body[1] != WIRE_KIND_CALL) /* [2, ...] of five: a call */
+        return 0;
+    MpReader r = {body + 2, body + size};
+    /* The id goes back in the reply as it came: an unsigned int. */
+    const unsigned char *id = r.p;
+    unsigned char tag = *r.p++;
+    if (tag >= 0xcc && tag <= 0xcf) {
+        int n = 1 << (tag - 0xcc);
+        if (r.end - r.p < n)
+            return 0;
+        r.p += n;
+    }
+    else if (tag > 0x7f)
+        return 0;
+    Py_ssize_t id_len = r.p - id;
+    if (r.p >= r.end)
+        return 0;
+    tag = *r.p++;
+    Py_ssize_t name_n = tag >= 0xa0 && tag <= 0xbf ? tag & 0x1f : tag == 0xd9 ? mp_len(&r, 1) : -1;
+    if (name_n < 0 || r.end - r.p < name_n)
+        return 0;
+    const char *name = (const char *)r.p;
+    r.p += name_n;
+    if (r.p >= r.end)
+        return 0;
+    tag = *r.p++;
+    Py_ssize_t nargs = tag >= 0x90 && tag <= 0x9f ? tag & 0x0f : tag == 0xdc ? mp_len(&r, 2) : -1;
+    if (nargs < 0 || nargs > DIRECT_MAX_ARGS)
+        return 0;
+    PyObject *fn = direct_function(c, name, name_n);
+    if (fn == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *args[DIRECT_MAX_ARGS];
+    Py_ssize_t have = 0;
+    while (have < nargs && (args[have] = mp_decode(&r, 1)) != NULL)
+        have++;
+    int ok = have == nargs && r.p < r.end;
+    if (ok && *r.p == 0xc0)
+        r.p++;
+    else if (ok && ((*r.p >= 0x80 && *r.p <= 0x8f) || *r.p == 0xde || *r.p == 0xdf)) {
+        /* The metadata (a budget, a request id) means nothing to a synchronous function, but it
+         * must decode as Python would decode it. */
+        PyObject *meta = mp_decode(&r, 0);
+        ok = meta != NULL;
+        Py_XDECREF(meta);
+    }
+    else
+        ok = 0;
+    if (!ok || r.p != r.end) {
+        PyErr_Clear();
+        for (Py_ssize_t i = 0; i < have; i++)
+            Py_DECREF(args[i]);
+        return 0;
+    }
+    if (c->read_started == 0.0)
+        c->read_started = monotonic_now();
+    Py_INCREF(fn); /* the call may change the table */
+    PyObject *result = PyObject_Vectorcall(fn, args, nargs, NULL);
+    Py_DECREF(fn);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        Py_DECREF(args[i]);
+    c->direct_calls++;
+    c->direct_in += size;
+    if (result == NULL) {
+        PyObject *exc = take_exception();
+        direct_aside(c, body, size, exc != NULL ? exc : Py_None, 1);
+        Py_XDECREF(exc);
+        return 1;
+    }
+    if (c->fd < 0) { /* the function ended the connection: nobody to answer */
+        Py_DECREF(result);
+        return 1;
+    }
+    MpBuf *out = &direct_out;
+    out->len = 0;
+    static const unsigned char reply_head[2] = {0x93, WIRE_KIND_REPLY};
+    int encoded = !PyCoro_CheckExact(result) && mp_put(out, reply_head, 2) == 0
+                  && mp_put(out, id, id_len) == 0 && mp_encode(out, result, 0) == 0
+                  && out->len <= (Py_ssize_t)c->peer_max_frame;
+    if (!encoded) {
+        PyErr_Clear();
+        direct_aside(c, body, size, result, 0);
+        Py_DECREF(result);
+        return 1;
+    }
+    Py_DECREF(result);
+    if (append_out(c, out->data, out->len, 1) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    c->direct_out += out->len;
+    direct_count(c);
+    if (c->out_end - c->out_start >= DIRECT_FLUSH_BYTES && !(c->events & EPOLLOUT))
+        flush_conn(c);
+    return 1;
 }
 
 /* A packet arrived: hand it to whoever waits for it, or queue it. Steals `packet`. */
@@ -659,7 +923,11 @@ body_took(ConnObject *c, Py_ssize_t n)
     stage_trim(c);
     if (p == NULL)
         return input_lost(c);
-    deliver(c, p);
+    if (c->direct != NULL
+        && try_direct(c, (const unsigned char *)PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p)))
+        Py_DECREF(p);
+    else
+        deliver(c, p);
     return 0;
 }
 
@@ -708,6 +976,10 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
             return -1;
         }
         if ((Py_ssize_t)size <= n - pos) {
+            if (c->direct != NULL && try_direct(c, data + pos, size)) {
+                pos += size;
+                continue;
+            }
             PyObject *p = PyBytes_FromStringAndSize((const char *)data + pos, size);
             if (p == NULL)
                 return input_lost(c);
@@ -723,6 +995,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
 static void
 read_once(ConnObject *c, char *scratch)
 {
+    c->read_started = 0.0;
     char *buf = scratch;
     Py_ssize_t cap = SCRATCH_SIZE;
     int direct = 0;
@@ -1148,8 +1421,10 @@ static PyObject *
 conn_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     ConnObject *c = (ConnObject *)type->tp_alloc(type, 0);
-    if (c != NULL)
+    if (c != NULL) {
         c->fd = -1;
+        c->stats_base = -1;
+    }
     return (PyObject *)c;
 }
 
@@ -1167,6 +1442,11 @@ conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->context);
     Py_VISIT(c->receiver);
     Py_VISIT(c->batch);
+    Py_VISIT(c->direct);
+    Py_VISIT(c->stats_of);
+    Py_VISIT(c->aside);
+    Py_VISIT(c->last_func);
+    Py_VISIT(c->last_stats);
     Py_VISIT(c->dict);
     return 0;
 }
@@ -1184,6 +1464,11 @@ conn_clear(ConnObject *c)
     Py_CLEAR(c->context);
     Py_CLEAR(c->receiver);
     Py_CLEAR(c->batch);
+    Py_CLEAR(c->direct);
+    Py_CLEAR(c->stats_of);
+    Py_CLEAR(c->aside);
+    Py_CLEAR(c->last_func);
+    Py_CLEAR(c->last_stats);
     Py_CLEAR(c->dict);
     return 0;
 }
@@ -1398,8 +1683,15 @@ conn_detach(ConnObject *c, PyObject *unused)
     out_reset(c);
     c->want_drain = 0;
     body_reset(c);
-    /* The receiver is usually the handler of the object that owns this Conn: a cycle. */
+    /* The receiver is usually the handler of the object that owns this Conn: a cycle (and so
+     * are the direct-call hooks, bound to the session). */
     Py_CLEAR(c->receiver);
+    Py_CLEAR(c->direct);
+    Py_CLEAR(c->stats_of);
+    Py_CLEAR(c->aside);
+    direct_settle(c);
+    Py_CLEAR(c->last_func);
+    Py_CLEAR(c->last_stats);
     if (registered)
         drop_epoll_ref(c, fd); /* last: may release c */
     Py_RETURN_NONE;
@@ -1495,6 +1787,50 @@ conn_set_receiver(ConnObject *c, PyObject *callback)
     }
     Py_XSETREF(c->receiver, callback == Py_None ? NULL : Py_NewRef(callback));
     Py_RETURN_NONE;
+}
+
+/* serve_direct(table, stats_of, aside, peer_max_frame): answer calls of the functions in `table`
+ * here (see "direct calls"); serve_direct(None) stops. The table is read at each call, so its
+ * owner may change it at any time. */
+static PyObject *
+conn_serve_direct(ConnObject *c, PyObject *args)
+{
+    PyObject *table, *stats_of = Py_None, *aside = Py_None;
+    unsigned long long peer_max_frame = MAX_BODY;
+    if (!PyArg_ParseTuple(args, "O|OOK", &table, &stats_of, &aside, &peer_max_frame))
+        return NULL;
+    if (table != Py_None && !PyDict_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "the table must be a dict or None");
+        return NULL;
+    }
+    if ((stats_of != Py_None && !PyCallable_Check(stats_of))
+        || (table != Py_None && !PyCallable_Check(aside))) {
+        PyErr_SetString(PyExc_TypeError, "stats_of must be callable or None, aside callable");
+        return NULL;
+    }
+    if (peer_max_frame == 0 || peer_max_frame > MAX_BODY) {
+        PyErr_Format(PyExc_ValueError, "peer_max_frame must be in 1..%u", MAX_BODY);
+        return NULL;
+    }
+    int on = table != Py_None;
+    Py_XSETREF(c->direct, on ? Py_NewRef(table) : NULL);
+    Py_XSETREF(c->stats_of, on && stats_of != Py_None ? Py_NewRef(stats_of) : NULL);
+    Py_XSETREF(c->aside, on ? Py_NewRef(aside) : NULL);
+    direct_settle(c);
+    Py_CLEAR(c->last_func);
+    Py_CLEAR(c->last_stats);
+    c->peer_max_frame = (uint32_t)peer_max_frame;
+    Py_RETURN_NONE;
+}
+
+/* take_direct_counts() -> (calls, bytes in, bytes out) answered here since the last take. */
+static PyObject *
+conn_take_direct_counts(ConnObject *c, PyObject *unused)
+{
+    PyObject *r = Py_BuildValue("(KKK)", c->direct_calls, c->direct_in, c->direct_out);
+    if (r != NULL)
+        c->direct_calls = c->direct_in = c->direct_out = 0;
+    return r;
 }
 
 /* write(data) -> bool: send bytes that already carry their frame headers (what the socket does
@@ -1614,6 +1950,8 @@ static PyMethodDef conn_methods[] = {
     {"unpark", (PyCFunction)conn_unpark, METH_NOARGS, "stop the fiber's wait in recv()"},
     {"end_fiber", (PyCFunction)conn_end_fiber, METH_NOARGS, "forget the fiber"},
     {"set_receiver", (PyCFunction)conn_set_receiver, METH_O, "session mode: frames go to callback(list)"},
+    {"serve_direct", (PyCFunction)conn_serve_direct, METH_VARARGS, "answer calls of these functions in C"},
+    {"take_direct_counts", (PyCFunction)conn_take_direct_counts, METH_NOARGS, "(calls, in, out) since the last take"},
     {"write", (PyCFunction)conn_write, METH_O, "queue framed bytes; True: over the high-water mark"},
     {"pause_reading", (PyCFunction)conn_pause_reading, METH_NOARGS, "stop reading"},
     {"resume_reading", (PyCFunction)conn_resume_reading, METH_NOARGS, "read again"},
@@ -1861,6 +2199,8 @@ PyInit__native(void)
     INTERN(str_set_exception, "set_exception");
     INTERN(str_done, "done");
     INTERN(str_blocking, "_asyncio_future_blocking");
+    INTERN(str_calls, "calls");
+    INTERN(str_observe, "observe");
     Park = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     Done = PyType_GenericAlloc(&DoneType, 0);
     if (Park == NULL || Done == NULL)
@@ -1881,7 +2221,9 @@ PyInit__native(void)
         PyModule_AddIntConstant(m, "STEP_YIELD", STEP_YIELD) < 0 ||
         PyModule_AddIntConstant(m, "STEP_RETURN", STEP_RETURN) < 0 ||
         PyModule_AddIntConstant(m, "STEP_RAISE", STEP_RAISE) < 0 ||
-        PyModule_AddIntConstant(m, "STEP_PARKED", STEP_PARKED) < 0) {
+        PyModule_AddIntConstant(m, "STEP_PARKED", STEP_PARKED) < 0 ||
+        PyModule_AddIntConstant(m, "WIRE_KIND_CALL", WIRE_KIND_CALL) < 0 ||
+        PyModule_AddIntConstant(m, "WIRE_KIND_REPLY", WIRE_KIND_REPLY) < 0) {
         Py_DECREF(m);
         return NULL;
     }

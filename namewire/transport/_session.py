@@ -82,6 +82,7 @@ class Session:
         "_closed",
         "_closing",
         "_conn",
+        "_direct_counts",
         "_drain_waiters",
         "_flush_scheduled",
         "_handler",
@@ -99,6 +100,7 @@ class Session:
         "_unflushed",
         "_write_paused",
         "close_reason",
+        "direct_calls",
         "metrics",
         "on_lost",
         "origin",
@@ -183,6 +185,9 @@ class Session:
         self.running: dict[int, asyncio.Task[Any]] = {}
         # Called once the stream is gone (a listener counting its open connections).
         self.on_lost: Callable[[], None] | None = None
+        # The stream's count of calls it answered itself (`serve_directly`), while it does.
+        self._direct_counts: Callable[[], tuple[int, int, int]] | None = None
+        self.direct_calls = 0  # calls it answered so far (read through `connection`)
 
     def attach(self, stream: Stream) -> None:
         """Run over ``stream`` (connected); our hello, if we speak first, leaves at once."""
@@ -221,8 +226,28 @@ class Session:
 
     @property
     def connection(self) -> RpcConnection:
-        """The protocol state (read-only use: counters, the peer's window)."""
+        """The protocol state (read-only use: counters, the peer's window), with the calls the
+        stream answered itself counted in."""
+        if self._direct_counts is not None:
+            self._fold_direct()
         return self._conn
+
+    def serve_directly(
+        self,
+        table: dict[str, Callable[..., Any]],
+        stats_of: Callable[[str], CallStats] | None,
+        aside: Callable[[bytes, Any, bool, float], None],
+    ) -> bool:
+        """Let the stream answer calls of the functions in ``table`` itself, when it can (the C
+        reactor, msgpack): each call is counted in ``stats_of(func)``, and one the stream cannot
+        answer after calling the function goes to ``aside(body, outcome, failed, started)``.
+        The owner may change ``table`` at any time; False when the stream cannot do this."""
+        serve = getattr(self._stream, "serve_direct", None)
+        if serve is None or self._conn.codec != "msgpack" or not self._conn.is_open:
+            return False
+        serve(table, stats_of, aside, self._conn.peer_max_frame)
+        self._direct_counts = self._stream.take_direct_counts  # type: ignore[union-attr]
+        return True
 
     async def wait_open(self) -> None:
         """Wait for the peer's hello; raise `PeerLost` if the connection ends first."""
@@ -420,7 +445,8 @@ class Session:
         reason = self.close_reason if self._closing and self.close_reason is not None else exc
         self._closing = self._lost = True
         self.close_reason = reason
-        conn = self._conn
+        conn = self.connection  # with the direct calls' counts, for the last time
+        self._direct_counts = None
         conn.connection_lost(reason)
         self._dispatch(conn.events_received())
         if self._timer is not None:
@@ -585,7 +611,7 @@ class Session:
 
     def _on_timer(self) -> None:
         self._timer = None
-        conn = self._conn
+        conn = self.connection  # calls answered directly were heard from the peer too
         conn.handle_timeout()
         self._dispatch(conn.events_received())
         if not self._closing:
@@ -630,6 +656,16 @@ class Session:
         ):
             self._reading_held = True
             stream.pause_reading()
+
+    def _fold_direct(self) -> None:
+        assert self._direct_counts is not None
+        calls, received, sent = self._direct_counts()
+        if calls:
+            self.direct_calls += calls
+            conn = self._conn
+            conn.bytes_received += received
+            conn.bytes_sent += sent
+            conn.last_received = self._loop.time()
 
     def _describe(self) -> str:
         if self.peer_name:

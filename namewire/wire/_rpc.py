@@ -293,6 +293,11 @@ class RpcConnection:
         return self._codec.name if self._codec is not None else None
 
     @property
+    def peer_max_frame(self) -> int:
+        """The largest frame body the peer accepts (known once its hello arrived)."""
+        return self._peer_max_frame
+
+    @property
     def is_open(self) -> bool:
         """The peer's hello has arrived and the connection has not ended."""
         return self.peer is not None and not self._ended

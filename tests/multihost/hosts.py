@@ -168,10 +168,26 @@ def make_hosts(count: int = 3) -> Hosts:
     return hosts
 
 
+# Reachable: a TCP connect to a closed port is refused (a reset came back), not timed out. A
+# probe in Python rather than ping, which a minimal Debian (and so a fresh CI machine) lacks.
+_PROBE = """
+import socket, sys
+s = socket.socket()
+s.settimeout(1)
+try:
+    s.connect((sys.argv[1], 9))
+except ConnectionRefusedError:
+    sys.exit(0)
+except OSError:
+    sys.exit(1)
+sys.exit(0)
+"""
+
+
 def wait_reachable(hosts: Sequence[Host], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     for host in hosts[1:]:
-        while hosts[0].sh("ping", "-c1", "-W1", host.address, check=False).returncode != 0:
+        while hosts[0].sh(sys.executable, "-c", _PROBE, host.address, check=False).returncode != 0:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{host.name} ({host.address}) unreachable from {hosts[0].name}")
             time.sleep(0.1)
