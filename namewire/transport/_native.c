@@ -140,6 +140,8 @@ struct ConnObject {
     uint32_t peer_max_frame;
     double read_started;  /* CLOCK_MONOTONIC (perf_counter) at the read's first direct call */
     unsigned long long direct_calls, direct_in, direct_out;
+    PyObject *pending;    /* matched replies: the core's table of calls made, id -> (future, ...) */
+    unsigned long long direct_replies;
     int finished;      /* no packet will be queued any more */
     PyObject *recv_exc; /* raised by recv() once finished and drained */
     PyObject *send_exc; /* raised by send() */
@@ -506,7 +508,7 @@ set_paused(ConnObject *c, int paused)
 }
 
 static void direct_settle(ConnObject *c);
-static int try_direct(ConnObject *c, const unsigned char *body, Py_ssize_t size);
+static int try_shortcut(ConnObject *c, const unsigned char *body, Py_ssize_t size);
 
 /* Session mode: hand the frames cut from one read to the receiver, as one list (one call per
  * read instead of one per frame; the list becomes the receiver's). */
@@ -666,8 +668,7 @@ direct_function(ConnObject *c, const char *name, Py_ssize_t n)
 static int
 try_direct(ConnObject *c, const unsigned char *body, Py_ssize_t size)
 {
-    if (c->direct == NULL || c->receiver == NULL || c->batch != NULL || c->fd < 0
-        || c->send_exc != NULL || PyDict_GET_SIZE(c->direct) == 0
+    if (c->fd < 0 || c->send_exc != NULL || PyDict_GET_SIZE(c->direct) == 0
         || c->out_end - c->out_start > c->high_water)
         return 0;
     if (size < 6 || body[0] != 0x95 || body[1] != WIRE_KIND_CALL) /* [2, ...] of five: a call */
@@ -765,6 +766,78 @@ try_direct(ConnObject *c, const unsigned char *body, Py_ssize_t size)
     if (c->out_end - c->out_start >= DIRECT_FLUSH_BYTES && !(c->events & EPOLLOUT))
         flush_conn(c);
     return 1;
+}
+
+/* A reply [3, id, result] to a call of ours, matched here: the call's entry leaves the core's
+ * pending table and its future gets the result, as RpcConnection._receive and Session._dispatch
+ * would do. 1 when taken; 0 (nothing changed) for anything else, an id not pending included. */
+static int
+try_reply(ConnObject *c, const unsigned char *body, Py_ssize_t size)
+{
+    if (size < 4 || body[0] != 0x93 || body[1] != WIRE_KIND_REPLY)
+        return 0;
+    MpReader r = {body + 2, body + size};
+    unsigned char tag = *r.p++;
+    uint64_t id;
+    if (tag <= 0x7f)
+        id = tag;
+    else if (tag >= 0xcc && tag <= 0xcf) {
+        int n = 1 << (tag - 0xcc);
+        if (r.end - r.p < n)
+            return 0;
+        id = mp_be(r.p, n);
+        r.p += n;
+    }
+    else
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong(id);
+    if (key == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *entry = PyDict_GetItemWithError(c->pending, key);
+    if (entry == NULL || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 1) {
+        PyErr_Clear();
+        Py_DECREF(key);
+        return 0;
+    }
+    PyObject *result = mp_decode(&r, 0);
+    if (result == NULL || r.p != r.end) {
+        PyErr_Clear();
+        Py_XDECREF(result);
+        Py_DECREF(key);
+        return 0;
+    }
+    PyObject *fut = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
+    if (PyDict_DelItem(c->pending, key) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_DECREF(key);
+    c->direct_replies++;
+    c->direct_in += size;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
+    int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    if (is_done == 0) {
+        PyObject *rr = PyObject_CallMethodOneArg(fut, str_set_result, result);
+        Py_XDECREF(rr);
+    }
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(fut);
+    Py_DECREF(fut);
+    Py_DECREF(result);
+    return 1;
+}
+
+/* A frame the reactor may handle itself (session mode): a reply matched, or a call answered.
+ * Never once a frame of this read went to Python: order is kept. */
+static int
+try_shortcut(ConnObject *c, const unsigned char *body, Py_ssize_t size)
+{
+    if (c->batch != NULL)
+        return 0;
+    if (c->pending != NULL && try_reply(c, body, size))
+        return 1;
+    return c->direct != NULL && try_direct(c, body, size);
 }
 
 /* A packet arrived: hand it to whoever waits for it, or queue it. Steals `packet`. */
@@ -923,8 +996,8 @@ body_took(ConnObject *c, Py_ssize_t n)
     stage_trim(c);
     if (p == NULL)
         return input_lost(c);
-    if (c->direct != NULL
-        && try_direct(c, (const unsigned char *)PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p)))
+    if (c->receiver != NULL
+        && try_shortcut(c, (const unsigned char *)PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p)))
         Py_DECREF(p);
     else
         deliver(c, p);
@@ -976,7 +1049,7 @@ feed(ConnObject *c, const unsigned char *data, Py_ssize_t n)
             return -1;
         }
         if ((Py_ssize_t)size <= n - pos) {
-            if (c->direct != NULL && try_direct(c, data + pos, size)) {
+            if (c->receiver != NULL && try_shortcut(c, data + pos, size)) {
                 pos += size;
                 continue;
             }
@@ -1447,6 +1520,7 @@ conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->aside);
     Py_VISIT(c->last_func);
     Py_VISIT(c->last_stats);
+    Py_VISIT(c->pending);
     Py_VISIT(c->dict);
     return 0;
 }
@@ -1469,6 +1543,7 @@ conn_clear(ConnObject *c)
     Py_CLEAR(c->aside);
     Py_CLEAR(c->last_func);
     Py_CLEAR(c->last_stats);
+    Py_CLEAR(c->pending);
     Py_CLEAR(c->dict);
     return 0;
 }
@@ -1689,6 +1764,7 @@ conn_detach(ConnObject *c, PyObject *unused)
     Py_CLEAR(c->direct);
     Py_CLEAR(c->stats_of);
     Py_CLEAR(c->aside);
+    Py_CLEAR(c->pending);
     direct_settle(c);
     Py_CLEAR(c->last_func);
     Py_CLEAR(c->last_stats);
@@ -1823,14 +1899,29 @@ conn_serve_direct(ConnObject *c, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* take_direct_counts() -> (calls, bytes in, bytes out) answered here since the last take. */
+/* take_direct_counts() -> (calls answered, replies matched, bytes in, bytes out) here since the
+ * last take. */
 static PyObject *
 conn_take_direct_counts(ConnObject *c, PyObject *unused)
 {
-    PyObject *r = Py_BuildValue("(KKK)", c->direct_calls, c->direct_in, c->direct_out);
+    PyObject *r = Py_BuildValue("(KKKK)", c->direct_calls, c->direct_replies, c->direct_in,
+                                c->direct_out);
     if (r != NULL)
-        c->direct_calls = c->direct_in = c->direct_out = 0;
+        c->direct_calls = c->direct_replies = c->direct_in = c->direct_out = 0;
     return r;
+}
+
+/* match_replies(pending): match replies here against the core's table of calls made (a dict
+ * id -> (future, ...); see try_reply); match_replies(None) stops. */
+static PyObject *
+conn_match_replies(ConnObject *c, PyObject *pending)
+{
+    if (pending != Py_None && !PyDict_CheckExact(pending)) {
+        PyErr_SetString(PyExc_TypeError, "pending must be a dict or None");
+        return NULL;
+    }
+    Py_XSETREF(c->pending, pending == Py_None ? NULL : Py_NewRef(pending));
+    Py_RETURN_NONE;
 }
 
 /* write(data) -> bool: send bytes that already carry their frame headers (what the socket does
@@ -1951,6 +2042,7 @@ static PyMethodDef conn_methods[] = {
     {"end_fiber", (PyCFunction)conn_end_fiber, METH_NOARGS, "forget the fiber"},
     {"set_receiver", (PyCFunction)conn_set_receiver, METH_O, "session mode: frames go to callback(list)"},
     {"serve_direct", (PyCFunction)conn_serve_direct, METH_VARARGS, "answer calls of these functions in C"},
+    {"match_replies", (PyCFunction)conn_match_replies, METH_O, "match replies against this table"},
     {"take_direct_counts", (PyCFunction)conn_take_direct_counts, METH_NOARGS, "(calls, in, out) since the last take"},
     {"write", (PyCFunction)conn_write, METH_O, "queue framed bytes; True: over the high-water mark"},
     {"pause_reading", (PyCFunction)conn_pause_reading, METH_NOARGS, "stop reading"},

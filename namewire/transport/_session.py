@@ -101,6 +101,7 @@ class Session:
         "_write_paused",
         "close_reason",
         "direct_calls",
+        "direct_replies",
         "metrics",
         "on_lost",
         "origin",
@@ -168,8 +169,8 @@ class Session:
         self.origin = origin
         # Where calls made on this session are counted (None: not counted); set by the owner.
         self.metrics: Metrics | None = None
-        # perf_counter() at the last read, taken once per read while counting: the end of the
-        # calls it answers and the start of the calls it brings, one clock read per batch.
+        # perf_counter() at the last read, taken once per read while counting: the start of the
+        # calls it brings, one clock read per batch.
         self.read_at = 0.0
         # The histograms of this session's calls, by function, resolved from `metrics` at each
         # function's first call (made here; served: filled by the owner). None until then: an idle
@@ -185,9 +186,11 @@ class Session:
         self.running: dict[int, asyncio.Task[Any]] = {}
         # Called once the stream is gone (a listener counting its open connections).
         self.on_lost: Callable[[], None] | None = None
-        # The stream's count of calls it answered itself (`serve_directly`), while it does.
-        self._direct_counts: Callable[[], tuple[int, int, int]] | None = None
+        # The stream's count of the calls it answered and the replies it matched itself
+        # (`serve_directly`, `_hello_received`), while it does.
+        self._direct_counts: Callable[[], tuple[int, int, int, int]] | None = None
         self.direct_calls = 0  # calls it answered so far (read through `connection`)
+        self.direct_replies = 0  # replies to our calls it matched so far (the same)
 
     def attach(self, stream: Stream) -> None:
         """Run over ``stream`` (connected); our hello, if we speak first, leaves at once."""
@@ -248,6 +251,14 @@ class Session:
         serve(table, stats_of, aside, self._conn.peer_max_frame)
         self._direct_counts = self._stream.take_direct_counts  # type: ignore[union-attr]
         return True
+
+    def _match_replies_in_stream(self) -> None:
+        """On the C reactor, replies to our calls are matched as they are read: the entry leaves
+        the core's pending table and the future gets its result, with no Python in between."""
+        match = getattr(self._stream, "match_replies", None)
+        if match is not None and self._conn.codec == "msgpack":
+            match(self._conn.pending_calls)
+            self._direct_counts = self._stream.take_direct_counts  # type: ignore[union-attr]
 
     async def wait_open(self) -> None:
         """Wait for the peer's hello; raise `PeerLost` if the connection ends first."""
@@ -333,9 +344,9 @@ class Session:
                                     outcome_of(exc), str(exc), trace, stats=stats)
             raise
         if started and stats is not None:
-            # Ends at the read that brought the answer (or a later one, if other reads ran
-            # before this task resumed): the round trip as the caller sees it, one clock read less.
-            stats.observe(self.read_at - started)
+            # The round trip as the caller sees it (the reply may have been matched in C, with no
+            # read time taken in Python).
+            stats.observe(perf_counter() - started)
         return result
 
     async def send_msg(self, payload: Any) -> None:
@@ -512,6 +523,7 @@ class Session:
             self._timer = None
             self._arm()
         self.peer_info = opened.info
+        self._match_replies_in_stream()
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
         self._handler.session_opened(self)
@@ -659,9 +671,10 @@ class Session:
 
     def _fold_direct(self) -> None:
         assert self._direct_counts is not None
-        calls, received, sent = self._direct_counts()
-        if calls:
+        calls, replies, received, sent = self._direct_counts()
+        if calls or replies:
             self.direct_calls += calls
+            self.direct_replies += replies
             conn = self._conn
             conn.bytes_received += received
             conn.bytes_sent += sent

@@ -293,6 +293,13 @@ class RpcConnection:
         return self._codec.name if self._codec is not None else None
 
     @property
+    def pending_calls(self) -> dict[int, tuple[Any, str, float, bool]]:
+        """The calls made and not answered yet: id -> (handle, func, timeout, inherited). A stream
+        that matches replies itself (the C reactor) pops the answered ones from this very dict, as
+        `receive_frames` would; it stays the same dict for the connection's life."""
+        return self._pending
+
+    @property
     def peer_max_frame(self) -> int:
         """The largest frame body the peer accepts (known once its hello arrived)."""
         return self._peer_max_frame
@@ -681,7 +688,8 @@ class RpcConnection:
             return
         self._ended = True
         self.end_reason = why
-        pending, self._pending = self._pending, {}
+        pending = self._pending.copy()
+        self._pending.clear()  # the same dict: a stream matching replies holds it
         events = self._events
         address = self.origin or None
         for handle, func, _, _ in pending.values():

@@ -266,3 +266,93 @@ def test_the_c_side_knows_the_envelope_kinds() -> None:
     from namewire.transport import _native
 
     assert (_native.WIRE_KIND_CALL, _native.WIRE_KIND_REPLY) == (KIND_CALL, KIND_REPLY)
+
+
+def direct_replies(node: namewire.Node) -> int:
+    """Replies to the node's own calls its connections matched themselves."""
+    total = 0
+    for session in node._routes.sessions:
+        session.connection  # noqa: B018 -- folds the stream's counts in
+        total += session.direct_replies
+    return total
+
+
+async def test_a_caller_gets_the_same_results_when_replies_are_matched_in_c(
+    procs: Processes,
+) -> None:
+    ns, _ = procs.nameservice()
+    node, _ = server_node()
+    caller = namewire.Node("Matcher")
+    async with (
+        node.serve(nameservice=ns, listen="tcp://127.0.0.1:0", unix=False, grace=0),
+        caller.serve(nameservice=ns, listen=None, grace=0),
+    ):
+        await wait_for_name(caller, "Direct")
+        # Every value at once: replies arrive many to a read, some the C decoder leaves to Python.
+        results = await asyncio.gather(*(caller.rpc_call("Direct", "echo", v) for v in VALUES))
+        for value, result in zip(VALUES, results, strict=True):
+            assert result == msgpack.unpackb(msgpack.packb(value), raw=False,
+                                             strict_map_key=False)
+        assert len(VALUES) - 1 <= direct_replies(caller) <= len(VALUES)  # 40 deep: Python's
+        # An error envelope is not a reply: it still fails the call, in Python.
+        with pytest.raises(namewire.RemoteError, match="ValueError"):
+            await caller.rpc_call("Direct", "boom", "no")
+        assert caller.metrics.made_stats("Direct", "echo").calls == len(VALUES)
+        (session,) = [s for s in caller._routes.sessions if s.peer_name == "Direct"]
+        assert session.connection.pending_calls == {}
+
+
+async def test_a_late_reply_to_a_timed_out_call_is_dropped(
+    procs: Processes, caplog: pytest.LogCaptureFixture
+) -> None:
+    ns, _ = procs.nameservice()
+    node = namewire.Node("Slow")
+    release = asyncio.Event()
+
+    @node.function
+    async def slow() -> str:
+        await release.wait()
+        return "late"
+
+    @node.function
+    def quick(x: int) -> int:
+        return x + 1
+
+    caller = namewire.Node("Impatient")
+    async with (
+        node.serve(nameservice=ns, listen="tcp://127.0.0.1:0", unix=False, grace=0),
+        caller.serve(nameservice=ns, listen=None, grace=0),
+    ):
+        await wait_for_name(caller, "Slow")
+        with pytest.raises(namewire.CallTimeout):
+            await caller.rpc_call("Slow", "slow", timeout=0.1)
+        # The timeout cancels the remote call; a reply already on its way must not be taken for
+        # another call's, nor fail the connection.
+        release.set()
+        assert [await caller.rpc_call("Slow", "quick", i) for i in range(50)] == list(range(1, 51))
+        (session,) = [s for s in caller._routes.sessions if s.peer_name == "Slow"]
+        assert session.connection.pending_calls == {} and session.connection.is_open
+        assert direct_replies(caller) >= 50
+
+
+async def test_calls_in_flight_fail_when_the_callee_vanishes(procs: Processes) -> None:
+    ns, _ = procs.nameservice()
+    node = namewire.Node("Doomed")
+    never = asyncio.Event()
+
+    @node.function
+    async def hang() -> None:
+        await never.wait()
+
+    caller = namewire.Node("Left")
+    async with caller.serve(nameservice=ns, listen=None, grace=0):
+        async with node.serve(nameservice=ns, listen="tcp://127.0.0.1:0", unix=False, grace=0):
+            await wait_for_name(caller, "Doomed")
+            calls = [asyncio.ensure_future(caller.rpc_call("Doomed", "hang", timeout=30))
+                     for _ in range(20)]
+            await asyncio.sleep(0.2)
+            (session,) = [s for s in caller._routes.sessions if s.peer_name == "Doomed"]
+            assert len(session.connection.pending_calls) == 20
+        done = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        assert all(isinstance(e, namewire.PeerLost) for e in done), done
+        assert session.connection.pending_calls == {}
