@@ -14,6 +14,14 @@ README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
 # Sections this module lays out itself; any other is shown as a generic table.
 KNOWN_SECTIONS = ("echo", "rpc", "capacity", "memory", "logging")
+SCRIPT_TITLES = {
+    "turns": "Both sides busy: early writes against one write per turn (bench/turns.py)",
+    "metrics": "Metrics on against off, Plus by name (bench/metrics_overhead.py)",
+    "db": "Databases (bench/db_bench.py; docs/db.md)",
+    "tls": "RPC over tls:// beside tcp:// (bench/tls_rpc.py; docs/security.md)",
+    "handshakes": "Handshakes and echo over TLS (bench/tls_handshakes.py; docs/security.md)",
+    "workers": "Workers (bench/workers_bench.py; docs/workers.md)",
+}
 # Share of a CPU that other work may take during a point before the point is flagged as noisy.
 NOISY_CPU = 0.25
 
@@ -331,25 +339,14 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append("")
         out.extend(_generic_table(logging))
         out.append("")
-    # Sections hooked in as scripts (run.py's `script_section`) have no layout of their own.
+    # Sections hooked in as scripts (run.py's `script_section`) have no layout of their own: a
+    # title, then their rows or fields as they gave them.
     for name in results.get("meta", {}).get("sections", []):
         if name not in KNOWN_SECTIONS and isinstance(results.get(name), dict):
-            out.append(f"### {name}")
+            out.append(f"### {SCRIPT_TITLES.get(name, name)}")
             out.append("")
             out.extend(_generic_table(results[name]))
             out.append("")
-
-    db = results.get("db")
-    if db:
-        out.append("### Databases (bench/db_bench.py; docs/db.md)")
-        out.append("")
-        out.extend(_generic_table(db))
-    workers = results.get("workers")
-    if workers:
-        out.append("### Workers (bench/workers_bench.py)")
-        out.append("")
-        out.extend(_generic_table(workers))
-        out.append("")
 
     versions = results.get("versions", {})
     if versions:
