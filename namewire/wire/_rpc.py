@@ -115,6 +115,17 @@ _PROVIDES = re.compile(r"\(it provides: (.*)\)$")
 _HEAP_SLACK = 256
 
 
+class _NoFifo(deque):  # type: ignore[type-arg]
+    """Every connection's FIFO of call deadlines until its first call on its usual timeout gives
+    it its own (`RpcConnection.call`). Shared, so filing a deadline in it is a bug, loudly."""
+
+    def append(self, entry: Any) -> None:
+        raise RuntimeError("a call deadline filed before the connection has its own FIFO")
+
+
+_NO_FIFO: deque[tuple[float, int]] = _NoFifo()
+
+
 class Authenticator(Protocol):
     """The handshake's authentication step. The default accepts every peer.
 
@@ -252,7 +263,9 @@ class RpcConnection:
         self._holding = codec is not None and bool(getattr(self._auth, "holds_output", False))
         self._hello_out = False
         self._codec: Codec | None = codec_named(codec) if codec is not None else None
-        self._decoder = FrameDecoder(max_frame, origin)
+        # Made at the first `receive_data`: streams that cut frames themselves (the C reactor, a
+        # WebSocket) never need one.
+        self._decoder: FrameDecoder | None = None
         self._clock = clock
         self._events: list[Event] = []
         self._out: list[bytes] = []
@@ -264,7 +277,9 @@ class RpcConnection:
         # Calls on the connection's usual timeout (the first one a call used with nothing
         # inherited; a node's call_timeout): their deadlines come in order, so a FIFO holds
         # them exactly, at a fraction of a heap push. Answered ones are dropped from its head.
-        self._fifo: deque[tuple[float, int]] = deque()
+        # Shared and empty until the first such call: a deque is 760 bytes, and most connections
+        # a server accepts never call back.
+        self._fifo: deque[tuple[float, int]] = _NO_FIFO
         self._fifo_timeout: float | None = None
         self._fifo_budget = 0  # the budget (ms) every call on _fifo_timeout carries
         self._cancel_grace = cancel_grace
@@ -323,7 +338,7 @@ class RpcConnection:
     @property
     def partial_bytes(self) -> int:
         """Bytes of a frame begun and not yet complete (`receive_data` streams only)."""
-        return self._decoder.buffered
+        return self._decoder.buffered if self._decoder is not None else 0
 
     @property
     def unacked(self) -> tuple[int, int]:
@@ -338,7 +353,8 @@ class RpcConnection:
     def set_origin(self, origin: str) -> None:
         """Name the peer's address in errors (an accepting side may learn it late)."""
         self.origin = origin
-        self._decoder.origin = origin
+        if self._decoder is not None:
+            self._decoder.origin = origin
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -347,8 +363,11 @@ class RpcConnection:
         if self._ended:
             return
         self.last_received = self._clock()
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = FrameDecoder(self.max_frame, self.origin)
         try:
-            bodies = self._decoder.feed(data)
+            bodies = decoder.feed(data)
         except ProtocolError as exc:
             self._end(exc, str(exc))
             return
@@ -441,6 +460,8 @@ class RpcConnection:
             # The common case (a timeout, nothing inherited): the budget is the timeout itself.
             due = self._clock() + timeout
             if timeout == self._fifo_timeout or self._fifo_timeout is None:
+                if self._fifo_timeout is None:
+                    self._fifo = deque()
                 self._fifo_timeout = timeout
                 self._fifo_budget = int(timeout * 1000)
                 in_order = True
