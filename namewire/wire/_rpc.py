@@ -253,7 +253,9 @@ class RpcConnection:
         self.bytes_sent = 0
         self.bytes_received = 0
         self._auth: Authenticator = auth if auth is not None else _NoAuth()
-        self._info = {**(info or {}), "max_frame": max_frame, "window": list(self.window)}
+        # The caller's own hello fields; the full hello is built when it is sent (`_hello_info`),
+        # so an idle connection keeps no copy of it.
+        self._info = dict(info) if info else None
         self.max_hello = max_hello
         # The handshake: its deadline, the accepting side's wait for a proof (the peer's first
         # hello, kept meanwhile), and the connecting side's output held behind its hello.
@@ -718,7 +720,8 @@ class RpcConnection:
         return codec.encode(item)
 
     def _hello_info(self) -> dict[str, Any]:
-        return {**self._info, **self._auth.hello_info()}
+        return {**(self._info or {}), "max_frame": self.max_frame, "window": list(self.window),
+                **self._auth.hello_info()}
 
     def _hello_only(self) -> list[bytes]:
         """While output is held (the peer has not proved itself yet): our hello alone, once."""
