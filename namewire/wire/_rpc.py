@@ -461,13 +461,10 @@ class RpcConnection:
         if deadline is None and timeout is not None and timeout > 0:
             # The common case (a timeout, nothing inherited): the budget is the timeout itself.
             due = self._clock() + timeout
-            if timeout == self._fifo_timeout or self._fifo_timeout is None:
-                if self._fifo_timeout is None:
-                    self._fifo = deque()
-                self._fifo_timeout = timeout
-                self._fifo_budget = int(timeout * 1000)
-                in_order = True
             budget_ms = int(timeout * 1000)  # rounded down
+            if self._fifo_timeout is None:  # the first: it becomes the usual timeout
+                self._fifo, self._fifo_timeout, self._fifo_budget = deque(), timeout, budget_ms
+            in_order = timeout == self._fifo_timeout
             meta = {"d": budget_ms, "r": request} if request is not None else {"d": budget_ms}
         elif timeout is not None or deadline is not None:
             now = self._clock()
@@ -492,8 +489,7 @@ class RpcConnection:
         call_id = self._next_id
         body = self._encode((KIND_CALL, call_id, func, args, meta))
         if len(body) > self._peer_max_frame:
-            raise MessageTooLarge(call_site("rpc_call", self.peer, func), len(body),
-                                  self._peer_max_frame)
+            raise self._call_too_large(func, len(body))
         self._next_id = call_id + 1
         pending = self._pending
         pending[call_id] = (handle, func, shown, inherited)
@@ -501,7 +497,7 @@ class RpcConnection:
             fifo = self._fifo
             fifo.append((due, call_id))  # type: ignore[arg-type]
             if len(fifo) > 2 * len(pending) + _HEAP_SLACK:
-                self._fifo = deque(entry for entry in fifo if entry[1] in pending)
+                self._prune_fifo()
         elif due is not None:
             heap = self._deadlines
             heapq.heappush(heap, (due, call_id))
@@ -525,18 +521,25 @@ class RpcConnection:
         )
         size = len(body)
         if size > self._peer_max_frame:
-            raise MessageTooLarge(call_site("rpc_call", self.peer, func), size,
-                                  self._peer_max_frame)
+            raise self._call_too_large(func, size)
         self._next_id = call_id + 1
         pending = self._pending
         pending[call_id] = (handle, func, timeout, False)
         fifo = self._fifo
         fifo.append((self._clock() + timeout, call_id))
         if len(fifo) > 2 * len(pending) + _HEAP_SLACK:
-            self._fifo = deque(entry for entry in fifo if entry[1] in pending)
+            self._prune_fifo()
         self._out.append(body)
         self.queued_bytes += size
         return call_id
+
+    def _call_too_large(self, func: str, size: int) -> MessageTooLarge:
+        return MessageTooLarge(call_site("rpc_call", self.peer, func), size, self._peer_max_frame)
+
+    def _prune_fifo(self) -> None:
+        """Let go of answered calls' deadlines once they outnumber the pending ones."""
+        pending = self._pending
+        self._fifo = deque(entry for entry in self._fifo if entry[1] in pending)
 
     def cancel(self, call_id: int) -> Any:
         """The caller gave up on ``call_id``: forget it and tell the peer (which cancels the running
